@@ -1,0 +1,2 @@
+"""GeoLink backend."""
+__version__ = "0.1.0"

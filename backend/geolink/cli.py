@@ -1,0 +1,106 @@
+"""`geolink` command: one subcommand per task, flags generated from each task's Config."""
+
+from __future__ import annotations
+
+import argparse
+import dataclasses
+import json
+import sys
+import typing
+from typing import List, Optional
+
+from . import __version__
+from .config import base_type, field_types
+from .errors import GeoLinkError
+from .progress import Progress, TerminalSink, quiet_library_warnings
+from .tasks import TASKS, load_task
+
+
+def _add_arguments(parser: argparse.ArgumentParser, config_cls: type) -> None:
+    hints = field_types(config_cls)
+    for f in dataclasses.fields(config_cls):
+        meta = f.metadata
+        tp = base_type(hints[f.name])
+        kwargs = {"help": meta.get("help", "")}
+        if meta.get("choices"):
+            kwargs["choices"] = meta["choices"]
+        if meta.get("metavar"):
+            kwargs["metavar"] = meta["metavar"]
+        is_list = typing.get_origin(tp) in (list, typing.List)
+        if is_list:
+            kwargs["nargs"] = "+"
+            kwargs["type"] = base_type((typing.get_args(tp) or (str,))[0])
+        elif tp is bool:
+            kwargs["action"] = argparse.BooleanOptionalAction
+        elif tp in (int, float):
+            kwargs["type"] = tp
+        default = f.default if f.default is not dataclasses.MISSING else None
+        if default not in (None, [], "") and not is_list:
+            kwargs["help"] += f" (default: {default})"
+        if meta.get("positional"):
+            parser.add_argument(f.name, **kwargs)
+        else:
+            flag = meta.get("flag") or "--" + f.name.replace("_", "-")
+            parser.add_argument(flag, dest=f.name, required=bool(meta.get("required")), **kwargs)
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="geolink", description="GeoLink: imagery + OpenStreetMap foundation model.")
+    parser.add_argument("--version", action="version", version=f"geolink {__version__}")
+    parser.add_argument("--quiet", action="store_true", help="no progress bar, warnings only")
+    parser.add_argument("--json", action="store_true", help="print the result as JSON")
+    sub = parser.add_subparsers(dest="task", metavar="TASK")
+    for name in TASKS:
+        try:
+            module = load_task(name)
+        except GeoLinkError:
+            continue
+        p = sub.add_parser(name, help=module.HELP.splitlines()[0], description=module.HELP)
+        _add_arguments(p, module.Config)
+    return parser
+
+
+def main(argv: Optional[List[str]] = None) -> int:
+    quiet_library_warnings()
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    if not args.task:
+        parser.print_help()
+        return 2
+    module = load_task(args.task)
+    values = {f.name: getattr(args, f.name) for f in dataclasses.fields(module.Config)
+              if getattr(args, f.name) is not None}
+    sink = TerminalSink(quiet=args.quiet)
+    try:
+        config = module.Config(**values)
+        result = module.run(config, Progress(sink))
+    except KeyboardInterrupt:
+        sink.close()
+        print("Cancelled.", file=sys.stderr)
+        return 130
+    except GeoLinkError as exc:
+        sink.close()
+        print(f"error: {exc.message}", file=sys.stderr)
+        if exc.hint:
+            print(f"hint: {exc.hint}", file=sys.stderr)
+        return 1
+    sink.close()
+    if args.json:
+        print(json.dumps(result, indent=2, default=str))
+    else:
+        print_result(result)
+    return 0
+
+
+def print_result(result: dict) -> None:
+    if result.get("report"):
+        print(result["report"])
+    for key, path in (result.get("outputs") or {}).items():
+        print(f"{key}: {path}")
+    for key, value in (result.get("figures") or {}).items():
+        if not isinstance(value, (dict, list)):
+            print(f"{key}: {value}")
+
+
+if __name__ == "__main__":
+    sys.exit(main())

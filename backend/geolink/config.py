@@ -1,0 +1,85 @@
+"""Declaring task options once, for the CLI and the worker alike.
+
+    @dataclass
+    class Config:
+        raster: str = option(flag="--raster", help="input raster", required=True)
+        osm: List[str] = option(default_factory=list, flag="--osm", help="OSM files")
+
+`build_config` turns a worker job's JSON object into a Config, checking names and types.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import typing
+from typing import Any, Dict, Optional, Type, TypeVar
+
+from .errors import InputError
+
+C = TypeVar("C")
+_MISSING = dataclasses.MISSING
+
+
+def option(default: Any = _MISSING, *, default_factory: Any = _MISSING, flag: Optional[str] = None,
+           help: str = "", required: bool = False, positional: bool = False,
+           choices: Optional[list] = None, metavar: Optional[str] = None) -> Any:
+    """A Config field with its CLI flag and help text. Required options default to None."""
+    meta = {"flag": flag, "help": help, "required": required, "positional": positional,
+            "choices": choices, "metavar": metavar}
+    if default is _MISSING and default_factory is _MISSING:
+        default = None
+    if default_factory is not _MISSING:
+        return dataclasses.field(default_factory=default_factory, metadata=meta)
+    return dataclasses.field(default=default, metadata=meta)
+
+
+def field_types(cls: type) -> Dict[str, Any]:
+    return typing.get_type_hints(cls)
+
+
+def base_type(tp: Any) -> Any:
+    """Optional[X] -> X; List[X] stays."""
+    if typing.get_origin(tp) is typing.Union:
+        args = [a for a in typing.get_args(tp) if a is not type(None)]
+        return args[0] if len(args) == 1 else tp
+    return tp
+
+
+def build_config(cls: Type[C], values: Dict[str, Any]) -> C:
+    """A Config from a JSON object: unknown keys, missing required values and wrong types are refused."""
+    if not isinstance(values, dict):
+        raise InputError("The job's config must be a JSON object.")
+    fields = {f.name: f for f in dataclasses.fields(cls)}
+    unknown = sorted(set(values) - set(fields))
+    if unknown:
+        raise InputError(f"Unknown option(s): {', '.join(unknown)}.", hint="Options: " + ", ".join(fields))
+    hints = field_types(cls)
+    kwargs = {}
+    for name, value in values.items():
+        kwargs[name] = _coerce(name, value, base_type(hints[name]))
+    config = cls(**kwargs)
+    for f in dataclasses.fields(cls):
+        if f.metadata.get("required") and getattr(config, f.name) in (None, [], ""):
+            flag = f.metadata.get("flag") or f.name
+            raise InputError(f"Missing required option {flag}.")
+    return config
+
+
+def _coerce(name: str, value: Any, tp: Any) -> Any:
+    if value is None:
+        return None
+    origin = typing.get_origin(tp)
+    try:
+        if origin in (list, typing.List):
+            (item,) = typing.get_args(tp) or (str,)
+            items = value if isinstance(value, (list, tuple)) else [value]
+            return [_coerce(name, v, base_type(item)) for v in items]
+        if tp is bool:
+            if isinstance(value, str):
+                return value.strip().lower() in ("1", "true", "yes", "on")
+            return bool(value)
+        if tp in (int, float, str):
+            return tp(value)
+    except (TypeError, ValueError):
+        raise InputError(f"Option {name!r} must be {getattr(tp, '__name__', tp)}, got {value!r}.") from None
+    return value

