@@ -22,6 +22,18 @@ class GeoLinkProvider(QgsProcessingProvider):
     def icon(self) -> QIcon:
         return QIcon(icon_path())
 
+    def supportedOutputRasterLayerExtensions(self):  # noqa: N802 (the backend writes GeoTIFF)
+        return ["tif"]
+
+    def supportedOutputVectorLayerExtensions(self):  # noqa: N802 (and GeoPackage)
+        return ["gpkg"]
+
+    def defaultVectorFileExtension(self, hasGeometry=True):  # noqa: N802, N803
+        return "gpkg"
+
+    def defaultRasterFileExtension(self):  # noqa: N802
+        return "tif"
+
     def loadAlgorithms(self) -> None:  # noqa: N802
         for alg in ALGORITHMS:
             self.addAlgorithm(alg())

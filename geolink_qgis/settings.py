@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import os
 from pathlib import Path
-from typing import List
+from typing import Dict, List
 
 from qgis.core import QgsApplication, QgsSettings
 
@@ -62,7 +62,20 @@ def set_tag_encoder_folder(path: str) -> None:
     _set("tag_encoder_folder", path)
 
 
+def models_home() -> Path:
+    """Where imported and trained models go: the model folder setting, else a folder in the QGIS profile."""
+    return Path(model_folder()) if model_folder() else Path(QgsApplication.qgisSettingsDirPath()) / "geolink" / "models"
+
+
 def model_dirs() -> List[str]:
     """Folders the backend searches for model packages: the user's, then the bundled ones."""
-    dirs = [model_folder()] if model_folder() else []
-    return dirs + [str(resources_dir() / "models")]
+    return [str(models_home()), str(resources_dir() / "models")]
+
+
+def worker_env() -> Dict[str, str]:
+    """Environment for backend jobs: where the models are, and the tag text encoder's folder when set."""
+    dirs = model_dirs() + [d for d in os.environ.get("GEOLINK_MODEL_DIRS", "").split(os.pathsep) if d]
+    env = {"GEOLINK_MODEL_DIRS": os.pathsep.join(dirs)}
+    if tag_encoder_folder():
+        env["GEOLINK_TEXT_ENCODER_DIR"] = tag_encoder_folder()
+    return env

@@ -44,10 +44,11 @@ class Job:
     task: str
     config: dict
     outputs: List[str] = field(default_factory=list)  # files to clean up after a cancel or crash
+    env: Dict[str, str] = field(default_factory=dict)  # extra environment for the worker (e.g. GEOLINK_MODEL_DIRS)
 
 
-def _child_env() -> Dict[str, str]:
-    env = dict(os.environ)
+def _child_env(extra: Optional[Dict[str, str]] = None) -> Dict[str, str]:
+    env = dict(os.environ, **(extra or {}))
     # QGIS sets these for its own Python; the backend venv must find its own stdlib and packages.
     for key in ("PYTHONHOME", "PYTHONPATH"):
         env.pop(key, None)
@@ -83,7 +84,7 @@ def run_job(python: str, job: Job, callbacks: Optional[Callbacks] = None, timeou
     try:
         proc = subprocess.Popen([python, "-m", "geolink.worker"], stdin=subprocess.PIPE, stdout=subprocess.PIPE,
                                 stderr=subprocess.PIPE, text=True, encoding="utf-8", errors="replace",
-                                env=_child_env(), creationflags=creationflags)
+                                env=_child_env(job.env), creationflags=creationflags)
     except OSError as exc:
         raise WorkerError(f"Could not start the GeoLink backend ({python}): {exc}",
                           hint="Reinstall the backend from the GeoLink settings.") from None

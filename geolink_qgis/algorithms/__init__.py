@@ -1,5 +1,11 @@
 """One module per Processing algorithm; ALGORITHMS lists what the provider offers."""
 
 from .check_backend import CheckBackendAlgorithm
+from .classify import ClassifyAlgorithm
+from .embed import EmbedAlgorithm
+from .finetune import FinetuneAlgorithm
+from .import_checkpoint import ImportCheckpointAlgorithm
+from .zones import ZonesAlgorithm
 
-ALGORITHMS = [CheckBackendAlgorithm]
+ALGORITHMS = [ClassifyAlgorithm, ZonesAlgorithm, EmbedAlgorithm, FinetuneAlgorithm, ImportCheckpointAlgorithm,
+              CheckBackendAlgorithm]

@@ -1,15 +1,46 @@
-"""What every GeoLink Processing algorithm shares: running a backend job with feedback and cancel."""
+"""What every GeoLink Processing algorithm shares: common parameters, running a backend job with feedback
+and cancel, and handing the outputs to `results` for styling."""
 
 from __future__ import annotations
 
-from typing import List, Optional
+import time
+from dataclasses import dataclass
+from typing import Dict, List, Optional
 
-from qgis.core import QgsProcessingAlgorithm, QgsProcessingException, QgsProcessingFeedback
+from qgis.core import (
+    QgsProcessingAlgorithm,
+    QgsProcessingException,
+    QgsProcessingFeedback,
+    QgsProcessingParameterEnum,
+    QgsProcessingParameterExtent,
+    QgsProcessingParameterFile,
+    QgsProcessingParameterMultipleLayers,
+    QgsProcessingParameterNumber,
+    QgsProcessingParameterRasterLayer,
+    QgsProcessingParameterString,
+)
 from qgis.PyQt.QtGui import QIcon
 
-from .. import settings
+from .. import layers, results, settings
+from ..compat import FILE_BEHAVIOR_FILE, NUMBER_DOUBLE, NUMBER_INTEGER, SOURCE_VECTOR_ANY, add_advanced
 from ..paths import icon_path
 from ..worker_client import Callbacks, Job, WorkerError, run_job
+
+DEVICE_CHOICES = ["From the GeoLink settings"] + settings.DEVICES
+OSM_FILE_FILTER = "OSM and vector files (*.osm *.pbf *.gpkg *.geojson *.json *.shp);;All files (*.*)"
+# Processing parameter -> backend config field, sent only when the user set a value (0 = the model's default).
+ENGINE_OPTIONS = {"TILE_SIZE": "tile_size", "OVERLAP": "overlap", "BATCH_SIZE": "batch_size", "GSD": "gsd"}
+
+
+@dataclass
+class Output:
+    """An output to style once Processing loads it."""
+
+    path: str
+    kind: str
+    title: str
+    visible: bool = True
+    declared: bool = True  # a destination parameter (Processing loads it) or an extra the backend wrote
 
 
 class GeoLinkAlgorithm(QgsProcessingAlgorithm):
@@ -19,6 +50,15 @@ class GeoLinkAlgorithm(QgsProcessingAlgorithm):
     TITLE = ""
     HELP = ""
     GROUP = "GeoLink"
+
+    INPUT, OSM, OSM_FILE, MODEL, EXTENT = "INPUT", "OSM", "OSM_FILE", "MODEL", "EXTENT"
+    DEVICE, TILE_SIZE, OVERLAP, BATCH_SIZE, GSD = "DEVICE", "TILE_SIZE", "OVERLAP", "BATCH_SIZE", "GSD"
+
+    def __init__(self):
+        super().__init__()
+        self._outputs: List[Output] = []
+        self._provenance: Dict[str, object] = {}
+        self._run_name = ""
 
     def createInstance(self):  # noqa: N802 (QGIS API names)
         return type(self)()
@@ -41,6 +81,86 @@ class GeoLinkAlgorithm(QgsProcessingAlgorithm):
     def icon(self) -> QIcon:
         return QIcon(icon_path())
 
+    # ------------------------------------------------------------ parameters shared by the map tasks
+
+    def add_raster_input(self, description: str = "Input raster (imagery)") -> None:
+        self.addParameter(QgsProcessingParameterRasterLayer(self.INPUT, description))
+
+    def add_osm_inputs(self, optional: bool = True) -> None:
+        self.addParameter(QgsProcessingParameterMultipleLayers(
+            self.OSM, "OpenStreetMap layers" + (" (optional)" if optional else ""), SOURCE_VECTOR_ANY,
+            optional=True))
+        self.addParameter(QgsProcessingParameterFile(
+            self.OSM_FILE, "OpenStreetMap file (.osm, .pbf or a vector file)", FILE_BEHAVIOR_FILE,
+            fileFilter=OSM_FILE_FILTER, optional=True))
+
+    def add_model(self, default: str = "default", description: str = "Model (a name or a .safetensors path)") -> None:
+        self.addParameter(QgsProcessingParameterString(self.MODEL, description, defaultValue=default))
+
+    def add_engine_options(self) -> None:
+        """Advanced: processing extent, device, tile size, overlap, batch size and ground sample distance."""
+        params = [
+            QgsProcessingParameterExtent(self.EXTENT, "Processing extent (required for web layers)", optional=True),
+            QgsProcessingParameterEnum(self.DEVICE, "Device", DEVICE_CHOICES, defaultValue=0),
+            QgsProcessingParameterNumber(self.TILE_SIZE, "Tile size in pixels (0: the model's)", NUMBER_INTEGER,
+                                         defaultValue=0, minValue=0),
+            QgsProcessingParameterNumber(self.OVERLAP, "Tile overlap in pixels (0: the backend's default)",
+                                         NUMBER_INTEGER, defaultValue=0, minValue=0),
+            QgsProcessingParameterNumber(self.BATCH_SIZE, "Batch size (0: automatic)", NUMBER_INTEGER,
+                                         defaultValue=0, minValue=0),
+            QgsProcessingParameterNumber(self.GSD, "Ground sample distance in metres (0: the model's, or native)",
+                                         NUMBER_DOUBLE, defaultValue=0.0, minValue=0.0),
+        ]
+        for param in params:
+            add_advanced(param)
+            self.addParameter(param)
+
+    # ------------------------------------------------------------ reading them
+
+    def raster_input(self, parameters, context, feedback) -> str:
+        layer = self.parameterAsRasterLayer(parameters, self.INPUT, context)
+        if layer is None:
+            raise QgsProcessingException("Choose an input raster.")
+        extent = None
+        if parameters.get(self.EXTENT):
+            extent = self.parameterAsExtent(parameters, self.EXTENT, context, layer.crs())
+        gsd = self.parameterAsDouble(parameters, self.GSD, context) if self.GSD in parameters else 0.0
+        path = layers.raster_path(layer, extent, gsd or None, feedback)
+        self._provenance["input"] = layer.name()
+        self._run_name = f"GeoLink {self.TITLE.lower()}: {layer.name()} ({time.strftime('%H:%M:%S')})"
+        return path
+
+    def osm_inputs(self, parameters, context, feedback, required: bool = False) -> List[str]:
+        vectors = self.parameterAsLayerList(parameters, self.OSM, context) if parameters.get(self.OSM) else []
+        files = [self.parameterAsFile(parameters, self.OSM_FILE, context)] if parameters.get(self.OSM_FILE) else []
+        paths = layers.osm_paths(vectors, files, feedback)
+        if required and not paths:
+            raise QgsProcessingException(f"{self.TITLE} needs OpenStreetMap data: choose OSM layers or an OSM file.")
+        if paths:
+            self._provenance["osm"] = ", ".join(paths)
+        return paths
+
+    def device(self, parameters, context) -> Optional[str]:
+        """The device asked for, or None for the backend's automatic choice."""
+        index = self.parameterAsEnum(parameters, self.DEVICE, context) if self.DEVICE in parameters else 0
+        value = settings.device() if index == 0 else DEVICE_CHOICES[index]
+        return None if value == "auto" else value
+
+    def engine_config(self, parameters, context) -> dict:
+        """The advanced options the user changed, under the backend's config names."""
+        config = {}
+        for param, key in ENGINE_OPTIONS.items():
+            if param in parameters and parameters[param] not in (None, ""):
+                value = self.parameterAsDouble(parameters, param, context)
+                if value:
+                    config[key] = int(value) if param != self.GSD else value
+        device = self.device(parameters, context)
+        if device:
+            config["device"] = device
+        return config
+
+    # ------------------------------------------------------------ running and loading
+
     def run_backend(self, task: str, config: dict, feedback: Optional[QgsProcessingFeedback],
                     outputs: Optional[List[str]] = None) -> dict:
         """Run a backend task in a worker process; return its result event or raise QgsProcessingException."""
@@ -61,9 +181,29 @@ class GeoLinkAlgorithm(QgsProcessingAlgorithm):
         callbacks = Callbacks(progress=progress, log=log, is_cancelled=fb.isCanceled)
         python = settings.backend_python()
         fb.pushDebugInfo(f"GeoLink backend: {python}")
+        job = Job(task=task, config=config, outputs=outputs or [], env=settings.worker_env())
         try:
-            return run_job(python, Job(task=task, config=config, outputs=outputs or []), callbacks)
+            result = run_job(python, job, callbacks)
         except WorkerError as exc:
             if exc.kind == "cancelled":
                 raise QgsProcessingException("Cancelled.") from None
             raise QgsProcessingException(str(exc)) from None
+        self._provenance.update(task=task, model=config.get("model"), device=config.get("device") or "auto",
+                                date=time.strftime("%Y-%m-%d %H:%M:%S"))
+        for key, value in (result.get("figures") or {}).items():
+            if isinstance(value, (str, int, float)):
+                self._provenance[key] = value
+        return result
+
+    def style_output(self, path: str, kind: str, title: str, visible: bool = True, declared: bool = True) -> None:
+        """Style (and group) this output when Processing loads it into the project."""
+        if path:
+            self._outputs.append(Output(path, kind, title, visible, declared))
+
+    def postProcessAlgorithm(self, context, feedback):  # noqa: N802 (runs in the main thread after the job)
+        loading = any(context.willLoadLayerOnCompletion(o.path) for o in self._outputs if o.declared)
+        for out in self._outputs:
+            styler = results.ResultStyler(out.kind, self._run_name or f"GeoLink {self.TITLE.lower()}", out.title,
+                                          dict(self._provenance), out.visible)
+            results.attach(context, out.path, styler, load_if_missing=loading and not out.declared)
+        return {}

@@ -1,0 +1,64 @@
+"""geolink:embed: GeoLink features as a multi-band raster, with a 3-band PCA preview."""
+
+from __future__ import annotations
+
+from qgis.core import (
+    QgsProcessingOutputRasterLayer,
+    QgsProcessingParameterNumber,
+    QgsProcessingParameterRasterDestination,
+)
+
+from .. import results
+from ..compat import NUMBER_INTEGER, add_advanced
+from .base import GeoLinkAlgorithm
+
+
+class EmbedAlgorithm(GeoLinkAlgorithm):
+    ALG_ID = "embed"
+    TITLE = "Extract GeoLink embeddings"
+    HELP = ("Runs the GeoLink encoder over the input raster and writes its features as a multi-band raster at "
+            "patch resolution (one band per feature channel, one pixel per 16 x 16 image pixels), plus a 3-band "
+            "PCA preview that shows similar places in similar colours. With OpenStreetMap layers or an OSM file "
+            "the features are the fused image + OSM ones; without, the image encoder's.<br><br>"
+            "Use the embeddings for clustering, similarity search or your own classifier (e.g. the "
+            "'Random forest' algorithms of other providers).<br>"
+            "<b>Encoder layer</b> (advanced): which transformer block's output to write (0: the model's last, "
+            "fused layer).")
+
+    OUTPUT, PREVIEW, LAYER = "OUTPUT", "PREVIEW", "LAYER"
+
+    def initAlgorithm(self, config=None):  # noqa: N802
+        self.add_raster_input()
+        self.add_osm_inputs()
+        self.add_model()
+        layer = QgsProcessingParameterNumber(self.LAYER, "Encoder layer (0: the last)", NUMBER_INTEGER,
+                                             defaultValue=0, minValue=0)
+        add_advanced(layer)
+        self.addParameter(layer)
+        self.add_engine_options()
+        self.addParameter(QgsProcessingParameterRasterDestination(self.OUTPUT, "Embeddings"))
+        self.addOutput(QgsProcessingOutputRasterLayer(self.PREVIEW, "PCA preview"))
+
+    def processAlgorithm(self, parameters, context, feedback):  # noqa: N802
+        raster = self.raster_input(parameters, context, feedback)
+        osm = self.osm_inputs(parameters, context, feedback)
+        out = self.parameterAsOutputLayer(parameters, self.OUTPUT, context)
+        config = {"raster": raster, "osm": osm, "model": self.parameterAsString(parameters, self.MODEL, context),
+                  "out": out, **self.engine_config(parameters, context)}
+        layer = self.parameterAsInt(parameters, self.LAYER, context) if parameters.get(self.LAYER) else 0
+        if layer:
+            config["layer"] = layer
+        result = self.run_backend("embed", config, feedback, outputs=[out])
+        preview = preview_path(result.get("outputs") or {}, out)
+        self.style_output(out, results.EMBEDDINGS, "Embeddings", visible=False)
+        if preview:
+            self.style_output(preview, results.PREVIEW, "Embeddings (PCA preview)", declared=False)
+        return {self.OUTPUT: out, self.PREVIEW: preview}
+
+
+def preview_path(outputs: dict, main: str) -> str:
+    """The PCA preview among the backend's outputs: the one named like 'preview' or 'pca' that is not `main`."""
+    for name, path in outputs.items():
+        if path and str(path) != main and any(k in name.lower() for k in ("preview", "pca", "rgb")):
+            return str(path)
+    return ""

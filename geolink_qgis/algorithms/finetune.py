@@ -1,0 +1,98 @@
+"""geolink:finetune: train a task head on polygons the user labelled, into a model package."""
+
+from __future__ import annotations
+
+import json
+
+from qgis.core import (
+    QgsProcessingException,
+    QgsProcessingOutputFile,
+    QgsProcessingOutputString,
+    QgsProcessingParameterEnum,
+    QgsProcessingParameterFeatureSource,
+    QgsProcessingParameterField,
+    QgsProcessingParameterFileDestination,
+    QgsProcessingParameterNumber,
+)
+
+from .. import layers
+from ..compat import FIELD_ANY, NUMBER_DOUBLE, NUMBER_INTEGER, SOURCE_VECTOR_POLYGON, add_advanced
+from .base import GeoLinkAlgorithm
+
+HEADS = ["upernet", "fpn", "linear"]
+
+
+class FinetuneAlgorithm(GeoLinkAlgorithm):
+    ALG_ID = "finetune"
+    TITLE = "Train classifier from labelled polygons"
+    HELP = ("Trains a classification head on top of a GeoLink encoder from polygons you labelled: draw polygons "
+            "over the imagery, give each a class in a field, run this, then use the new model in 'Classify land "
+            "cover' or 'Map urban function zones'.<br><br>"
+            "<b>Class field</b>: text or integer; each distinct value is a class. When the polygon layer is styled "
+            "'Categorized' on that field, its colours become the classes' colours in the maps the model makes.<br>"
+            "Validation is held out by polygon (a share of the polygons is never trained on), and training stops "
+            "early when it no longer improves. The report gives per-class precision, recall and IoU, accuracy and "
+            "the confusion matrix.<br>"
+            "<b>Output</b>: a model package (.safetensors); save it in the GeoLink model folder to find it by name.<br>"
+            "<b>Advanced</b>: epochs, head (upernet, fpn or linear), how many encoder blocks to unfreeze, the "
+            "validation share, and the usual device and tiling options.")
+
+    LABELS, CLASS_FIELD, OUTPUT, REPORT, METRICS = "LABELS", "CLASS_FIELD", "OUTPUT", "REPORT", "METRICS"
+    EPOCHS, HEAD, UNFREEZE, VAL_FRACTION = "EPOCHS", "HEAD", "UNFREEZE", "VAL_FRACTION"
+
+    def initAlgorithm(self, config=None):  # noqa: N802
+        self.add_raster_input()
+        self.addParameter(QgsProcessingParameterFeatureSource(self.LABELS, "Labelled polygons",
+                                                              [SOURCE_VECTOR_POLYGON]))
+        self.addParameter(QgsProcessingParameterField(
+            self.CLASS_FIELD, "Class field", parentLayerParameterName=self.LABELS, type=FIELD_ANY))
+        self.add_osm_inputs()
+        self.add_model(description="Base model (a name or a .safetensors path)")
+        advanced = [
+            QgsProcessingParameterNumber(self.EPOCHS, "Epochs (0: the backend's default)", NUMBER_INTEGER,
+                                         defaultValue=0, minValue=0),
+            QgsProcessingParameterEnum(self.HEAD, "Head", HEADS, defaultValue=0),
+            QgsProcessingParameterNumber(self.UNFREEZE, "Encoder blocks to unfreeze", NUMBER_INTEGER,
+                                         defaultValue=0, minValue=0),
+            QgsProcessingParameterNumber(self.VAL_FRACTION, "Validation share of the polygons (0: default)",
+                                         NUMBER_DOUBLE, defaultValue=0.0, minValue=0.0, maxValue=0.9),
+        ]
+        for param in advanced:
+            add_advanced(param)
+            self.addParameter(param)
+        self.add_engine_options()
+        self.addParameter(QgsProcessingParameterFileDestination(self.OUTPUT, "Model package",
+                                                                "GeoLink model (*.safetensors)"))
+        self.addOutput(QgsProcessingOutputFile(self.REPORT, "Training report"))
+        self.addOutput(QgsProcessingOutputString(self.METRICS, "Validation metrics (JSON)"))
+
+    def processAlgorithm(self, parameters, context, feedback):  # noqa: N802
+        raster = self.raster_input(parameters, context, feedback)
+        labels_layer = self.parameterAsVectorLayer(parameters, self.LABELS, context)
+        field = self.parameterAsString(parameters, self.CLASS_FIELD, context)
+        if labels_layer is None or not field:
+            raise QgsProcessingException("Choose the labelled polygon layer and its class field.")
+        if labels_layer.fields().indexOf(field) < 0:
+            raise QgsProcessingException(f"The layer '{labels_layer.name()}' has no field '{field}'.")
+        out = self.parameterAsFileOutput(parameters, self.OUTPUT, context)
+        config = {"raster": raster, "labels": layers.vector_path(labels_layer, feedback), "class_field": field,
+                  "osm": self.osm_inputs(parameters, context, feedback),
+                  "model": self.parameterAsString(parameters, self.MODEL, context), "out": out,
+                  "head": HEADS[self.parameterAsEnum(parameters, self.HEAD, context)],
+                  **self.engine_config(parameters, context)}
+        colours = layers.category_colours(labels_layer, field)
+        if colours:
+            config["colors"] = colours
+        for param, key, cast in ((self.EPOCHS, "epochs", int), (self.UNFREEZE, "unfreeze", int),
+                                 (self.VAL_FRACTION, "val_fraction", float)):
+            value = self.parameterAsDouble(parameters, param, context) if param in parameters else 0
+            if value:
+                config[key] = cast(value)
+        result = self.run_backend("finetune", config, feedback, outputs=[out])
+        outputs = result.get("outputs") or {}
+        report = next((str(p) for k, p in outputs.items() if "report" in k.lower()), "")
+        figures = result.get("figures") or {}
+        for key, value in figures.items():
+            if isinstance(value, (int, float)):
+                feedback.pushInfo(f"{key}: {value:.4g}" if isinstance(value, float) else f"{key}: {value}")
+        return {self.OUTPUT: out, self.REPORT: report, self.METRICS: json.dumps(figures, default=str)}

@@ -1,0 +1,51 @@
+"""geolink:importcheckpoint: convert an official GeoLink .pth checkpoint into a model package."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from qgis.core import (
+    QgsProcessingException,
+    QgsProcessingOutputString,
+    QgsProcessingParameterFile,
+    QgsProcessingParameterFileDestination,
+)
+
+from .. import settings
+from ..compat import FILE_BEHAVIOR_FILE
+from .base import GeoLinkAlgorithm
+
+
+class ImportCheckpointAlgorithm(GeoLinkAlgorithm):
+    ALG_ID = "importcheckpoint"
+    TITLE = "Import GeoLink checkpoint"
+    GROUP = "Setup"
+    HELP = ("Converts an official GeoLink checkpoint (.pth, as released with the paper) into a GeoLink model "
+            "package (.safetensors with a card describing the architecture, bands, normalisation and provenance, "
+            "including the checkpoint's SHA-256). The checkpoint is read safely (weights only, nothing is "
+            "executed) and checked key by key; a wrong file is refused with the name of the first mismatch.<br><br>"
+            "Leave the output empty to put the package in the GeoLink model folder, where the other algorithms "
+            "find it by name (the file name without extension).")
+
+    INPUT, OUTPUT, MODEL_NAME = "INPUT", "OUTPUT", "MODEL_NAME"
+
+    def initAlgorithm(self, config=None):  # noqa: N802
+        self.addParameter(QgsProcessingParameterFile(self.INPUT, "Official checkpoint", FILE_BEHAVIOR_FILE,
+                                                     fileFilter="PyTorch checkpoint (*.pth *.pt);;All files (*.*)"))
+        self.addParameter(QgsProcessingParameterFileDestination(
+            self.OUTPUT, "Model package (empty: the GeoLink model folder)", "GeoLink model (*.safetensors)",
+            optional=True, createByDefault=False))
+        self.addOutput(QgsProcessingOutputString(self.MODEL_NAME, "Model name"))
+
+    def processAlgorithm(self, parameters, context, feedback):  # noqa: N802
+        src = self.parameterAsFile(parameters, self.INPUT, context)
+        if not src or not Path(src).is_file():
+            raise QgsProcessingException(f"Checkpoint not found: {src or '(none)'}")
+        out = self.parameterAsFileOutput(parameters, self.OUTPUT, context) if parameters.get(self.OUTPUT) else ""
+        if not out:
+            home = settings.models_home()
+            home.mkdir(parents=True, exist_ok=True)
+            out = str(home / (Path(src).stem + ".safetensors"))
+        self.run_backend("import-checkpoint", {"src": src, "out": out}, feedback, outputs=[out])
+        feedback.pushInfo(f"Model package written to {out}")
+        return {self.OUTPUT: out, self.MODEL_NAME: Path(out).stem}

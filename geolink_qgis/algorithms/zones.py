@@ -1,0 +1,44 @@
+"""geolink:zones: zone polygons bounded by the OSM street network, each with its class and confidence."""
+
+from __future__ import annotations
+
+from qgis.core import QgsProcessingException, QgsProcessingParameterVectorDestination
+
+from .. import results
+from ..compat import SOURCE_VECTOR_POLYGON
+from .base import GeoLinkAlgorithm
+
+
+class ZonesAlgorithm(GeoLinkAlgorithm):
+    ALG_ID = "zones"
+    TITLE = "Map urban function zones"
+    HELP = ("Cuts the raster's extent into zones along the OpenStreetMap ways (roads, railways, waterways; where "
+            "there are none, into regions of the same predicted class), classifies the pixels with a GeoLink "
+            "model fused with the OSM entities, and gives each zone its majority class, the share of each class "
+            "and a confidence, in the raster's CRS. The zones are loaded categorized by class; the shares and "
+            "the confidence are in the attribute table.<br><br>"
+            "OpenStreetMap data is required: OSM layers (e.g. from QuickOSM) or an .osm/.pbf file covering the "
+            "raster. With a model fine-tuned on urban function classes (residential, commercial, industrial, "
+            "...) this maps urban function zones; with a land-cover model it gives land-use parcels.")
+
+    OUTPUT = "OUTPUT"
+
+    def initAlgorithm(self, config=None):  # noqa: N802
+        self.add_raster_input()
+        self.add_osm_inputs(optional=False)
+        self.add_model()
+        self.add_engine_options()
+        self.addParameter(QgsProcessingParameterVectorDestination(self.OUTPUT, "Zones", SOURCE_VECTOR_POLYGON))
+
+    def processAlgorithm(self, parameters, context, feedback):  # noqa: N802
+        raster = self.raster_input(parameters, context, feedback)
+        osm = self.osm_inputs(parameters, context, feedback, required=True)
+        out = self.parameterAsOutputLayer(parameters, self.OUTPUT, context)
+        if not out.lower().endswith(".gpkg"):
+            raise QgsProcessingException(f"Zones are written as a GeoPackage; choose a .gpkg output, not {out}.")
+        config = {"raster": raster, "osm": osm, "model": self.parameterAsString(parameters, self.MODEL, context),
+                  "out": out, **self.engine_config(parameters, context)}
+        self.run_backend("zones", config, feedback, outputs=[out])
+        self.style_output(out, results.ZONES, "Zones")
+        return {self.OUTPUT: out}
+

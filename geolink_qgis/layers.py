@@ -1,0 +1,194 @@
+"""QGIS layers -> files the backend can read.
+
+File-based layers are passed as their path; anything else (web layers such as WMS
+or XYZ, virtual rasters, memory or database vector layers, filtered layers, one
+table of a multi-layer file) is written to a temporary GeoTIFF or GeoPackage first.
+"""
+
+from __future__ import annotations
+
+import math
+import uuid
+from pathlib import Path
+from typing import Dict, Iterable, List, Optional, Tuple
+
+from qgis.core import (
+    QgsCategorizedSymbolRenderer,
+    QgsProcessingException,
+    QgsProcessingFeedback,
+    QgsProcessingUtils,
+    QgsProject,
+    QgsProviderRegistry,
+    QgsRasterFileWriter,
+    QgsRasterLayer,
+    QgsRasterPipe,
+    QgsRectangle,
+    QgsUnitTypes,
+    QgsVectorFileWriter,
+    QgsVectorLayer,
+)
+
+from .compat import RASTER_WRITE_OK
+
+OSM_SUFFIXES = (".osm", ".pbf")
+MAX_EXPORT_PIXELS = 400_000_000  # 20,000 x 20,000
+DEFAULT_WEB_GSD_M = 1.0
+
+
+def temp_path(stem: str, suffix: str) -> Path:
+    """A fresh path in Processing's temporary folder (cleaned by QGIS on exit)."""
+    folder = Path(QgsProcessingUtils.tempFolder())
+    folder.mkdir(parents=True, exist_ok=True)
+    return folder / f"{stem}_{uuid.uuid4().hex[:8]}{suffix}"
+
+
+def layer_file(layer) -> Tuple[Optional[str], Optional[str]]:
+    """(path, layer name inside the file) of a GDAL/OGR layer backed by a local file, else (None, None)."""
+    if layer is None or layer.providerType() not in ("gdal", "ogr"):
+        return None, None
+    parts = QgsProviderRegistry.instance().decodeUri(layer.providerType(), layer.source())
+    path = parts.get("path")
+    if not path or not Path(str(path)).is_file():
+        return None, None
+    name = parts.get("layerName")
+    extras = {k for k, v in parts.items() if v and k not in ("path", "layerName", "layerId")}
+    if extras:  # open options, sublayer ids, ...: the backend would not see them
+        return None, None
+    return str(path), (str(name) if name else None)
+
+
+# ---------------------------------------------------------------- rasters
+
+def raster_path(layer: QgsRasterLayer, extent: Optional[QgsRectangle] = None, pixel_size: Optional[float] = None,
+                feedback: Optional[QgsProcessingFeedback] = None) -> str:
+    """The raster as a file: a local GDAL file as is, anything else exported to a temporary GeoTIFF.
+
+    `extent` (in the layer's CRS) and `pixel_size` (in the layer's units) choose what an export covers;
+    web layers (WMS, XYZ) have no extent of their own worth exporting, so they need one.
+    """
+    if layer is None or not layer.isValid():
+        raise QgsProcessingException("The input raster layer is not valid (is the file or service reachable?).")
+    path, sublayer = layer_file(layer)
+    if path and not sublayer:
+        return path
+    return export_raster(layer, extent, pixel_size, feedback)
+
+
+def _is_web(layer: QgsRasterLayer) -> bool:
+    return layer.providerType() in ("wms", "wcs", "arcgismapserver") or not layer.dataProvider().xSize()
+
+
+def export_resolution(layer: QgsRasterLayer, pixel_size: Optional[float]) -> float:
+    """Pixel size in layer units: the given one, the layer's native one, or 1 m for web layers."""
+    if pixel_size and pixel_size > 0:
+        return float(pixel_size)
+    if not _is_web(layer) and layer.rasterUnitsPerPixelX() > 0:
+        return layer.rasterUnitsPerPixelX()
+    factor = QgsUnitTypes.fromUnitToUnitFactor(QgsUnitTypes.DistanceMeters, layer.crs().mapUnits())
+    return DEFAULT_WEB_GSD_M * factor
+
+
+def export_raster(layer: QgsRasterLayer, extent: Optional[QgsRectangle] = None, pixel_size: Optional[float] = None,
+                  feedback: Optional[QgsProcessingFeedback] = None) -> str:
+    """Render the layer's data (a web map's image, a virtual raster's values) into a temporary GeoTIFF."""
+    if extent is None or extent.isNull() or extent.isEmpty():
+        if _is_web(layer):
+            raise QgsProcessingException(
+                f"'{layer.name()}' is a web layer: set a processing extent (and a ground sample distance) "
+                "so GeoLink knows which area to download and at which resolution.")
+        extent = layer.extent()
+    extent = extent.intersect(layer.extent()) if not _is_web(layer) else extent
+    res = export_resolution(layer, pixel_size)
+    cols, rows = max(1, math.ceil(extent.width() / res)), max(1, math.ceil(extent.height() / res))
+    if cols * rows > MAX_EXPORT_PIXELS:
+        raise QgsProcessingException(
+            f"Exporting '{layer.name()}' at {res:g} units per pixel gives {cols} x {rows} pixels, too many. "
+            "Use a smaller extent or a larger ground sample distance.")
+    extent = QgsRectangle(extent.xMinimum(), extent.yMaximum() - rows * res,
+                          extent.xMinimum() + cols * res, extent.yMaximum())
+    target = temp_path(_safe_stem(layer.name()), ".tif")
+    if feedback:
+        feedback.pushInfo(f"Exporting '{layer.name()}' to {target} ({cols} x {rows} px, {res:g} units/px)")
+    provider = layer.dataProvider().clone()
+    pipe = QgsRasterPipe()
+    if not pipe.set(provider):
+        raise QgsProcessingException(f"Cannot read '{layer.name()}' for export.")
+    writer = QgsRasterFileWriter(str(target))
+    writer.setOutputFormat("GTiff")
+    writer.setCreateOptions(["COMPRESS=DEFLATE", "TILED=YES"])
+    error = writer.writeRaster(pipe, cols, rows, extent, layer.crs(), QgsProject.instance().transformContext(),
+                               feedback)
+    if error != RASTER_WRITE_OK or not target.exists():
+        raise QgsProcessingException(f"Exporting '{layer.name()}' to a GeoTIFF failed (error {error}).")
+    return str(target)
+
+
+# ---------------------------------------------------------------- vectors
+
+def vector_path(layer: QgsVectorLayer, feedback: Optional[QgsProcessingFeedback] = None) -> str:
+    """The layer as a file the backend reads whole: its own file when it is one, else a temporary GeoPackage."""
+    if layer is None or not layer.isValid():
+        raise QgsProcessingException("A vector layer is not valid.")
+    path, sublayer = layer_file(layer)
+    if path and not layer.subsetString():
+        if path.lower().endswith(OSM_SUFFIXES):
+            return path  # the backend reads every OSM layer (points, lines, multipolygons) itself
+        if not sublayer or _single_layer_file(layer):
+            return path
+    return export_vector(layer, feedback)
+
+
+def _single_layer_file(layer: QgsVectorLayer) -> bool:
+    return len(layer.dataProvider().subLayers()) <= 1
+
+
+def export_vector(layer: QgsVectorLayer, feedback: Optional[QgsProcessingFeedback] = None) -> str:
+    """Write the layer (its filter applied) to a temporary GeoPackage; the backend reprojects it."""
+    target = temp_path(_safe_stem(layer.name()), ".gpkg")
+    if feedback:
+        feedback.pushInfo(f"Writing '{layer.name()}' ({layer.featureCount()} features) to {target}")
+    options = QgsVectorFileWriter.SaveVectorOptions()
+    options.driverName = "GPKG"
+    options.layerName = _safe_stem(layer.name())
+    result = QgsVectorFileWriter.writeAsVectorFormatV2(layer, str(target), QgsProject.instance().transformContext(),
+                                                       options)
+    if result[0] != QgsVectorFileWriter.NoError:
+        raise QgsProcessingException(f"Writing '{layer.name()}' to a GeoPackage failed: {result[1]}")
+    return str(target)
+
+
+def osm_paths(layers: Iterable[QgsVectorLayer], files: Iterable[str] = (),
+              feedback: Optional[QgsProcessingFeedback] = None) -> List[str]:
+    """OSM sources for the backend: each layer as a file, plus .osm/.pbf/vector files given by path; no duplicates."""
+    paths: List[str] = []
+    for layer in layers or []:
+        paths.append(vector_path(layer, feedback))
+    for f in files or []:
+        if f and str(f).strip():
+            if not Path(f).is_file():
+                raise QgsProcessingException(f"OSM file not found: {f}")
+            paths.append(str(f))
+    unique: List[str] = []
+    for p in paths:
+        if p not in unique:
+            unique.append(p)
+    return unique
+
+
+def category_colours(layer: QgsVectorLayer, field: str) -> Dict[str, str]:
+    """Class value -> '#rrggbb' from the layer's categorized style, when it is categorized on `field`."""
+    renderer = layer.renderer() if layer is not None else None
+    if not isinstance(renderer, QgsCategorizedSymbolRenderer) or renderer.classAttribute() != field:
+        return {}
+    colours = {}
+    for cat in renderer.categories():
+        value = cat.value()
+        if value is None or cat.symbol() is None or str(value) in ("", "NULL"):
+            continue
+        colours[str(value)] = cat.symbol().color().name()
+    return colours
+
+
+def _safe_stem(name: str) -> str:
+    stem = "".join(c if c.isalnum() or c in "-_" else "_" for c in name).strip("_")
+    return stem[:40] or "layer"
