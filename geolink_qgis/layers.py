@@ -133,13 +133,14 @@ def vector_path(layer: QgsVectorLayer, feedback: Optional[QgsProcessingFeedback]
     if path and not layer.subsetString():
         if path.lower().endswith(OSM_SUFFIXES):
             return path  # the backend reads every OSM layer (points, lines, multipolygons) itself
-        if not sublayer or _single_layer_file(layer):
+        if not sublayer or _layer_count(path) == 1:
             return path
     return export_vector(layer, feedback)
 
 
-def _single_layer_file(layer: QgsVectorLayer) -> bool:
-    return len(layer.dataProvider().subLayers()) <= 1
+def _layer_count(path: str) -> int:
+    meta = QgsProviderRegistry.instance().providerMetadata("ogr")
+    return len(meta.querySublayers(path)) if hasattr(meta, "querySublayers") else 0
 
 
 def export_vector(layer: QgsVectorLayer, feedback: Optional[QgsProcessingFeedback] = None) -> str:
@@ -150,8 +151,8 @@ def export_vector(layer: QgsVectorLayer, feedback: Optional[QgsProcessingFeedbac
     options = QgsVectorFileWriter.SaveVectorOptions()
     options.driverName = "GPKG"
     options.layerName = _safe_stem(layer.name())
-    result = QgsVectorFileWriter.writeAsVectorFormatV2(layer, str(target), QgsProject.instance().transformContext(),
-                                                       options)
+    write = getattr(QgsVectorFileWriter, "writeAsVectorFormatV3", None) or QgsVectorFileWriter.writeAsVectorFormatV2
+    result = write(layer, str(target), QgsProject.instance().transformContext(), options)
     if result[0] != QgsVectorFileWriter.NoError:
         raise QgsProcessingException(f"Writing '{layer.name()}' to a GeoPackage failed: {result[1]}")
     return str(target)

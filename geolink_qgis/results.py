@@ -61,30 +61,24 @@ def raster_classes(path: str) -> List[QgsPalettedRasterRenderer.Class]:
     band = ds.GetRasterBand(1)
     table, names = band.GetColorTable(), band.GetCategoryNames() or []
     nodata = band.GetNoDataValue()
-    classes = []
-    count = table.GetCount() if table is not None else len(names)
+    if names:  # GeoTIFF pads colour tables to 256 entries; the names say how many classes there are
+        count = len(names)
+    elif table is not None:
+        count = min(table.GetCount(), int(band.ComputeRasterMinMax(True)[1]) + 1)
+    else:
+        return []
     colours = palette(count)
+    classes = []
     for value in range(count):
-        if nodata is not None and value == int(nodata):
+        name = names[value] if value < len(names) else ""
+        if (nodata is not None and value == int(nodata)) or (names and not name):
             continue
-        name = names[value] if value < len(names) and names[value] else None
-        if table is not None:
-            r, g, b, a = table.GetColorEntry(value)
-            if a == 0 and not name:
-                continue
-            colour = QColor(r, g, b, 255)
-        elif name:
-            colour = colours[value]
-        else:
-            continue
+        colour = QColor(*table.GetColorEntry(value)[:3]) if table is not None else colours[value]
         classes.append(QgsPalettedRasterRenderer.Class(value, colour, name or str(value)))
     return classes
 
 
 def style_classes(layer: QgsRasterLayer) -> None:
-    if isinstance(layer.renderer(), QgsPalettedRasterRenderer) and any(
-            c.label != str(c.value) for c in layer.renderer().classes()):
-        return  # the backend's QML already gave a named palette
     classes = raster_classes(layer.source())
     if classes:
         layer.setRenderer(QgsPalettedRasterRenderer(layer.dataProvider(), 1, classes))
@@ -129,8 +123,9 @@ def style_preview(layer: QgsRasterLayer) -> None:
 def apply_style(layer: QgsMapLayer, kind: str) -> None:
     """The backend's QML when there is one, then make sure the layer reads as what it is."""
     qml = sidecar_style(layer)
-    if qml is not None:
-        layer.loadNamedStyle(str(qml))
+    if qml is not None and layer.loadNamedStyle(str(qml))[1]:
+        layer.triggerRepaint()
+        return
     if kind == CLASSES and isinstance(layer, QgsRasterLayer):
         style_classes(layer)
     elif kind == ZONES and isinstance(layer, QgsVectorLayer):
