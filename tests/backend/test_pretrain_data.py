@@ -140,3 +140,76 @@ def test_graph_plain_round_trip(tmp_path):
     assert torch.equal(back["point", "to", "polygon"].edge_index, g["point", "to", "polygon"].edge_index)
     sub = subgraph(g, {"point": torch.tensor([False, True, True])})
     assert sub["point", "to", "point"].edge_index.tolist() == [[0], [1]]
+
+
+def _utm_raster(path, west=500000.0, north=4100000.0, size=64, res=10.0):
+    from osgeo import gdal, osr
+
+    ds = gdal.GetDriverByName("GTiff").Create(str(path), size, size, 3, gdal.GDT_UInt16)
+    ds.SetGeoTransform((west, res, 0, north, 0, -res))
+    srs = osr.SpatialReference()
+    srs.ImportFromEPSG(32618)
+    ds.SetProjection(srs.ExportToWkt())
+    rng = np.random.default_rng(0)
+    for b in range(3):
+        ds.GetRasterBand(b + 1).WriteArray(rng.integers(0, 3000, (size, size)).astype(np.uint16))
+    ds = None
+    return path
+
+
+def test_tiling_raster_with_osm_in_another_crs(tmp_path):
+    """A UTM raster, OSM features in CRS84: each tile's graph has the features at the right place."""
+    import json
+
+    from osgeo import osr
+
+    from geolink.pretraining.prepare import DataSpec, prepare
+    from geolink.progress import Progress
+
+    raster = _utm_raster(tmp_path / "r.tif", size=64)  # 640 m x 640 m, tiles of 32 px = 320 m
+    utm, wgs = osr.SpatialReference(), osr.SpatialReference()
+    utm.ImportFromEPSG(32618)
+    wgs.ImportFromEPSG(4326)
+    wgs.SetAxisMappingStrategy(osr.OAMS_TRADITIONAL_GIS_ORDER)
+    to_wgs = osr.CoordinateTransformation(utm, wgs)
+
+    def lonlat(x, y):
+        return list(to_wgs.TransformPoint(x, y)[:2])
+
+    # a point 80 m east and 80 m south of the raster's north-west corner: tile (0, 0), position (0.25, 0.25)
+    pt = lonlat(500080.0, 4099920.0)
+    # a 100 m square 400-500 m east and 100-200 m south of the corner: tile (32, 0), centroid (130, 150) m in it
+    square = [lonlat(500400, 4099900), lonlat(500500, 4099900), lonlat(500500, 4099800), lonlat(500400, 4099800)]
+    fc = {"type": "FeatureCollection", "features": [
+        {"type": "Feature", "properties": {"label": "amenity:cafe"}, "geometry": {"type": "Point", "coordinates": pt}},
+        {"type": "Feature", "properties": {"label": "building:yes"},
+         "geometry": {"type": "Polygon", "coordinates": [square + [square[0]]]}}]}
+    osm = tmp_path / "osm.geojson"
+    osm.write_text(json.dumps(fc))
+    spec = DataSpec(rasters=[str(raster)], osm=[str(osm)], tile_size=32)
+    samples = prepare(spec, tmp_path / "cache", Progress())
+    assert [s["name"] for s in samples] == ["r_0_0", "r_32_0", "r_0_32", "r_32_32"]
+    assert samples[0]["image"].dtype == torch.uint8 and samples[0]["image"].shape == (3, 32, 32)
+    nw, ne = samples[0]["graph"], samples[1]["graph"]
+    assert nw["nodes"]["point"].shape[0] == 1 and nw["nodes"]["polygon"].shape[0] == 0
+    assert nw["nodes"]["point"][0, -2:].tolist() == pytest.approx([0.25, 0.25], abs=1e-3)
+    assert ne["nodes"]["polygon"].shape[0] == 1
+    centroid = ne["nodes"]["polygon"][0, -2:]  # last position point = centroid, tile x from 320 m, y from north
+    assert centroid.tolist() == pytest.approx([130 / 320, 150 / 320], abs=2e-3)
+    assert samples[3]["graph"] is None  # no features: image-only sample
+    assert len(list((tmp_path / "cache").glob("pairs-*.pt"))) == 1
+    again = prepare(spec, tmp_path / "cache", Progress())
+    assert torch.equal(again[1]["graph"]["nodes"]["polygon"], ne["nodes"]["polygon"])
+
+
+def test_prepared_pairs_from_paper_examples(shared_dir, tmp_path):
+    from geolink.pretraining.prepare import DataSpec, prepare
+    from geolink.progress import Progress
+
+    samples = prepare(DataSpec(pairs=str(shared_dir / "geolink-examples" / "osm2graph_example")), tmp_path,
+                      Progress())
+    by_name = {s["name"]: s for s in samples}
+    fi = by_name["a472140250_FI_21"]
+    assert fi["image"].shape == (3, 282, 192)
+    assert {t: x.shape[0] for t, x in fi["graph"]["nodes"].items()} == {"polygon": 8, "line": 9, "point": 1}
+    assert fi["graph"]["nodes"]["polygon"].shape[1] == 384 + 8
