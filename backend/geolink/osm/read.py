@@ -6,11 +6,14 @@ Layouts (detected per layer from its fields):
 - everything else (GDAL's OSM driver on .osm/.pbf, QuickOSM and Overpass exports): every field is a
   tag (one column per key) and `other_tags` is parsed as an hstore. Such a layer must have at
   least one well-known OSM key among its fields or `other_tags`; otherwise it is not read.
+  From .osm/.pbf the layers points, lines, multilinestrings and multipolygons are read; route
+  relations (type=route in multilinestrings) are skipped as their member ways are in `lines`.
 
-Every feature is reprojected to the target CRS, repaired with make_valid when invalid and split
-into single parts; a part is kept only when it has the dimension the feature was declared with
-(a polygon that collapses to a line is dropped, not turned into a line) and is not degenerate
-(zero area or length). Features without any label piece are dropped (tags.py says which tags count).
+Every feature is reprojected to the target CRS and split into single parts (multi-geometries and
+geometry collections alike), each typed by its own dimension (polygon, line, point). Invalid parts
+are repaired with make_valid; what the repair leaves of another dimension is dropped (a polygon
+that collapses to a line is dropped, not turned into a line), and so are degenerate parts (zero
+area or length). Features without any label piece are dropped (tags.py says which tags count).
 """
 
 from __future__ import annotations
@@ -82,13 +85,18 @@ def spatial_ref(crs: str):
     return srs
 
 
-def _single_parts(geoms: np.ndarray, dims: np.ndarray) -> Tuple[np.ndarray, np.ndarray]:
-    """Split multi-geometries and collections (recursively); keep parts of the declared dimension that are not
-    degenerate. Returns the parts and, for each, the index of its source geometry."""
+def _explode(geoms: np.ndarray) -> Tuple[np.ndarray, np.ndarray]:
+    """Split multi-geometries and collections, recursively: (parts, index of each part's source geometry)."""
     source = np.arange(len(geoms))
     while len(geoms) and np.isin(shapely.get_type_id(geoms), _MULTI_TYPES).any():
         geoms, idx = shapely.get_parts(geoms, return_index=True)
         source = source[idx]
+    return geoms, source
+
+
+def _single_parts(geoms: np.ndarray, dims: np.ndarray) -> Tuple[np.ndarray, np.ndarray]:
+    """Single parts of `geoms` that have the dimension in `dims` and are not degenerate, with their source index."""
+    geoms, source = _explode(geoms)
     part_dims = shapely.get_dimensions(geoms)
     size = np.where(part_dims == 2, shapely.area(geoms), np.where(part_dims == 1, shapely.length(geoms), 1.0))
     keep = (part_dims == dims[source]) & (size > 0) & ~shapely.is_empty(geoms)
@@ -96,21 +104,20 @@ def _single_parts(geoms: np.ndarray, dims: np.ndarray) -> Tuple[np.ndarray, np.n
 
 
 def _to_features(geoms: np.ndarray, labels: np.ndarray) -> OsmFeatures:
-    """Repair, split and type raw geometries (already in the target CRS)."""
+    """Split raw geometries (already in the target CRS) into parts, each typed by its own dimension, then repair
+    the invalid ones, keeping what keeps that dimension (module doc)."""
     if not len(geoms):
         return OsmFeatures.empty()
     ok = ~shapely.is_missing(geoms) & (labels != "") & np.isfinite(shapely.bounds(geoms)).all(axis=1)
-    geoms, labels = geoms[ok], labels[ok]
-    if not len(geoms):
-        return OsmFeatures.empty()
-    dims = shapely.get_dimensions(geoms)
-    invalid = ~shapely.is_valid(geoms)
+    parts, source = _explode(geoms[ok])
+    labels = labels[ok][source]
+    dims = shapely.get_dimensions(parts)
+    invalid = ~shapely.is_valid(parts)
     if invalid.any():
-        geoms = geoms.copy()
-        geoms[invalid] = shapely.make_valid(geoms[invalid])
-    parts, source = _single_parts(geoms, dims)
-    kinds = (2 - dims[source]).astype(np.int8)
-    return OsmFeatures(parts, kinds, labels[source])
+        parts = parts.copy()
+        parts[invalid] = shapely.make_valid(parts[invalid])
+    kept, source = _single_parts(parts, dims)
+    return OsmFeatures(kept, (2 - dims[source]).astype(np.int8), labels[source])
 
 
 class _LayerReader:
@@ -157,8 +164,10 @@ class _LayerReader:
         if self.layout == "geofabrik":
             return label_from_tags(geofabrik_tags(self.name, values))
         tags = [(k, str(v)) for k, v in values.items() if k.lower() != "other_tags"]
-        other = next((v for k, v in values.items() if k.lower() == "other_tags"), None)
-        return label_from_tags(tags + parse_hstore(other))
+        tags += parse_hstore(next((v for k, v in values.items() if k.lower() == "other_tags"), None))
+        if self.name == "multilinestrings" and ("type", "route") in tags:
+            return ""  # a route relation repeats its member ways, which the lines layer already holds
+        return label_from_tags(tags)
 
     def features(self) -> OsmFeatures:
         if not self.wkbs:
@@ -192,7 +201,11 @@ def read_osm(paths: Sequence[str], target_crs: str, progress: Optional[Progress]
         if ds is None:
             raise InputError(f"{path} is not a vector file GDAL can read.",
                              hint="Give OSM data: .osm/.pbf, or GeoJSON/GeoPackage/Shapefile with OSM tags.")
-        parts.append(_read_dataset(ds, path, target, progress))
+        gdal.PushErrorHandler("CPLQuietErrorHandler")  # the OSM driver warns about every broken ring it meets
+        try:
+            parts.append(_read_dataset(ds, path, target, progress))
+        finally:
+            gdal.PopErrorHandler()
     progress.update(100, "OSM read")
     return OsmFeatures.concat(parts)
 

@@ -6,7 +6,8 @@ The label rule follows what the original GeoLink data shows (`building:building`
 - the value `yes` becomes the key itself (`building=yes` -> `building:building`);
 - a `;` inside a value becomes `,` (it would split the label); values are cut to MAX_VALUE_CHARS;
 - names, addresses' numbers, references, sources, contacts and other identifiers carry no land-use
-  meaning and are left out (DROP_KEYS, DROP_PREFIXES); so is `type=multipolygon`.
+  meaning and are left out (DROP_KEYS, DROP_PREFIXES); so is a relation's structural `type`
+  (`type=multipolygon`, `type=route`, ...).
 A feature left with no tag at all is dropped.
 
 Geofabrik shapefiles hold one `fclass` per feature: the key comes from the layer
@@ -29,15 +30,17 @@ DROP_KEYS = {
     "addr:housenumber", "addr:postcode", "addr:unit", "addr:flats", "addr:door", "addr:floor", "ref",
     "fixme", "FIXME", "osm_id", "osm_way_id", "osm_type", "full_id", "id", "fid", "ogc_fid", "z_order",
     "other_tags", "timestamp", "version", "changeset", "user", "uid", "all_tags", "from", "to", "via",
-    "operator", "brand", "addr:city", "addr:country", "addr:place", "addr:suburb", "ele", "public_transport:version",
+    "operator", "brand", "network", "addr:city", "addr:country", "addr:place", "addr:suburb", "ele",
+    "public_transport:version",
 }
+RELATION_TYPES = {"multipolygon", "route", "route_master", "boundary", "site", "public_transport"}
 DROP_PREFIXES = ("name:", "alt_name:", "old_name:", "official_name:", "source:", "wikipedia:", "wikidata:",
                  "contact:", "ref:", "check_date:", "@", "not:name", "brand:", "operator:", "short_name:", "from:",
                  "to:", "via:", "headway")
 
 
 def _drop(key: str, value: str) -> bool:
-    return key in DROP_KEYS or key.startswith(DROP_PREFIXES) or (key == "type" and value == "multipolygon")
+    return key in DROP_KEYS or key.startswith(DROP_PREFIXES) or (key == "type" and value in RELATION_TYPES)
 
 
 def tag_piece(key: str, value: str) -> Optional[str]:

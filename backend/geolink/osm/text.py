@@ -49,7 +49,9 @@ class TransformerTextEncoder(TextEncoder):
     def __init__(self, folder: str, name: Optional[str] = None, device: str = "cpu", batch_size: int = 64):
         import torch
         from transformers import AutoConfig, AutoModel, AutoTokenizer, CLIPTextModel
+        from transformers.utils import logging as hf_logging
 
+        hf_logging.disable_progress_bar()
         folder = str(folder)
         try:
             config = AutoConfig.from_pretrained(folder, local_files_only=True)
@@ -154,7 +156,8 @@ class CachedTextEncoder(TextEncoder):
         return torch.from_numpy(np.stack([self.memory[t] for t in texts]).astype(np.float32))
 
 
-_ENCODERS: Dict[tuple, TextEncoder] = {}
+_MODELS: Dict[tuple, TextEncoder] = {}
+_CACHED: Dict[tuple, TextEncoder] = {}
 
 
 def minilm_folder() -> Path:
@@ -174,22 +177,29 @@ def _clip_folder() -> str:
                               "CLIP folder; the offline default is 'minilm'.") from exc
 
 
+def _load_model(spec: str, device: str) -> TextEncoder:
+    os.environ.setdefault("HF_HUB_OFFLINE", "1")
+    if spec == "minilm":
+        return TransformerTextEncoder(str(minilm_folder()), name="minilm-l6-v2", device=device)
+    if spec == "clip":
+        return TransformerTextEncoder(_clip_folder(), name="clip-vit-b16", device=device)
+    if Path(spec).is_dir():
+        return TransformerTextEncoder(spec, device=device)
+    raise InputError(f"Unknown text encoder {spec!r}.", hint="Use 'minilm', 'clip' or a model folder.")
+
+
 def get_text_encoder(spec: str = DEFAULT_ENCODER, device: str = "cpu", cache_dir: Optional[Path] = None,
                      cached: bool = True) -> TextEncoder:
     """'minilm', 'clip' or a model folder -> an encoder, loaded once per process, disk-cached unless cached=False."""
-    key = (spec, device, str(cache_dir), cached)
-    if key not in _ENCODERS:
-        os.environ.setdefault("HF_HUB_OFFLINE", "1")
-        if spec == "minilm":
-            encoder: TextEncoder = TransformerTextEncoder(str(minilm_folder()), name="minilm-l6-v2", device=device)
-        elif spec == "clip":
-            encoder = TransformerTextEncoder(_clip_folder(), name="clip-vit-b16", device=device)
-        elif Path(spec).is_dir():
-            encoder = TransformerTextEncoder(spec, device=device)
-        else:
-            raise InputError(f"Unknown text encoder {spec!r}.", hint="Use 'minilm', 'clip' or a model folder.")
-        _ENCODERS[key] = CachedTextEncoder(encoder, cache_dir) if cached else encoder
-    return _ENCODERS[key]
+    if (spec, device) not in _MODELS:
+        _MODELS[(spec, device)] = _load_model(spec, device)
+    model = _MODELS[(spec, device)]
+    if not cached:
+        return model
+    key = (spec, device, str(cache_dir or default_cache_dir()))
+    if key not in _CACHED:
+        _CACHED[key] = CachedTextEncoder(model, cache_dir)
+    return _CACHED[key]
 
 
 class TagWeights:
