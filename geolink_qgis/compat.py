@@ -51,3 +51,13 @@ def is_vector(layer) -> bool:
     from qgis.core import QgsVectorLayer
 
     return isinstance(layer, QgsVectorLayer)
+
+
+def layer_filter(name: str):
+    """QgsMapLayerProxyModel filters (Qgis.LayerFilter from QGIS 3.34)."""
+    from qgis.core import QgsMapLayerProxyModel
+
+    scoped = getattr(Qgis, "LayerFilter", None)
+    if scoped is not None and hasattr(scoped, name):
+        return getattr(scoped, name)
+    return getattr(QgsMapLayerProxyModel.Filter, name)

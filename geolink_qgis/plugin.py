@@ -17,6 +17,7 @@ class GeoLinkPlugin:
         self.iface = iface
         self.provider = None
         self.actions = []
+        self.dialog = None
 
     def initProcessing(self) -> None:  # noqa: N802 (QGIS calls it by this name)
         self.provider = GeoLinkProvider()
@@ -24,23 +25,47 @@ class GeoLinkPlugin:
 
     def initGui(self) -> None:  # noqa: N802
         self.initProcessing()
-        action = QAction(QIcon(icon_path()), "GeoLink…", self.iface.mainWindow())
-        action.setObjectName("geolinkOpenDialog")
-        action.triggered.connect(self.open_dialog)
-        self.iface.addToolBarIcon(action)
+        main = self._action("GeoLink…", "geolinkOpenDialog", self.open_dialog, QIcon(icon_path()))
+        self.iface.addToolBarIcon(main)
+        self._action("Settings and backend…", "geolinkSettings", self.open_settings)
+        self._action("Models…", "geolinkModels", self.open_models)
+
+    def _action(self, text: str, name: str, slot, icon: QIcon = None) -> QAction:
+        action = QAction(icon or QIcon(), text, self.iface.mainWindow())
+        action.setObjectName(name)
+        action.triggered.connect(slot)
         self.iface.addPluginToMenu(MENU, action)
         self.actions.append(action)
+        return action
 
     def open_dialog(self) -> None:
-        from qgis import processing
+        from .ui.main_dialog import GeoLinkDialog
 
-        processing.execAlgorithmDialog("geolink:checkbackend")
+        if self.dialog is None:
+            self.dialog = GeoLinkDialog(self.iface.mainWindow(), iface=self.iface)
+        else:
+            self.dialog.refresh()
+        self.dialog.show()
+        self.dialog.raise_()
+
+    def open_settings(self) -> None:
+        from .ui.settings_dialog import SettingsDialog
+
+        SettingsDialog(self.iface.mainWindow()).exec()
+
+    def open_models(self) -> None:
+        from .ui.models_dialog import ModelsDialog
+
+        ModelsDialog(self.iface.mainWindow()).exec()
 
     def unload(self) -> None:
         for action in self.actions:
             self.iface.removePluginMenu(MENU, action)
             self.iface.removeToolBarIcon(action)
         self.actions = []
+        if self.dialog is not None:
+            self.dialog.close()
+            self.dialog = None
         if self.provider is not None:
             QgsApplication.processingRegistry().removeProvider(self.provider)
             self.provider = None

@@ -33,6 +33,11 @@ def backend_python() -> str:
     return os.environ.get("GEOLINK_BACKEND_PYTHON") or _get("backend_python") or str(venv_python(default_venv()))
 
 
+def configured_backend_python() -> str:
+    """The interpreter chosen in the settings dialog ('' when none)."""
+    return _get("backend_python")
+
+
 def set_backend_python(path: str) -> None:
     _set("backend_python", path)
 

@@ -1,0 +1,51 @@
+"""Model packages as the plugin sees them: files in the model folders and the card in their header.
+
+A package is a `.safetensors` file whose header metadata holds its JSON card under
+"geolink_card". Reading the header takes a few bytes and no ML library, so the dialog
+can list models instantly without starting the backend.
+"""
+
+from __future__ import annotations
+
+import json
+import struct
+from pathlib import Path
+from typing import Iterable, List, Optional
+
+CARD_KEY = "geolink_card"
+MAX_HEADER = 100 * 1024**2
+
+
+def read_card(path: Path) -> Optional[dict]:
+    """The package's card, or None when the file is not a GeoLink model package."""
+    try:
+        with open(path, "rb") as f:
+            (size,) = struct.unpack("<Q", f.read(8))
+            if size > MAX_HEADER:
+                return None
+            header = json.loads(f.read(size))
+        return json.loads(header["__metadata__"][CARD_KEY])
+    except (OSError, KeyError, TypeError, ValueError, struct.error):
+        return None
+
+
+def list_packages(folders: Iterable[str]) -> List[dict]:
+    """Every package in the folders, first folder first: name, path, task, classes and the card."""
+    found, seen = [], set()
+    for folder in folders:
+        d = Path(folder)
+        for path in sorted(d.glob("*.safetensors")) if d.is_dir() else []:
+            card = read_card(path)
+            if card is None or path.stem in seen:
+                continue
+            seen.add(path.stem)
+            head = card.get("head") or {}
+            found.append({"name": path.stem, "path": str(path), "card": card,
+                          "task": head.get("type") or "encoder",
+                          "classes": [c.get("name", "") for c in head.get("classes", []) if isinstance(c, dict)]})
+    return found
+
+
+def describe(card: dict) -> str:
+    """A card as readable text for the model manager."""
+    return json.dumps(card, indent=2, ensure_ascii=False, default=str)

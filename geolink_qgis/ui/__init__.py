@@ -1,0 +1,1 @@
+"""The plugin's dialogs, built in code: the GeoLink dialog, settings, backend installer and model manager."""

@@ -1,0 +1,232 @@
+"""The GeoLink dialog: pick the raster, the OSM layers, the task and the model; run; watch progress; cancel."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import List, Optional
+
+from qgis.core import QgsMapLayer, QgsProject, QgsVectorLayer
+from qgis.gui import QgsFileWidget, QgsMapLayerComboBox
+from qgis.PyQt.QtCore import Qt
+from qgis.PyQt.QtWidgets import (
+    QComboBox,
+    QDialog,
+    QFormLayout,
+    QHBoxLayout,
+    QLabel,
+    QListWidget,
+    QListWidgetItem,
+    QPlainTextEdit,
+    QProgressBar,
+    QPushButton,
+    QVBoxLayout,
+    QWidget,
+)
+
+from .. import settings
+from ..compat import layer_filter
+from ..models import list_packages
+from .runner import AlgorithmRun
+
+TASKS = [("classify", "Classify land cover"), ("zones", "Map urban function zones"),
+         ("embed", "Extract GeoLink embeddings")]
+OSM_FILTER = "OpenStreetMap (*.osm *.pbf);;Vector files (*.gpkg *.geojson *.shp);;All files (*.*)"
+
+
+class GeoLinkDialog(QDialog):
+    def __init__(self, parent: Optional[QWidget] = None, project: Optional[QgsProject] = None, iface=None):
+        super().__init__(parent)
+        self.project = project or QgsProject.instance()
+        self.iface = iface
+        self.run: Optional[AlgorithmRun] = None
+        self.setWindowTitle("GeoLink")
+        self.setMinimumWidth(520)
+
+        self.backend_banner = QLabel()
+        self.backend_banner.setWordWrap(True)
+        self.backend_banner.setStyleSheet("background:#fff3cd; padding:6px; border-radius:3px;")
+        self.task = QComboBox()
+        for alg_id, title in TASKS:
+            self.task.addItem(title, alg_id)
+        self.raster = QgsMapLayerComboBox()
+        self.raster.setFilters(layer_filter("RasterLayer"))
+        if hasattr(self.raster, "setProject"):  # QGIS 3.24+; before, the combo shows the current project
+            self.raster.setProject(self.project)
+        self.osm_layers = QListWidget()
+        self.osm_layers.setMaximumHeight(90)
+        self.osm_file = QgsFileWidget()
+        self.osm_file.setFilter(OSM_FILTER)
+        self.model = QComboBox()
+        self.model.setEditable(True)
+        self.output = QgsFileWidget()
+        self.output.setStorageMode(QgsFileWidget.StorageMode.SaveFile)
+        self.output.lineEdit().setPlaceholderText("[Save to a temporary file]")
+
+        form = QFormLayout()
+        form.addRow("Task", self.task)
+        form.addRow("Raster", self.raster)
+        form.addRow("OSM layers", self.osm_layers)
+        form.addRow("OSM file", self.osm_file)
+        form.addRow("Model", self.model)
+        form.addRow("Output", self.output)
+
+        self.progress = QProgressBar()
+        self.progress.setRange(0, 100)
+        self.status = QLabel("Ready.")
+        self.status.setWordWrap(True)
+        self.log = QPlainTextEdit()
+        self.log.setReadOnly(True)
+        self.log.setMaximumBlockCount(2000)
+        self.log.setMinimumHeight(110)
+
+        self.run_button = QPushButton("Run")
+        self.run_button.setDefault(True)
+        self.cancel_button = QPushButton("Cancel")
+        self.cancel_button.setEnabled(False)
+        self.more_button = QPushButton("Advanced…")
+        self.more_button.setToolTip("Open the Processing dialog of this task with every parameter")
+        self.settings_button = QPushButton("Settings…")
+        self.models_button = QPushButton("Models…")
+        close = QPushButton("Close")
+        buttons = QHBoxLayout()
+        for b in (self.settings_button, self.models_button, self.more_button):
+            buttons.addWidget(b)
+        buttons.addStretch(1)
+        for b in (self.run_button, self.cancel_button, close):
+            buttons.addWidget(b)
+
+        layout = QVBoxLayout(self)
+        layout.addWidget(self.backend_banner)
+        layout.addLayout(form)
+        layout.addWidget(self.progress)
+        layout.addWidget(self.status)
+        layout.addWidget(self.log)
+        layout.addLayout(buttons)
+
+        self.run_button.clicked.connect(self.start)
+        self.cancel_button.clicked.connect(self.cancel)
+        self.more_button.clicked.connect(self.open_processing_dialog)
+        self.settings_button.clicked.connect(self.open_settings)
+        self.models_button.clicked.connect(self.open_models)
+        close.clicked.connect(self.reject)
+        self.task.currentIndexChanged.connect(self._task_changed)
+        self.refresh()
+
+    # ------------------------------------------------------------ state
+
+    def refresh(self) -> None:
+        """Re-read the project's vector layers, the installed models and the backend's state."""
+        checked = set(self.selected_osm_ids())
+        self.osm_layers.clear()
+        for layer in self.project.mapLayers().values():
+            if isinstance(layer, QgsVectorLayer):
+                item = QListWidgetItem(layer.name())
+                item.setData(Qt.ItemDataRole.UserRole, layer.id())
+                item.setFlags(item.flags() | Qt.ItemFlag.ItemIsUserCheckable)
+                item.setCheckState(Qt.CheckState.Checked if layer.id() in checked else Qt.CheckState.Unchecked)
+                self.osm_layers.addItem(item)
+        current = self.model.currentText() or "default"
+        self.model.clear()
+        names = ["default"] + [m["name"] for m in list_packages(settings.model_dirs()) if m["name"] != "default"]
+        self.model.addItems(names)
+        self.model.setCurrentText(current)
+        python = settings.backend_python()
+        ready = Path(python).exists()
+        self.backend_banner.setVisible(not ready)
+        self.backend_banner.setText(
+            "The GeoLink backend is not installed yet. Open <b>Settings…</b> and click <b>Install backend</b> "
+            f"(a one-time download of PyTorch, 3-7 GB).<br><small>Looked for: {python}</small>")
+        self._task_changed()
+
+    def _task_changed(self) -> None:
+        zones = self.current_task() == "zones"
+        self.osm_layers.setToolTip("Required for zones" if zones else "Optional: fuse OSM with the imagery")
+
+    def current_task(self) -> str:
+        return self.task.currentData()
+
+    def selected_osm_ids(self) -> List[str]:
+        ids = []
+        for i in range(self.osm_layers.count()):
+            item = self.osm_layers.item(i)
+            if item.checkState() == Qt.CheckState.Checked:
+                ids.append(item.data(Qt.ItemDataRole.UserRole))
+        return ids
+
+    def set_osm_checked(self, layers: List[QgsMapLayer]) -> None:
+        wanted = {layer.id() for layer in layers}
+        for i in range(self.osm_layers.count()):
+            item = self.osm_layers.item(i)
+            item.setCheckState(Qt.CheckState.Checked if item.data(Qt.ItemDataRole.UserRole) in wanted
+                               else Qt.CheckState.Unchecked)
+
+    def parameters(self) -> dict:
+        layer = self.raster.currentLayer()
+        params = {"INPUT": layer.id() if layer else None, "MODEL": self.model.currentText().strip() or "default"}
+        osm = [self.project.mapLayer(i) for i in self.selected_osm_ids()]
+        if osm:
+            params["OSM"] = [layer.id() for layer in osm if layer is not None]
+        if self.osm_file.filePath():
+            params["OSM_FILE"] = self.osm_file.filePath()
+        if self.output.filePath():
+            params["OUTPUT"] = self.output.filePath()
+        return params
+
+    # ------------------------------------------------------------ running
+
+    def start(self) -> None:
+        if self.raster.currentLayer() is None:
+            self.status.setText("Choose a raster layer first.")
+            return
+        self.log.clear()
+        self.progress.setValue(0)
+        self.run = AlgorithmRun(f"geolink:{self.current_task()}", self.parameters(), self.project, self)
+        self.run.progress.connect(lambda pct: self.progress.setValue(int(pct)))
+        self.run.message.connect(self._message)
+        self.run.finished.connect(self._finished)
+        self._busy(True)
+        self.status.setText(f"Running {self.task.currentText().lower()}…")
+        self.run.start()
+
+    def cancel(self) -> None:
+        if self.run is not None:
+            self.status.setText("Cancelling…")
+            self.run.cancel()
+
+    def _message(self, text: str, is_error: bool) -> None:
+        self.log.appendPlainText(("⚠ " if is_error else "") + text)
+
+    def _finished(self, ok: bool, results: dict, error: str) -> None:
+        self._busy(False)
+        if ok:
+            self.progress.setValue(100)
+            self.status.setText("Done: the results are in the layer panel, in a group named after this run.")
+        else:
+            self.status.setText(error.splitlines()[0] if error else "Failed.")
+
+    def _busy(self, busy: bool) -> None:
+        self.run_button.setEnabled(not busy)
+        self.cancel_button.setEnabled(busy)
+        self.task.setEnabled(not busy)
+
+    def is_running(self) -> bool:
+        return bool(self.cancel_button.isEnabled())
+
+    # ------------------------------------------------------------ other dialogs
+
+    def open_processing_dialog(self) -> None:
+        from qgis import processing
+
+        processing.execAlgorithmDialog(f"geolink:{self.current_task()}", self.parameters())
+
+    def open_settings(self) -> None:
+        from .settings_dialog import SettingsDialog
+
+        SettingsDialog(self).exec()
+        self.refresh()
+
+    def open_models(self) -> None:
+        from .models_dialog import ModelsDialog
+
+        ModelsDialog(self).exec()
+        self.refresh()

@@ -1,0 +1,147 @@
+"""Settings: backend interpreter, device, model folder, tag-encoder folder; install and check the backend."""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+from typing import Optional
+
+from qgis.core import QgsApplication
+from qgis.gui import QgsFileWidget
+from qgis.PyQt.QtWidgets import (
+    QComboBox,
+    QDialog,
+    QDialogButtonBox,
+    QFormLayout,
+    QHBoxLayout,
+    QLabel,
+    QPlainTextEdit,
+    QProgressBar,
+    QPushButton,
+    QVBoxLayout,
+    QWidget,
+)
+
+from .. import settings
+from ..backend_installer import InstallPlan, choose_torch_index, host_python, nvidia_driver_present
+from ..paths import backend_source_dir
+from .install_task import InstallTask
+
+
+class SettingsDialog(QDialog):
+    def __init__(self, parent: Optional[QWidget] = None):
+        super().__init__(parent)
+        self.setWindowTitle("GeoLink settings")
+        self.setMinimumWidth(560)
+        self.task: Optional[InstallTask] = None
+
+        self.python = QgsFileWidget()
+        self.python.setFilePath(settings.configured_backend_python())
+        self.python.lineEdit().setPlaceholderText(str(settings.default_venv()))
+        self.env_note = QLabel()
+        self.env_note.setWordWrap(True)
+        env = os.environ.get("GEOLINK_BACKEND_PYTHON")
+        self.env_note.setVisible(bool(env))
+        self.env_note.setText(f"GEOLINK_BACKEND_PYTHON is set and overrides this: {env}")
+        self.device = QComboBox()
+        self.device.addItems(settings.DEVICES)
+        self.device.setCurrentText(settings.device())
+        self.model_folder = QgsFileWidget()
+        self.model_folder.setStorageMode(QgsFileWidget.StorageMode.GetDirectory)
+        self.model_folder.setFilePath(settings.model_folder())
+        self.model_folder.lineEdit().setPlaceholderText(str(settings.models_home()))
+        self.tag_folder = QgsFileWidget()
+        self.tag_folder.setStorageMode(QgsFileWidget.StorageMode.GetDirectory)
+        self.tag_folder.setFilePath(settings.tag_encoder_folder())
+        self.tag_folder.setToolTip("A saved CLIP text model folder (transformers format), needed by models that use "
+                                   "CLIP tag embeddings such as the official GeoLink weights")
+
+        form = QFormLayout()
+        form.addRow("Backend Python", self.python)
+        form.addRow("", self.env_note)
+        form.addRow("Device", self.device)
+        form.addRow("Model folder", self.model_folder)
+        form.addRow("Tag encoder folder (CLIP)", self.tag_folder)
+
+        self.install_button = QPushButton("Install backend")
+        self.install_button.setToolTip(f"Create a Python environment with PyTorch and GeoLink in "
+                                       f"{settings.default_venv()}")
+        self.check_button = QPushButton("Check backend")
+        self.progress = QProgressBar()
+        self.progress.setRange(0, 100)
+        self.progress.setVisible(False)
+        self.status = QLabel(self._backend_state())
+        self.status.setWordWrap(True)
+        self.log = QPlainTextEdit()
+        self.log.setReadOnly(True)
+        self.log.setMaximumBlockCount(5000)
+        self.log.setVisible(False)
+        row = QHBoxLayout()
+        row.addWidget(self.install_button)
+        row.addWidget(self.check_button)
+        row.addStretch(1)
+
+        box = QDialogButtonBox(QDialogButtonBox.StandardButton.Save | QDialogButtonBox.StandardButton.Cancel)
+        box.accepted.connect(self.save)
+        box.rejected.connect(self.reject)
+        layout = QVBoxLayout(self)
+        layout.addLayout(form)
+        layout.addLayout(row)
+        layout.addWidget(self.progress)
+        layout.addWidget(self.status)
+        layout.addWidget(self.log)
+        layout.addWidget(box)
+        self.install_button.clicked.connect(self.install)
+        self.check_button.clicked.connect(self.check)
+
+    def _backend_state(self) -> str:
+        python = settings.backend_python()
+        if Path(python).exists():
+            return f"Backend interpreter: {python}"
+        gpu = "an NVIDIA GPU was found: PyTorch with CUDA" if nvidia_driver_present() else "no NVIDIA GPU: CPU PyTorch"
+        return f"The backend is not installed ({python} does not exist). Install backend will set it up ({gpu})."
+
+    def save(self) -> None:
+        settings.set_backend_python(self.python.filePath().strip())
+        settings.set_device(self.device.currentText())
+        settings.set_model_folder(self.model_folder.filePath().strip())
+        settings.set_tag_encoder_folder(self.tag_folder.filePath().strip())
+        self.accept()
+
+    def install_plan(self) -> InstallPlan:
+        return InstallPlan(venv=settings.default_venv(), backend_source=backend_source_dir(),
+                           base_python=host_python(), torch_index=choose_torch_index())
+
+    def install(self, plan: Optional[InstallPlan] = None) -> InstallTask:
+        """Start the installation in the background; the log and the outcome show in this dialog."""
+        self.task = InstallTask(plan or self.install_plan())
+        self.task.line.connect(self.log.appendPlainText)
+        self.task.progressChanged.connect(lambda pct: self.progress.setValue(int(pct)))
+        self.task.done.connect(self._installed)
+        self.install_button.setEnabled(False)
+        self.progress.setVisible(True)
+        self.log.setVisible(True)
+        self.status.setText("Installing the backend (several minutes; QGIS stays usable)…")
+        QgsApplication.taskManager().addTask(self.task)
+        return self.task
+
+    def _installed(self, ok: bool, detail: str) -> None:
+        self.install_button.setEnabled(True)
+        if ok:
+            settings.set_backend_python("")  # the installed venv is the default interpreter
+            self.python.setFilePath("")
+            self.status.setText(f"The backend is installed: {detail}")
+        else:
+            self.status.setText("Installation failed: " + detail)
+            self.status.setStyleSheet("color:#a00;")
+
+    def check(self) -> None:
+        from .runner import AlgorithmRun
+
+        self.log.setVisible(True)
+        self.log.clear()
+        run = AlgorithmRun("geolink:checkbackend", {}, parent=self)
+        run.message.connect(lambda text, err: self.log.appendPlainText(text))
+        run.finished.connect(lambda ok, res, err: self.status.setText("Backend OK." if ok else f"Backend check "
+                                                                                            f"failed: {err}"))
+        run.start()
