@@ -1,0 +1,93 @@
+"""Where to train: windows of the grid around the labels, dihedral augmentation, the spatial split."""
+
+from __future__ import annotations
+
+from typing import Iterable, List, Sequence, Tuple
+
+import numpy as np
+
+# The 8 symmetries of the square: t % 4 quarter turns, then a left-right flip when t >= 4.
+D4 = tuple(range(8))
+
+
+def grid_windows(boxes: np.ndarray, width: int, height: int, size: int, stride: int) -> List[Tuple[int, int]]:
+    """Top-left (col, row) of the grid windows (origin 0, step `stride`) that touch any box, sorted.
+
+    boxes: [N, 4] (col0, row0, col1, row1) pixel boxes, end-exclusive. Windows start inside the raster;
+    they may run past its right or bottom edge (the reader pads there).
+    """
+    found = set()
+    last_x, last_y = (max(width - 1, 0)) // stride, (max(height - 1, 0)) // stride
+    for c0, r0, c1, r1 in np.asarray(boxes).reshape(-1, 4):
+        kx0, kx1 = max(0, -((size - 1 - c0) // stride)), min(last_x, (c1 - 1) // stride)
+        ky0, ky1 = max(0, -((size - 1 - r0) // stride)), min(last_y, (r1 - 1) // stride)
+        for ky in range(ky0, ky1 + 1):
+            for kx in range(kx0, kx1 + 1):
+                found.add((kx * stride, ky * stride))
+    return sorted(found, key=lambda p: (p[1], p[0]))
+
+
+def apply_d4(array, t: int):
+    """Transform the last two axes of a numpy array or torch tensor by symmetry t of D4."""
+    if isinstance(array, np.ndarray):
+        out = np.rot90(array, t % 4, axes=(-2, -1))
+        return np.ascontiguousarray(out[..., ::-1] if t >= 4 else out)
+    import torch
+
+    out = torch.rot90(array, t % 4, dims=(-2, -1))
+    return torch.flip(out, dims=(-1,)) if t >= 4 else out
+
+
+def augmentations(n_windows: int, per_window: int, seed: int) -> List[List[int]]:
+    """For each window: the identity, then `per_window - 1` distinct other symmetries drawn at random."""
+    rng = np.random.default_rng(seed)
+    extra = max(0, min(per_window, len(D4)) - 1)
+    return [[0] + sorted(rng.choice(np.arange(1, 8), size=extra, replace=False).tolist())
+            for _ in range(n_windows)]
+
+
+def spatial_split(class_ids: np.ndarray, centroids: np.ndarray, pixels: np.ndarray, val_fraction: float,
+                  block: float, seed: int = 0) -> np.ndarray:
+    """Boolean mask of the polygons held out for validation, chosen by spatial blocks, never by pixel.
+
+    Polygons are grouped into square blocks of side `block` (map units); whole blocks go to
+    validation, in a seeded random order, while a class in the block has less than `val_fraction`
+    of its pixels held out, unless that would take a class already held out past 1.5 times its share
+    or leave a class without a training polygon.
+    """
+    n = len(class_ids)
+    val = np.zeros(n, dtype=bool)
+    if val_fraction <= 0 or n == 0:
+        return val
+    keys = np.floor(np.asarray(centroids) / block).astype(np.int64)
+    block_ids = np.unique(keys, axis=0, return_inverse=True)[1].reshape(-1)
+    n_classes = int(class_ids.max()) + 1
+    total = np.bincount(class_ids, weights=pixels, minlength=n_classes)
+    target = val_fraction * total
+    held = np.zeros(n_classes)
+    train_left = np.bincount(class_ids, minlength=n_classes)
+    rng = np.random.default_rng(seed)
+    for b in rng.permutation(block_ids.max() + 1):
+        members = np.flatnonzero(block_ids == b)
+        classes = class_ids[members]
+        adds = np.bincount(classes, weights=pixels[members], minlength=n_classes)
+        counts = np.bincount(classes, minlength=n_classes)
+        wanted = np.any((counts > 0) & (held < target))
+        too_much = np.any((held > 0) & (held + adds > 1.5 * target))
+        if not wanted or too_much or np.any((counts > 0) & (counts >= train_left)):
+            continue
+        val[members] = True
+        held += adds
+        train_left -= counts
+    return val
+
+
+def classes_without(mask: np.ndarray, class_ids: np.ndarray, names: Sequence[str]) -> List[str]:
+    """Names of the classes with no polygon where `mask` is true."""
+    present = set(class_ids[mask].tolist())
+    return [n for i, n in enumerate(names) if i not in present]
+
+
+def batches(items: Sequence, size: int) -> Iterable[Sequence]:
+    for i in range(0, len(items), size):
+        yield items[i:i + size]
