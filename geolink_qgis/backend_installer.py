@@ -133,9 +133,12 @@ def write_constraints(venv: Path, numpy_version: Optional[str]) -> Path:
 
 def install(plan: InstallPlan, log: Log = print) -> Path:
     """Create or update the venv; return its interpreter. Raises InstallError with advice."""
-    check = subprocess.run([str(plan.base_python), "-c", "import sys; print(sys.version_info[:2])"],
-                           capture_output=True, text=True)
-    if check.returncode != 0:
+    try:
+        check = subprocess.run([str(plan.base_python), "-c", "import sys; print(sys.version_info[:2])"],
+                               capture_output=True, text=True)
+    except OSError:
+        check = None
+    if check is None or check.returncode != 0:
         raise InstallError(f"The Python at {plan.base_python} does not run; set the right one in the settings.")
     version = tuple(int(v) for v in check.stdout.strip("()\n ").split(","))
     if version < MIN_PYTHON:

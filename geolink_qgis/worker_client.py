@@ -134,6 +134,11 @@ def run_job(python: str, job: Job, callbacks: Optional[Callbacks] = None, timeou
         if proc.poll() is None:
             proc.kill()
             proc.wait()
+        for stream in (proc.stdin, proc.stdout, proc.stderr):
+            try:
+                stream.close()
+            except (OSError, ValueError):
+                pass
 
     if cancelled or (final and final.get("type") == "Cancelled"):
         _remove_partials(job.outputs)
