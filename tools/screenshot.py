@@ -1,0 +1,155 @@
+"""Render a screenshot of the real QGIS window with the GeoLink dialog and its results over real data.
+
+    python tools/screenshot.py [--out docs/screenshot.png] [--model default] [--size 480]
+
+Runs the `qgis` desktop application on a virtual screen (xvfb-run), with a throw-away
+profile where the plugin is installed from `make package`'s zip. A startup script loads a
+crop of the real Sentinel-2 scene (`make data`), runs "Classify land cover" from the GeoLink
+dialog (the same path a user clicks), waits for the styled results to land in their group,
+and grabs the screen.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import shutil
+import subprocess
+import sys
+import tempfile
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(ROOT / "tools"))
+
+import package  # noqa: E402
+
+SCREEN = (1600, 1000)
+
+STARTUP = r'''
+import json, os
+from qgis.core import QgsApplication, QgsContrastEnhancement, QgsMultiBandColorRenderer, QgsProject, QgsRasterLayer
+from qgis.PyQt.QtCore import QTimer
+from qgis.PyQt.QtWidgets import QApplication
+from qgis.utils import iface, plugins
+
+CFG = json.loads(__CONFIG__)
+
+
+def log(msg):
+    with open(CFG["log"], "a", encoding="utf-8") as f:
+        f.write(msg + "\n")
+
+
+def grab():
+    QApplication.processEvents()
+    pixmap = QApplication.primaryScreen().grabWindow(0)
+    pixmap.save(CFG["out"], "PNG")
+    log("saved " + CFG["out"])
+    os._exit(0)
+
+
+def finished(ok, results, error):
+    log(f"run finished ok={ok} error={error!r}")
+    dialog = plugins["geolink_qgis"].dialog
+    canvas = iface.mapCanvas()
+    canvas.setExtent(QgsProject.instance().mapLayersByName("Sentinel-2 crop")[0].extent())
+    canvas.refresh()
+    QTimer.singleShot(4000, grab)
+
+
+def start():
+    try:
+        win = iface.mainWindow()
+        win.setGeometry(0, 0, CFG["screen"][0], CFG["screen"][1])
+        layer = QgsRasterLayer(CFG["raster"], "Sentinel-2 crop")
+        renderer = QgsMultiBandColorRenderer(layer.dataProvider(), 3, 2, 1)  # B4, B3, B2: true colour
+        for band, setter in ((3, renderer.setRedContrastEnhancement), (2, renderer.setGreenContrastEnhancement),
+                             (1, renderer.setBlueContrastEnhancement)):
+            ce = QgsContrastEnhancement(layer.dataProvider().dataType(band))
+            ce.setContrastEnhancementAlgorithm(QgsContrastEnhancement.StretchToMinimumMaximum)
+            stats = layer.dataProvider().cumulativeCut(band, 0.02, 0.98)
+            ce.setMinimumValue(stats[0])
+            ce.setMaximumValue(stats[1])
+            setter(ce)
+        layer.setRenderer(renderer)
+        QgsProject.instance().addMapLayer(layer)
+        iface.mapCanvas().setExtent(layer.extent())
+        plugin = plugins["geolink_qgis"]
+        plugin.open_dialog()
+        dialog = plugin.dialog
+        dialog.move(CFG["screen"][0] - dialog.width() - 40, 90)
+        dialog.raster.setLayer(layer)
+        dialog.model.setCurrentText(CFG["model"])
+        dialog.output.setFilePath(CFG["output"])
+        log("dialog open; running classify")
+        dialog.start()
+        dialog.run.finished.connect(finished)
+    except Exception:
+        import traceback
+        log(traceback.format_exc())
+        os._exit(1)
+
+
+QTimer.singleShot(3000, start)
+QTimer.singleShot(CFG["timeout_ms"], grab)
+'''
+
+
+def crop(src: Path, out: Path, size: int) -> Path:
+    from osgeo import gdal
+
+    gdal.UseExceptions()
+    gdal.Translate(str(out), str(src), srcWin=[700, 900, size, size])
+    return out
+
+
+def main() -> int:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--out", type=Path, default=ROOT / "docs" / "screenshot.png")
+    parser.add_argument("--model", default="default")
+    parser.add_argument("--size", type=int, default=480, help="crop size in pixels (10 m each)")
+    parser.add_argument("--data", type=Path, default=ROOT / ".cache" / "data")
+    parser.add_argument("--timeout", type=int, default=480, help="seconds before the screen is grabbed regardless")
+    args = parser.parse_args()
+    if not (args.data / "s2" / "s2_rgbn.tif").exists():
+        print(f"error: {args.data}/s2/s2_rgbn.tif missing: run `make data`", file=sys.stderr)
+        return 1
+    if not shutil.which("xvfb-run") or not shutil.which("qgis"):
+        print("error: needs xvfb-run and the qgis application (apt install xvfb qgis)", file=sys.stderr)
+        return 1
+    work = Path(tempfile.mkdtemp(prefix="geolink-screenshot-"))
+    profiles = work / "profiles-root"
+    package.install_zip(package.build_zip(work / "dist"), profiles / "profiles" / "default")
+    ini = profiles / "profiles" / "default" / "QGIS" / "QGIS3.ini"
+    with open(ini, "a", encoding="utf-8") as f:  # no first-run and news panels in the picture
+        f.write("\n[qgis]\ncheckVersion=false\nshowTips=false\n[core]\nNewsFeed\\httpsfeedqgisorg\\disabled=true\n")
+    raster = crop(args.data / "s2" / "s2_rgbn.tif", work / "s2_crop.tif", args.size)
+    args.out.parent.mkdir(parents=True, exist_ok=True)
+    log = work / "screenshot.log"
+    config = {"raster": str(raster), "out": str(args.out.resolve()), "model": args.model, "log": str(log),
+              "output": str(work / "land_cover.tif"), "screen": SCREEN, "timeout_ms": args.timeout * 1000}
+    script = work / "startup.py"
+    script.write_text(STARTUP.replace("__CONFIG__", repr(json.dumps(config))), encoding="utf-8")
+    env = dict(os.environ, GEOLINK_BACKEND_PYTHON=os.environ.get("GEOLINK_BACKEND_PYTHON",
+                                                                 str(ROOT / ".venv" / "bin" / "python")))
+    env.pop("QT_QPA_PLATFORM", None)  # a real (virtual) screen, not offscreen
+    cmd = ["xvfb-run", "-a", "-s", f"-screen 0 {SCREEN[0]}x{SCREEN[1]}x24", "qgis", "--nologo",
+           "--noversioncheck", "--profiles-path", str(profiles), "--code", str(script)]
+    try:
+        subprocess.run(cmd, env=env, timeout=args.timeout + 120, stdout=subprocess.DEVNULL,
+                       stderr=subprocess.DEVNULL)
+    except subprocess.TimeoutExpired:
+        print("error: QGIS did not finish in time", file=sys.stderr)
+    print(log.read_text(encoding="utf-8") if log.exists() else "(no log)")
+    if not args.out.exists():
+        print(f"error: no screenshot written; see {work}", file=sys.stderr)
+        return 1
+    print(f"screenshot: {args.out}")
+    shutil.rmtree(work, ignore_errors=True)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
