@@ -120,7 +120,23 @@ def export_raster(layer: QgsRasterLayer, extent: Optional[QgsRectangle] = None, 
                                feedback)
     if error != RASTER_WRITE_OK or not target.exists():
         raise QgsProcessingException(f"Exporting '{layer.name()}' to a GeoTIFF failed (error {error}).")
+    if _is_web(layer):
+        return _drop_alpha(target)
     return str(target)
+
+
+def _drop_alpha(path: Path) -> str:
+    """Web maps come as RGBA images: keep RGB for the model, with transparent pixels as nodata 0."""
+    from osgeo import gdal
+
+    ds = gdal.Open(str(path))
+    if ds is None or ds.RasterCount != 4:
+        return str(path)
+    ds = None
+    rgb = path.with_name(path.stem + "_rgb.tif")
+    gdal.Translate(str(rgb), str(path), bandList=[1, 2, 3], noData=0, creationOptions=["COMPRESS=DEFLATE", "TILED=YES"])
+    path.unlink()
+    return str(rgb)
 
 
 # ---------------------------------------------------------------- vectors

@@ -32,13 +32,14 @@ class FinetuneAlgorithm(GeoLinkAlgorithm):
             "'Categorized' on that field, its colours become the classes' colours in the maps the model makes.<br>"
             "Validation is held out by polygon (a share of the polygons is never trained on), and training stops "
             "early when it no longer improves. The report gives per-class precision, recall and IoU, accuracy and "
-            "the confusion matrix.<br>"
+            "the confusion matrix. To choose the held-out polygons yourself, mark them 'val' in a split field.<br>"
             "<b>Output</b>: a model package (.safetensors); save it in the GeoLink model folder to find it by name.<br>"
             "<b>Advanced</b>: epochs, head (upernet, fpn or linear), how many encoder blocks to unfreeze, the "
             "validation share, and the usual device and tiling options.")
 
     LABELS, CLASS_FIELD, OUTPUT, REPORT, METRICS = "LABELS", "CLASS_FIELD", "OUTPUT", "REPORT", "METRICS"
     EPOCHS, HEAD, UNFREEZE, VAL_FRACTION = "EPOCHS", "HEAD", "UNFREEZE", "VAL_FRACTION"
+    SPLIT_FIELD = "SPLIT_FIELD"
 
     def initAlgorithm(self, config=None):  # noqa: N802
         self.add_raster_input()
@@ -56,6 +57,8 @@ class FinetuneAlgorithm(GeoLinkAlgorithm):
                                          defaultValue=0, minValue=0),
             QgsProcessingParameterNumber(self.VAL_FRACTION, "Validation share of the polygons (0: default)",
                                          NUMBER_DOUBLE, defaultValue=0.0, minValue=0.0, maxValue=0.9),
+            QgsProcessingParameterField(self.SPLIT_FIELD, "Field marking held-out polygons ('val' or 'test')",
+                                        parentLayerParameterName=self.LABELS, type=FIELD_ANY, optional=True),
         ]
         for param in advanced:
             add_advanced(param)
@@ -80,6 +83,10 @@ class FinetuneAlgorithm(GeoLinkAlgorithm):
                   "model": self.parameterAsString(parameters, self.MODEL, context), "out": out,
                   "head": HEADS[self.parameterAsEnum(parameters, self.HEAD, context)],
                   **self.engine_config(parameters, context)}
+        split = self.parameterAsString(parameters, self.SPLIT_FIELD, context) if parameters.get(self.SPLIT_FIELD) \
+            else ""
+        if split:
+            config["split_field"] = split
         colours = layers.category_colours(labels_layer, field)
         if colours:
             config["colors"] = colours

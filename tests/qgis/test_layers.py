@@ -2,14 +2,20 @@
 
 from __future__ import annotations
 
+import math
+import shutil
+import subprocess
+
 import pytest
 from osgeo import gdal
 from qgis.core import (
     QgsCategorizedSymbolRenderer,
+    QgsCoordinateTransform,
     QgsFeature,
     QgsField,
     QgsGeometry,
     QgsProcessingException,
+    QgsProject,
     QgsRasterLayer,
     QgsRectangle,
     QgsRendererCategory,
@@ -57,6 +63,24 @@ def test_export_honours_extent_and_pixel_size(qgis_app, data_dir, tmp_path):
     assert (ds.RasterXSize, ds.RasterYSize) == (16, 16) and ds.RasterCount == 4
 
 
+@pytest.mark.skipif(not shutil.which("gdal2tiles.py"), reason="gdal2tiles.py (gdal-bin) not installed")
+def test_xyz_web_layer_is_downloaded_at_the_extent_and_resolution(qgis_app, data_dir, tmp_path):
+    """A real XYZ tile layer (served from file:// tiles cut from the S2 crop) exported as an RGB GeoTIFF."""
+    rgb = tmp_path / "rgb.tif"
+    gdal.Translate(str(rgb), str(s2_crop(data_dir, tmp_path / "crop.tif")), bandList=[3, 2, 1],
+                   outputType=gdal.GDT_Byte, scaleParams=[[0, 3000, 1, 255]])
+    subprocess.run(["gdal2tiles.py", "-q", "--xyz", "-z", "13-14", "-w", "none", str(rgb), str(tmp_path / "t")],
+                   check=True)
+    xyz = QgsRasterLayer(f"type=xyz&url=file://{tmp_path}/t/{{z}}/{{x}}/{{y}}.png&zmax=14&zmin=13", "xyz", "wms")
+    assert xyz.isValid()
+    src = QgsRasterLayer(str(rgb), "rgb")
+    extent = QgsCoordinateTransform(src.crs(), xyz.crs(), QgsProject.instance()).transformBoundingBox(src.extent())
+    ds = gdal.Open(layers.raster_path(xyz, extent, 20.0))
+    assert ds.RasterCount == 3 and ds.RasterXSize == math.ceil(extent.width() / 20.0)
+    assert ds.GetRasterBand(1).GetNoDataValue() == 0
+    assert ds.GetRasterBand(2).ComputeRasterMinMax()[1] > 50  # real image content came through
+
+
 def test_web_layer_without_extent_is_refused_in_words(qgis_app, tmp_path):
     xyz = QgsRasterLayer(f"type=xyz&url=file://{tmp_path}/{{z}}/{{x}}/{{y}}.png&zmax=19&zmin=0", "tiles", "wms")
     assert xyz.isValid()
@@ -97,7 +121,7 @@ def test_one_layer_of_a_multi_layer_gpkg_is_exported_alone(qgis_app, tmp_path):
         f.setAttributes([name])
         f.setGeometry(QgsGeometry.fromWkt("POLYGON ((0 0, 10 0, 10 10, 0 0))"))
         mem.dataProvider().addFeatures([f])
-        from qgis.core import QgsProject, QgsVectorFileWriter
+        from qgis.core import QgsVectorFileWriter
 
         opts = QgsVectorFileWriter.SaveVectorOptions()
         opts.driverName, opts.layerName = "GPKG", name
