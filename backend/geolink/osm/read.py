@@ -221,6 +221,8 @@ def _read_dataset(ds, path: str, target, progress: Progress) -> OsmFeatures:
         if reader.layout is not None:
             readers[reader.name] = reader
     if not readers:
+        if all(ds.GetLayer(i).GetFeatureCount() == 0 for i in range(ds.GetLayerCount())):
+            return OsmFeatures.empty()  # empty layers carry no columns to recognise: nothing to read, no error
         raise InputError(f"{path} holds no OSM features: no layer has a 'label', 'fclass', 'other_tags' or OSM key "
                          "column (highway, building, landuse, ...).", hint="Is this an OSM export?")
     if osm_driver:  # the OSM driver must be read interleaved, layer by layer it rereads the file

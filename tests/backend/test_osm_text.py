@@ -1,0 +1,117 @@
+"""Tag text encoders: real MiniLM, a tiny CLIP saved to disk, the disk cache and the ln(frequency) weighting."""
+
+from __future__ import annotations
+
+import json
+import math
+
+import pytest
+import torch
+from transformers import CLIPTextConfig, CLIPTextModel, CLIPTokenizer
+
+from geolink.errors import InputError
+from geolink.osm import CachedTextEncoder, TagWeights, TextEncoder, embed_labels, get_text_encoder
+from geolink.osm.text import TransformerTextEncoder
+
+
+class CountingEncoder(TextEncoder):
+    """A real encoder (fixed per-text vectors) that records what it was asked to encode."""
+
+    name, dim = "counting-test", 3
+
+    def __init__(self):
+        self.calls = []
+
+    def encode(self, texts):
+        self.calls.append(list(texts))
+        return torch.tensor([[len(t), sum(map(ord, t)) % 7, 1.0] for t in texts], dtype=torch.float32)
+
+
+def reference_pooling(encoder: TransformerTextEncoder, text: str) -> torch.Tensor:
+    """The original's recipe: one text at a time, no padding, mean of the states after the start token."""
+    batch = encoder.tokenizer(text, return_tensors="pt", truncation=True, max_length=encoder.max_length)
+    with torch.no_grad():
+        return encoder.model(**batch).last_hidden_state[0, 1:].mean(0)
+
+
+def test_minilm_offline_default(tmp_path):
+    encoder = get_text_encoder("minilm", cache_dir=tmp_path)
+    assert encoder.dim == 384 and encoder.name == "minilm-l6-v2"
+    texts = ["building:building", "highway:residential", "leisure:pitch", "x" * 3000]
+    vectors = encoder.encode(texts)
+    assert vectors.shape == (4, 384) and torch.isfinite(vectors).all()
+    for i in range(3):  # batched and padded == the original's one-by-one pooling
+        assert torch.allclose(vectors[i], reference_pooling(encoder.inner, texts[i]), atol=1e-5)
+    assert torch.nn.functional.cosine_similarity(vectors[0], vectors[1], dim=0) < 0.99
+
+
+def tiny_clip_folder(folder):
+    chars = [chr(c) for c in range(33, 127)]
+    vocab = {c: i for i, c in enumerate(chars)}
+    vocab.update({c + "</w>": len(chars) + i for i, c in enumerate(chars)})
+    vocab.update({"<|startoftext|>": len(vocab), "<|endoftext|>": len(vocab) + 1})
+    CLIPTokenizer(vocab=vocab, merges=[]).save_pretrained(folder)
+    config = CLIPTextConfig(vocab_size=len(vocab), hidden_size=32, intermediate_size=64, num_hidden_layers=2,
+                            num_attention_heads=2, max_position_embeddings=77, bos_token_id=vocab["<|startoftext|>"],
+                            eos_token_id=vocab["<|endoftext|>"], pad_token_id=vocab["<|endoftext|>"])
+    torch.manual_seed(0)
+    CLIPTextModel(config).save_pretrained(folder)
+    return folder
+
+
+def test_clip_text_model_from_a_local_folder(tmp_path):
+    folder = tiny_clip_folder(tmp_path / "clip")
+    encoder = get_text_encoder(str(folder), cached=False)
+    assert isinstance(encoder.model, CLIPTextModel) and encoder.dim == 32
+    vectors = encoder.encode(["natural:water", "amenity:" + "long" * 100])  # the long one is cut at 77 tokens
+    assert vectors.shape == (2, 32)
+    assert torch.allclose(vectors[0], reference_pooling(encoder, "natural:water"), atol=1e-5)
+
+
+def test_unknown_encoders_are_refused(tmp_path):
+    with pytest.raises(InputError, match="Unknown text encoder"):
+        get_text_encoder("no-such-encoder")
+    with pytest.raises(InputError, match="Cannot load"):
+        get_text_encoder(str(tmp_path))
+
+
+def test_disk_cache_encodes_each_text_once(tmp_path):
+    first = CountingEncoder()
+    cached = CachedTextEncoder(first, tmp_path)
+    a = cached.encode(["a:b", "c:d", "a:b"])
+    cached.encode(["c:d"])
+    assert first.calls == [["a:b", "c:d"]]
+    second = CountingEncoder()  # a new process: the vectors come from the SQLite file
+    b = CachedTextEncoder(second, tmp_path).encode(["a:b", "c:d", "a:b", "e:f"])
+    assert second.calls == [["e:f"]]
+    assert torch.equal(a, b[:3])
+    assert (tmp_path / "text-counting-test.sqlite").exists()
+
+
+def test_label_embedding_weights_like_the_original():
+    encoder = CountingEncoder()
+    weights = TagWeights({"building": 100, "roof shape": 10, "rare": 1})
+    out = embed_labels(["building:building;roof shape:flat", "mystery:x;rare:y", "building:building"], encoder, weights)
+    vec = {t: encoder.encode([t])[0].double() for t in ["building:building", "roof shape:flat", "mystery:x", "rare:y"]}
+    w1, w2 = math.log(100), math.log(10)
+    expected0 = (vec["building:building"] * w1 + vec["roof shape:flat"] * w2) / (w1 + w2)
+    assert torch.allclose(out[0].double(), expected0, atol=1e-6)
+    # a missing key counts as frequency 1 (weight ln 1 = 0); all weights 0 -> the plain mean
+    assert torch.allclose(out[1].double(), (vec["mystery:x"] + vec["rare:y"]) / 2, atol=1e-6)
+    assert torch.allclose(out[2].double(), vec["building:building"], atol=1e-6)
+
+
+def test_tag_frequency_tables(tmp_path):
+    shipped = TagWeights.from_json()
+    assert shipped.weight("highway") > shipped.weight("bicycle") > 0 and shipped.weight("not-a-key") == 0
+    bad = tmp_path / "bad.json"
+    bad.write_text(json.dumps([1, 2]))
+    with pytest.raises(InputError):
+        TagWeights.from_json(str(bad))
+    with pytest.raises(InputError):
+        TagWeights.from_json(str(tmp_path / "missing.json"))
+
+
+def test_the_original_frequency_table_reads(shared_dir):
+    original = TagWeights.from_json(str(shared_dir / "geolink-examples" / "all_tags30_frequency1.json"))
+    assert original.weight("roof shape") == pytest.approx(math.log(132323))
