@@ -6,7 +6,7 @@ from pathlib import Path
 from typing import List, Optional
 
 from qgis.core import QgsMapLayer, QgsProject, QgsVectorLayer
-from qgis.gui import QgsFileWidget, QgsMapLayerComboBox
+from qgis.gui import QgsFieldComboBox, QgsFileWidget, QgsMapLayerComboBox
 from qgis.PyQt.QtCore import Qt
 from qgis.PyQt.QtWidgets import (
     QComboBox,
@@ -29,7 +29,7 @@ from ..models import list_packages
 from .runner import AlgorithmRun
 
 TASKS = [("classify", "Classify land cover"), ("zones", "Map urban function zones"),
-         ("embed", "Extract GeoLink embeddings")]
+         ("embed", "Extract GeoLink embeddings"), ("finetune", "Train classifier from labelled polygons")]
 OSM_FILTER = "OpenStreetMap (*.osm *.pbf);;Vector files (*.gpkg *.geojson *.shp);;All files (*.*)"
 
 
@@ -56,19 +56,26 @@ class GeoLinkDialog(QDialog):
         self.osm_layers.setMaximumHeight(90)
         self.osm_file = QgsFileWidget()
         self.osm_file.setFilter(OSM_FILTER)
+        self.labels = QgsMapLayerComboBox()
+        self.labels.setFilters(layer_filter("PolygonLayer"))
+        self.class_field = QgsFieldComboBox()
+        self.class_field.setLayer(self.labels.currentLayer())
+        self.labels.layerChanged.connect(self.class_field.setLayer)
         self.model = QComboBox()
         self.model.setEditable(True)
         self.output = QgsFileWidget()
         self.output.setStorageMode(QgsFileWidget.StorageMode.SaveFile)
         self.output.lineEdit().setPlaceholderText("[Save to a temporary file]")
 
-        form = QFormLayout()
-        form.addRow("Task", self.task)
-        form.addRow("Raster", self.raster)
-        form.addRow("OSM layers", self.osm_layers)
-        form.addRow("OSM file", self.osm_file)
-        form.addRow("Model", self.model)
-        form.addRow("Output", self.output)
+        self.form = QFormLayout()
+        self.form.addRow("Task", self.task)
+        self.form.addRow("Raster", self.raster)
+        self.form.addRow("Labelled polygons", self.labels)
+        self.form.addRow("Class field", self.class_field)
+        self.form.addRow("OSM layers", self.osm_layers)
+        self.form.addRow("OSM file", self.osm_file)
+        self.form.addRow("Model", self.model)
+        self.form.addRow("Output", self.output)
 
         self.progress = QProgressBar()
         self.progress.setRange(0, 100)
@@ -97,7 +104,7 @@ class GeoLinkDialog(QDialog):
 
         layout = QVBoxLayout(self)
         layout.addWidget(self.backend_banner)
-        layout.addLayout(form)
+        layout.addLayout(self.form)
         layout.addWidget(self.progress)
         layout.addWidget(self.status)
         layout.addWidget(self.log)
@@ -139,8 +146,14 @@ class GeoLinkDialog(QDialog):
         self._task_changed()
 
     def _task_changed(self) -> None:
-        zones = self.current_task() == "zones"
-        self.osm_layers.setToolTip("Required for zones" if zones else "Optional: fuse OSM with the imagery")
+        task = self.current_task()
+        self.osm_layers.setToolTip("Required for zones" if task == "zones" else "Optional: fuse OSM with the imagery")
+        for widget in (self.labels, self.class_field):
+            widget.setVisible(task == "finetune")
+            self.form.labelForField(widget).setVisible(task == "finetune")
+        self.output.setFilter("GeoLink model (*.safetensors)" if task == "finetune" else "")
+        self.output.lineEdit().setPlaceholderText(
+            f"[Save in {settings.models_home()}]" if task == "finetune" else "[Save to a temporary file]")
 
     def current_task(self) -> str:
         return self.task.currentData()
@@ -168,9 +181,24 @@ class GeoLinkDialog(QDialog):
             params["OSM"] = [layer.id() for layer in osm if layer is not None]
         if self.osm_file.filePath():
             params["OSM_FILE"] = self.osm_file.filePath()
-        if self.output.filePath():
+        if self.current_task() == "finetune":
+            labels = self.labels.currentLayer()
+            params["LABELS"] = labels.id() if labels else None
+            params["CLASS_FIELD"] = self.class_field.currentField()
+            params["OUTPUT"] = self.output.filePath() or str(self._new_model_path(labels))
+        elif self.output.filePath():
             params["OUTPUT"] = self.output.filePath()
         return params
+
+    def _new_model_path(self, labels) -> Path:
+        """A model trained here goes to the model folder, named after the label layer, never over another one."""
+        home = settings.models_home()
+        home.mkdir(parents=True, exist_ok=True)
+        stem = "".join(c if c.isalnum() or c in "-_" else "-" for c in (labels.name() if labels else "model"))
+        path, i = home / f"{stem}.safetensors", 2
+        while path.exists():
+            path, i = home / f"{stem}-{i}.safetensors", i + 1
+        return path
 
     # ------------------------------------------------------------ running
 
@@ -198,7 +226,14 @@ class GeoLinkDialog(QDialog):
 
     def _finished(self, ok: bool, results: dict, error: str) -> None:
         self._busy(False)
-        if ok:
+        if ok and self.current_task() == "finetune":
+            self.progress.setValue(100)
+            name = Path(results.get("OUTPUT", "")).stem
+            self.refresh()
+            self.model.setCurrentText(name)
+            self.status.setText(f"Trained model '{name}'. Choose 'Classify land cover' to map with it."
+                                + (f" Report: {results['REPORT']}" if results.get("REPORT") else ""))
+        elif ok:
             self.progress.setValue(100)
             self.status.setText("Done: the results are in the layer panel, in a group named after this run.")
         else:
