@@ -32,7 +32,8 @@ class RasterGrid:
     bands: int
 
     @classmethod
-    def open(cls, path: str) -> RasterGrid:
+    def open(cls, path: str, gsd: Optional[float] = None) -> RasterGrid:
+        """The raster's own grid, or (gsd given and different) a virtual raster resampled to `gsd` map units."""
         from osgeo import gdal
 
         gdal.UseExceptions()
@@ -41,6 +42,11 @@ class RasterGrid:
         except RuntimeError as exc:
             raise InputError(f"Cannot open the raster {path}: {exc}") from None
         gt = ds.GetGeoTransform()
+        if gsd and abs(gsd - abs(gt[1])) > 1e-6 * gsd:
+            vrt = f"/vsimem/geolink-finetune-{abs(hash((str(path), gsd)))}.vrt"
+            ds = gdal.Warp(vrt, ds, format="VRT", xRes=gsd, yRes=gsd, resampleAlg="average"
+                           if gsd > abs(gt[1]) else "bilinear")
+            path, gt = vrt, ds.GetGeoTransform()
         if gt[2] or gt[4] or gt[5] >= 0:
             raise InputError(f"The raster {path} is rotated or not north-up.", hint="Warp it to a north-up grid.")
         if not ds.GetProjection():

@@ -37,6 +37,7 @@ class LabelSet:
     centroids: np.ndarray  # [N, 2] map coordinates
     source_crs: str = ""
     warnings: List[str] = field(default_factory=list)
+    split_values: Optional[List[str]] = None  # the split field's value of each polygon, when one was read
 
     @property
     def class_names(self) -> List[str]:
@@ -74,7 +75,8 @@ def _sorted_classes(values: Sequence) -> List[str]:
 
 
 def read_labels(path: str, class_field: str, raster_wkt: str, raster_bounds: Tuple[float, float, float, float],
-                colors: Optional[Dict[str, str]] = None, progress: Optional[Progress] = None) -> LabelSet:
+                colors: Optional[Dict[str, str]] = None, progress: Optional[Progress] = None,
+                split_field: Optional[str] = None) -> LabelSet:
     """Read polygons and their class from `class_field`, reprojected to the raster's CRS and checked.
 
     Refused with InputError: an unreadable file, no such field, no usable class value, a single class,
@@ -101,6 +103,9 @@ def read_labels(path: str, class_field: str, raster_wkt: str, raster_bounds: Tup
     if class_field not in fields:
         raise InputError(f"The labelled polygons have no field {class_field!r}.",
                          hint="Fields of the layer: " + (", ".join(fields) or "none") + ".")
+    if split_field and split_field not in fields:
+        raise InputError(f"The labelled polygons have no field {split_field!r} (the split field).",
+                         hint="Fields of the layer: " + ", ".join(fields) + ".")
     is_int = defn.GetFieldDefn(fields.index(class_field)).GetType() in (ogr.OFTInteger, ogr.OFTInteger64)
 
     target = osr.SpatialReference()
@@ -120,7 +125,7 @@ def read_labels(path: str, class_field: str, raster_wkt: str, raster_bounds: Tup
     raster_box = ogr.CreateGeometryFromWkt(
         "POLYGON(({0} {1},{2} {1},{2} {3},{0} {3},{0} {1}))".format(*raster_bounds))
 
-    geoms, values = [], []
+    geoms, values, splits = [], [], []
     empty = not_polygon = outside = 0
     for feat in layer:
         value = feat.GetField(class_field)
@@ -146,6 +151,8 @@ def read_labels(path: str, class_field: str, raster_wkt: str, raster_bounds: Tup
             continue
         geoms.append(geom)
         values.append(int(value) if is_int else str(value).strip())
+        if split_field:
+            splits.append(str(feat.GetField(split_field) or ""))
     ds = None
     if empty:
         warnings.append(f"{empty} polygon(s) with an empty {class_field!r} were left out.")
@@ -171,4 +178,5 @@ def read_labels(path: str, class_field: str, raster_wkt: str, raster_bounds: Tup
                     classes=class_colors(names, colors),
                     areas=np.array([g.GetArea() for g in geoms]),
                     centroids=np.array([g.Centroid().GetPoint_2D() for g in geoms]),
-                    source_crs=source.GetName() if source is not None else "", warnings=warnings)
+                    source_crs=source.GetName() if source is not None else "", warnings=warnings,
+                    split_values=splits if split_field else None)

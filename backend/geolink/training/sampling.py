@@ -38,6 +38,31 @@ def apply_d4(array, t: int):
     return torch.flip(out, dims=(-1,)) if t >= 4 else out
 
 
+def d4_points(xy, t: int):
+    """Positions in tile units (x from the west, y from the north, 0..1) moved as apply_d4 moves pixels."""
+    import torch
+
+    x, y = xy[..., 0], xy[..., 1]
+    for _ in range(t % 4):
+        x, y = y, 1 - x
+    if t >= 4:
+        x = 1 - x
+    return torch.stack([x, y], -1)
+
+
+def d4_graph(graph, t: int):
+    """A copy of a window's OSM graph with its node positions moved by symmetry t (None stays None)."""
+    if graph is None or t == 0:
+        return graph
+    from ..pretraining.graphs import positions, set_positions
+
+    out = graph.clone()
+    for node_type in out.node_types:
+        if "x" in out[node_type] and out[node_type].x.shape[0]:
+            set_positions(out, node_type, d4_points(positions(out, node_type), t))
+    return out
+
+
 def augmentations(n_windows: int, per_window: int, seed: int) -> List[List[int]]:
     """For each window: the identity, then `per_window - 1` distinct other symmetries drawn at random."""
     rng = np.random.default_rng(seed)

@@ -1,17 +1,21 @@
-"""Training a head on cached features: class-balanced loss, validation on held-out polygons, early
-stopping on their mean IoU, a checkpoint after every epoch and resuming from it."""
+"""Training a head on cached features (or a partly unfrozen model on images): class-balanced loss,
+validation on held-out polygons, early stopping on their mean IoU, a checkpoint after every epoch
+and resuming from it.
+
+The trainer sees samples only through `forward(indices) -> logits`, so the same loop serves the
+cached-feature head and the model with unfrozen encoder blocks.
+"""
 
 from __future__ import annotations
 
 import json
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
-from typing import Dict, List, Optional
+from typing import Callable, Dict, List, Optional
 
 import numpy as np
 
 from ..progress import Progress
-from .cache import FeatureCache
 from .losses import balanced_cross_entropy
 from .metrics import confusion, scores
 
@@ -28,9 +32,8 @@ class TrainSettings:
 
 @dataclass
 class Samples:
-    """What the head learns from: cached features and per-pixel targets (IGNORE where unlabelled)."""
+    """Per-pixel targets of every sample (IGNORE where unlabelled)."""
 
-    cache: FeatureCache
     train_labels: np.ndarray  # [N, H, W] int16, pixels of training polygons only
     val_labels: np.ndarray  # [N, H, W] int16, pixels of validation polygons only (identity samples)
     n_classes: int
@@ -103,34 +106,37 @@ def _strip(tensors: Dict, prefix: str) -> Dict:
     return {k[len(prefix):]: v for k, v in tensors.items() if k.startswith(prefix)}
 
 
-def _logits(module, feats, size):
+Forward = Callable[[np.ndarray], object]  # sorted sample indices -> logits [B, K, h, w]
+
+
+def _logits(forward: Forward, idx: np.ndarray, size):
     import torch.nn.functional as F
 
-    out = module(feats)
+    out = forward(idx)
     if tuple(out.shape[-2:]) != tuple(size):
-        out = F.interpolate(out, size=size, mode="bilinear", align_corners=False)
+        out = F.interpolate(out, size=tuple(size), mode="bilinear", align_corners=False)
     return out
 
 
-def evaluate(module, samples: Samples, index: np.ndarray, labels: np.ndarray, batch_size: int, device) -> np.ndarray:
-    """Confusion matrix of `module` on the samples `index` against `labels`."""
+def evaluate(module, forward: Forward, n_classes: int, index: np.ndarray, labels: np.ndarray,
+             batch_size: int) -> np.ndarray:
+    """Confusion matrix of the model on the samples `index` against `labels`."""
     import torch
 
-    cm = np.zeros((samples.n_classes, samples.n_classes), dtype=np.int64)
+    cm = np.zeros((n_classes, n_classes), dtype=np.int64)
     module.eval()
     with torch.no_grad():
         for i in range(0, len(index), batch_size):
             idx = index[i:i + batch_size]
             target = labels[idx]
-            pred = _logits(module, samples.cache.get(idx, device), target.shape[-2:]).argmax(1).cpu().numpy()
-            cm += confusion(target, pred, samples.n_classes)
+            cm += confusion(target, _logits(forward, idx, target.shape[-2:]).argmax(1).cpu().numpy(), n_classes)
     return cm
 
 
-def fit(module, samples: Samples, settings: TrainSettings, device, progress: Progress,
+def fit(module, forward: Forward, samples: Samples, settings: TrainSettings, device, progress: Progress,
         checkpoint: Optional[Checkpoint] = None, class_names: Optional[List[str]] = None) -> FitResult:
-    """Train `module` (cached features -> logits) on the training pixels; keep the weights of the best
-    validation epoch (the last epoch when nothing is held out)."""
+    """Train the trainable parameters of `module` (reached through `forward`) on the training pixels;
+    keep the weights of the best validation epoch (the last epoch when nothing is held out)."""
     import torch
 
     names = class_names or [str(i) for i in range(samples.n_classes)]
@@ -163,7 +169,7 @@ def fit(module, samples: Samples, settings: TrainSettings, device, progress: Pro
             progress.check_cancelled()
             idx = np.sort(order[i:i + settings.batch_size])
             target = torch.from_numpy(samples.train_labels[idx].astype(np.int64)).to(device)
-            logits = _logits(module, samples.cache.get(idx, device), target.shape[-2:])
+            logits = _logits(forward, idx, target.shape[-2:])
             loss = loss_fn(logits, target)
             optimizer.zero_grad(set_to_none=True)
             loss.backward()
@@ -172,8 +178,8 @@ def fit(module, samples: Samples, settings: TrainSettings, device, progress: Pro
             count += len(idx)
         record = {"epoch": epoch, "loss": round(total / max(count, 1), 5)}
         if has_val:
-            m = scores(evaluate(module, samples, samples.val_index, samples.val_labels, settings.batch_size, device),
-                       names)
+            m = scores(evaluate(module, forward, samples.n_classes, samples.val_index, samples.val_labels,
+                                settings.batch_size), names)
             record.update(val_mean_iou=m["mean_iou"], val_balanced_accuracy=m["balanced_accuracy"],
                           val_overall_accuracy=m["overall_accuracy"])
             score = m["mean_iou"] or 0.0
@@ -192,8 +198,8 @@ def fit(module, samples: Samples, settings: TrainSettings, device, progress: Pro
     module.load_state_dict(best_state)
     validation = None
     if has_val:
-        validation = scores(evaluate(module, samples, samples.val_index, samples.val_labels,
-                                     settings.batch_size, device), names)
+        validation = scores(evaluate(module, forward, samples.n_classes, samples.val_index, samples.val_labels,
+                                     settings.batch_size), names)
     progress.update(100, f"Best epoch {best_epoch}")
     return FitResult(best_state=best_state, best_epoch=best_epoch, history=history, validation=validation,
                      resumed_from=resumed_from)

@@ -1,0 +1,57 @@
+"""`geolink finetune`: train a task head on hand-labelled polygons into a model package."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import List, Optional
+
+from ..config import option
+from ..devices import DEVICE_CHOICES
+from ..progress import Progress
+
+HEADS = ["upernet", "fpn", "linear"]
+
+HELP = """Fine-tune a classification head on polygons you labelled, into a model package.
+
+Draw polygons over the imagery and give each a class in a field (text or integer). The polygons are
+burnt on the model's pixel grid (where polygons of different classes overlap, the smaller one wins);
+unlabelled pixels are ignored. The frozen encoder's features are computed once per training window
+(with flips and quarter turns), so an epoch costs only the head; --unfreeze K also trains the last K
+encoder blocks. A share of the polygons (--val-fraction, chosen by spatial blocks, or the polygons
+marked 'val'/'test' in --split-field) is held out; training stops when their mean IoU stops improving.
+The output package (encoder + head + class names and colours) works with `geolink classify` and
+`geolink zones`; a report (JSON, HTML, PNG) beside it gives per-class precision, recall and IoU,
+accuracies and the confusion matrix. An interrupted run resumes from <out>.finetune-state.safetensors."""
+
+
+@dataclass
+class Config:
+    raster: str = option(flag="--raster", required=True, help="image the polygons were drawn on")
+    labels: str = option(flag="--labels", required=True, help="labelled polygons (any OGR format)")
+    class_field: str = option(flag="--class-field", required=True, help="field holding each polygon's class")
+    model: str = option("default", flag="--model", help="base model package (name or .safetensors path)")
+    out: str = option(flag="--out", required=True, help="output model package (.safetensors)")
+    osm: List[str] = option(default_factory=list, flag="--osm", metavar="FILE",
+                            help="OSM files for OSM-aware heads (fused image + OSM features)")
+    epochs: int = option(40, flag="--epochs", help="most epochs (early stopping usually ends sooner)")
+    head: str = option("upernet", flag="--head", choices=HEADS, help="task head")
+    unfreeze: int = option(0, flag="--unfreeze", help="encoder blocks to train too, from the last (0: frozen)")
+    val_fraction: float = option(0.2, flag="--val-fraction", help="share of labelled pixels held out, by polygon")
+    split_field: Optional[str] = option(None, flag="--split-field",
+                                        help="field marking held-out polygons ('val', 'validation' or 'test')")
+    colors: Optional[dict] = option(None, flag="--colors", metavar="JSON",
+                                    help='class colours, e.g. {"water": "#1f78b4"} (default: a palette)')
+    device: str = option("auto", flag="--device", choices=DEVICE_CHOICES, help="compute device")
+    tile_size: int = option(0, flag="--tile-size", help="training window in pixels (0: the model's input size)")
+    overlap: int = option(0, flag="--overlap", help="overlap of training windows in pixels (0: half a window)")
+    batch_size: int = option(8, flag="--batch-size", help="windows per batch")
+    gsd: float = option(0.0, flag="--gsd", help="ground sample distance to work at (0: the raster's)")
+    augment: int = option(2, flag="--augment", help="variants of each window (flips/quarter turns), 1-8")
+    patience: int = option(8, flag="--patience", help="epochs without improvement before stopping")
+    seed: int = option(0, flag="--seed", help="random seed (split, augmentation, initialisation)")
+
+
+def run(config: Config, progress: Progress) -> dict:
+    from ..training.pipeline import finetune
+
+    return finetune(config, progress)
