@@ -174,7 +174,7 @@ def fit(module, forward: Forward, samples: Samples, settings: TrainSettings, dev
             optimizer.zero_grad(set_to_none=True)
             loss.backward()
             optimizer.step()
-            total += float(loss) * len(idx)
+            total += float(loss.detach()) * len(idx)
             count += len(idx)
         record = {"epoch": epoch, "loss": round(total / max(count, 1), 5)}
         if has_val:
