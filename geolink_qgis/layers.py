@@ -59,19 +59,24 @@ def layer_file(layer) -> Tuple[Optional[str], Optional[str]]:
 
 # ---------------------------------------------------------------- rasters
 
-def raster_path(layer: QgsRasterLayer, extent: Optional[QgsRectangle] = None, pixel_size: Optional[float] = None,
+def raster_path(layer: QgsRasterLayer, extent: Optional[QgsRectangle] = None, gsd_m: Optional[float] = None,
                 feedback: Optional[QgsProcessingFeedback] = None) -> str:
     """The raster as a file: a local GDAL file as is, anything else exported to a temporary GeoTIFF.
 
-    `extent` (in the layer's CRS) and `pixel_size` (in the layer's units) choose what an export covers;
-    web layers (WMS, XYZ) have no extent of their own worth exporting, so they need one.
+    `extent` (in the layer's CRS) limits the processing to an area: a file is then cut to it at its own
+    resolution. Web layers (WMS, XYZ) need an extent, and are downloaded at `gsd_m` metres per pixel
+    (1 m when not given); files keep their resolution (the backend resamples to the GSD it is given).
     """
     if layer is None or not layer.isValid():
         raise QgsProcessingException("The input raster layer is not valid (is the file or service reachable?).")
     path, sublayer = layer_file(layer)
-    if path and not sublayer:
+    has_extent = extent is not None and not extent.isNull() and not extent.isEmpty()
+    if path and not sublayer and not has_extent:
         return path
-    return export_raster(layer, extent, pixel_size, feedback)
+    pixel_size = None
+    if _is_web(layer) and gsd_m:
+        pixel_size = gsd_m * QgsUnitTypes.fromUnitToUnitFactor(QgsUnitTypes.DistanceMeters, layer.crs().mapUnits())
+    return export_raster(layer, extent if has_extent else None, pixel_size, feedback)
 
 
 def _is_web(layer: QgsRasterLayer) -> bool:

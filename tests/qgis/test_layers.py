@@ -36,6 +36,18 @@ def test_file_raster_is_passed_as_is(qgis_app, data_dir, tmp_path):
     assert layers.raster_path(layer) == str(tif)
 
 
+def test_file_raster_with_a_processing_extent_is_cut_at_native_resolution(qgis_app, data_dir, tmp_path):
+    tif = s2_crop(data_dir, tmp_path / "crop.tif", size=64)
+    layer = QgsRasterLayer(str(tif), "crop")
+    ext = layer.extent()
+    quarter = QgsRectangle(ext.xMinimum(), ext.center().y(), ext.center().x(), ext.yMaximum())
+    ds = gdal.Open(layers.raster_path(layer, quarter, gsd_m=30.0))
+    assert (ds.RasterXSize, ds.RasterYSize, ds.RasterCount) == (32, 32, 4)
+    assert ds.GetGeoTransform()[0] == pytest.approx(ext.xMinimum()) and ds.GetGeoTransform()[1] == 10.0
+    src = gdal.Open(str(tif))
+    assert (ds.GetRasterBand(2).ReadAsArray() == src.GetRasterBand(2).ReadAsArray(0, 0, 32, 32)).all()
+
+
 def test_virtual_raster_is_exported_at_its_extent_and_resolution(qgis_app, data_dir, tmp_path):
     tif = s2_crop(data_dir, tmp_path / "crop.tif", size=64)
     src = QgsRasterLayer(str(tif), "crop")
