@@ -66,7 +66,7 @@ class FinetuneAlgorithm(GeoLinkAlgorithm):
         self.add_engine_options()
         self.addParameter(QgsProcessingParameterFileDestination(self.OUTPUT, "Model package",
                                                                 "GeoLink model (*.safetensors)"))
-        self.addOutput(QgsProcessingOutputFile(self.REPORT, "Training report"))
+        self.addOutput(QgsProcessingOutputFile(self.REPORT, "Training report (HTML)"))
         self.addOutput(QgsProcessingOutputString(self.METRICS, "Validation metrics (JSON)"))
 
     def processAlgorithm(self, parameters, context, feedback):  # noqa: N802
@@ -97,7 +97,9 @@ class FinetuneAlgorithm(GeoLinkAlgorithm):
                 config[key] = cast(value)
         result = self.run_backend("finetune", config, feedback, outputs=[out])
         outputs = result.get("outputs") or {}
-        report = next((str(p) for k, p in outputs.items() if "report" in k.lower()), "")
+        report = str(outputs.get("report_html") or outputs.get("report_json") or "")
+        if result.get("report"):
+            feedback.pushInfo(result["report"])
         figures = result.get("figures") or {}
         for key, value in figures.items():
             if isinstance(value, (int, float)):
