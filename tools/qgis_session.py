@@ -32,3 +32,24 @@ def start_qgis(gui: bool = False, config_dir: str = ""):
     QgsApplication.processingRegistry().addProvider(provider)
     app.geolink_provider = provider  # keep a reference: the registry does not own Python objects' wrappers
     return app
+
+
+def render_png(layers, path, width: int = 1000, extent=None) -> str:
+    """Render map layers (top first) to a PNG with QGIS's renderer, in the first layer's CRS."""
+    from qgis.core import QgsMapRendererParallelJob, QgsMapSettings
+    from qgis.PyQt.QtCore import QSize
+    from qgis.PyQt.QtGui import QColor
+
+    settings = QgsMapSettings()
+    settings.setLayers(list(layers))
+    settings.setDestinationCrs(layers[-1].crs())
+    extent = extent or layers[-1].extent()
+    height = max(1, round(width * extent.height() / max(extent.width(), 1e-9)))
+    settings.setOutputSize(QSize(width, height))
+    settings.setExtent(extent)
+    settings.setBackgroundColor(QColor(255, 255, 255))
+    job = QgsMapRendererParallelJob(settings)
+    job.start()
+    job.waitForFinished()
+    job.renderedImage().save(str(path), "PNG")
+    return str(path)
