@@ -32,21 +32,22 @@ CLASS_FIELD, SPLIT_FIELD = "class", "part"
 
 def split_pixels(raster: Path = RASTER, labels: Path = LABELS, window: int = 256) -> dict:
     """Band values and classes of the labelled pixels, train part and test part (same burn rules as finetune)."""
-    from geolink.training.dataset import RasterGrid, label_windows
+    from geolink.raster.source import Source
+    from geolink.training.dataset import label_windows
     from geolink.training.labels import read_labels
 
-    grid = RasterGrid.open(str(raster))
+    grid = Source(str(raster))
     ls = read_labels(str(labels), CLASS_FIELD, grid.wkt, grid.bounds, split_field=SPLIT_FIELD)
     held = np.array([v == "test" for v in ls.split_values])
     wins = label_windows(ls, grid, window, 0)
     train_t, test_t = wins.targets(ls.class_ids, held)
-    bands = list(range(1, grid.bands + 1))
+    bands = list(range(1, grid.band_count + 1))
     xs = {"train": [], "test": []}
     ys = {"train": [], "test": []}
     for i, (x, y) in enumerate(wins.positions):
-        img = grid.read(x, y, window, bands)
+        img, valid = grid.read(bands, x, y, window, window)
         for part, target in (("train", train_t[i]), ("test", test_t[i])):
-            m = target >= 0
+            m = (target >= 0) & valid
             xs[part].append(img[:, m].T)
             ys[part].append(target[m])
     return {"names": ls.class_names, **{f"x_{p}": np.concatenate(xs[p]) for p in xs},

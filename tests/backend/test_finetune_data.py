@@ -11,7 +11,8 @@ from osgeo import ogr
 
 from geolink.errors import InputError
 from geolink.progress import Progress
-from geolink.training.dataset import RasterGrid, label_windows
+from geolink.raster.source import Source
+from geolink.training.dataset import label_windows
 from geolink.training.labels import class_colors, read_labels
 from geolink.training.losses import IGNORE, class_weights
 from geolink.training.metrics import confusion, scores
@@ -32,7 +33,7 @@ def crop(data_dir, tmp_path_factory):
 
 @pytest.fixture(scope="module")
 def grid(crop):
-    return RasterGrid.open(str(crop))
+    return Source(str(crop))
 
 
 class Messages:

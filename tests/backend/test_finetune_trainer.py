@@ -10,8 +10,9 @@ import torch
 
 from geolink.errors import Cancelled
 from geolink.progress import Progress
+from geolink.raster.source import Source
 from geolink.training.cache import FeatureCache, build_cache
-from geolink.training.dataset import RasterGrid, label_windows, read_windows
+from geolink.training.dataset import label_windows, read_windows
 from geolink.training.labels import read_labels
 from geolink.training.sampling import spatial_split
 from geolink.training.trainer import Checkpoint, Samples, TrainSettings, fit
@@ -25,13 +26,14 @@ X, Y, SIZE, WIN = 192, 1152, 384, 64
 def problem(data_dir, tmp_path_factory):
     """Samples and 'features' (the pixels pooled 4x4) for the forest/cropland/built-up crop."""
     tmp = tmp_path_factory.mktemp("trainer")
-    grid = RasterGrid.open(str(crop_raster(data_dir / "s2" / "s2_rgbn.tif", tmp / "c.tif", X, Y, SIZE)))
+    grid = Source(str(crop_raster(data_dir / "s2" / "s2_rgbn.tif", tmp / "c.tif", X, Y, SIZE)))
     labels = read_labels(str(labels_in_crop(tmp / "l.geojson", X, Y, SIZE)), "class", grid.wkt, grid.bounds)
     wins = label_windows(labels, grid, WIN, 0)
     pixels = wins.polygon_pixels(len(labels.geometries)).astype(float)
     held = spatial_split(labels.class_ids, labels.centroids, pixels, 0.3, WIN * 10, seed=0)
     train_t, val_t = wins.targets(labels.class_ids, held)
-    images = read_windows(grid, wins.positions, WIN, [1, 2, 3, 4], lambda a: (a - 1000) / 500, Progress())
+    images, valid = read_windows(grid, wins.positions, WIN, [1, 2, 3, 4], lambda a: (a - 1000) / 500, Progress())
+    assert valid.all()
     samples = Samples(train_labels=train_t, val_labels=val_t, n_classes=len(labels.classes))
     pooled = torch.nn.functional.avg_pool2d(torch.from_numpy(images), 4)
     cache = build_cache(lambda idx: [pooled[idx]], len(images), 4, Progress())

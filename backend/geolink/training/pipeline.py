@@ -13,7 +13,7 @@ import numpy as np
 
 from ..errors import InputError, ModelError
 from ..progress import Progress
-from .dataset import RasterGrid, label_windows, read_windows
+from .dataset import label_windows, read_windows
 from .labels import LabelSet, read_labels
 from .losses import IGNORE
 from .metrics import scores
@@ -93,24 +93,30 @@ def finetune(config, progress: Progress) -> dict:
     if not 0 <= config.val_fraction < 1:
         raise InputError("--val-fraction must be at least 0 and below 1.")
 
-    grid = RasterGrid.open(config.raster, gsd=config.gsd or None)
-    bands = models.band_indices(card, grid.bands)
+    from ..raster.source import ModelInput, Source
+
+    spec = ModelInput.from_card(card)
+    grid = Source(config.raster, gsd=config.gsd or None)
+    bands = grid.choose_bands(spec.bands, None)
+    normalise = grid.normaliser(spec, bands)
     labels = read_labels(config.labels, config.class_field, grid.wkt, grid.bounds, _colors(config.colors),
                          progress.sub(0, 2), split_field=config.split_field)
     conflicts = overlap_conflicts(labels)
     if conflicts:
         progress.warn(f"{conflicts} pair(s) of overlapping polygons have different classes: "
                       "the smaller polygon's class is used where they overlap.")
-    size = int(config.tile_size or card.get("input_size") or 224)
+    size = int(config.tile_size or spec.input_size)
+    if size % spec.patch_size:
+        raise InputError(f"--tile-size {size} is not a multiple of the model's patch size {spec.patch_size}.")
     overlap = int(config.overlap or size // 2)
     windows = label_windows(labels, grid, size, overlap, progress.sub(2, 5))
+    images, valid = read_windows(grid, windows.positions, size, bands, normalise, progress.sub(5, 10))
+    windows.drop_invalid(valid)
     pixels = windows.polygon_pixels(len(labels.geometries)).astype(np.float64)
     held = held_out_polygons(config, labels, pixels, size * grid.pixel_size)
     check_classes(labels, pixels, held, progress)
     train_t, val_t = windows.targets(labels.class_ids, held)
 
-    images = read_windows(grid, windows.positions, size, bands, lambda a: models.normalise(a, card),
-                          progress.sub(5, 10))
     graphs = _window_graphs(config, grid, windows.positions, size, card, progress.sub(10, 15))
     variants = augmentations(len(windows.positions), config.augment, config.seed)
     sample_win = np.array([i for i, v in enumerate(variants) for _ in v])
@@ -195,7 +201,7 @@ def finetune(config, progress: Progress) -> dict:
                       f"({validation['pixels']} pixels); {elapsed:.0f} s."}
 
 
-def _window_graphs(config, grid: RasterGrid, positions: Sequence[Tuple[int, int]], size: int, card: dict,
+def _window_graphs(config, grid, positions: Sequence[Tuple[int, int]], size: int, card: dict,
                    progress: Progress) -> Optional[list]:
     """The OSM graph of each window (None where a window has no OSM feature), or None without --osm."""
     if not config.osm:
@@ -207,7 +213,7 @@ def _window_graphs(config, grid: RasterGrid, positions: Sequence[Tuple[int, int]
         progress.warn("The OSM files hold no feature over the raster; training on the image alone.")
         return None
     encoder = get_text_encoder(card.get("text_encoder") or "minilm")
-    bounds = [grid.window_bounds(x, y, size) for x, y in positions]
+    bounds = [grid.window_bounds(x, y, size, size) for x, y in positions]
     return [build_graph(index.query(b), b, encoder)
             for b in progress.sub(40, 100).steps(bounds, len(bounds), "Building OSM graphs")]
 
