@@ -15,6 +15,8 @@ from qgis.core import (
     QgsProcessingParameterFile,
     QgsProcessingParameterNumber,
     QgsRasterFileWriter,
+    QgsUnitTypes,
+    QgsVectorFileWriter,
 )
 
 
@@ -34,6 +36,8 @@ FILE_BEHAVIOR_FILE = _pick("ProcessingFileParameterBehavior", "File", QgsProcess
 FILE_BEHAVIOR_FOLDER = _pick("ProcessingFileParameterBehavior", "Folder", QgsProcessingParameterFile, "Folder")
 FIELD_ANY = _pick("ProcessingFieldParameterDataType", "Any", QgsProcessingParameterField, "Any")
 RASTER_WRITE_OK = _pick("RasterFileWriterResult", "Success", QgsRasterFileWriter, "NoError")
+DISTANCE_METERS = _pick("DistanceUnit", "Meters", QgsUnitTypes, "DistanceMeters")
+VECTOR_WRITE_OK = QgsVectorFileWriter.WriterError.NoError
 
 
 def add_advanced(param) -> None:

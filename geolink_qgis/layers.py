@@ -28,7 +28,7 @@ from qgis.core import (
     QgsVectorLayer,
 )
 
-from .compat import RASTER_WRITE_OK
+from .compat import DISTANCE_METERS, RASTER_WRITE_OK, VECTOR_WRITE_OK
 
 OSM_SUFFIXES = (".osm", ".pbf")
 MAX_EXPORT_PIXELS = 400_000_000  # 20,000 x 20,000
@@ -75,7 +75,7 @@ def raster_path(layer: QgsRasterLayer, extent: Optional[QgsRectangle] = None, gs
         return path
     pixel_size = None
     if _is_web(layer) and gsd_m:
-        pixel_size = gsd_m * QgsUnitTypes.fromUnitToUnitFactor(QgsUnitTypes.DistanceMeters, layer.crs().mapUnits())
+        pixel_size = gsd_m * QgsUnitTypes.fromUnitToUnitFactor(DISTANCE_METERS, layer.crs().mapUnits())
     return export_raster(layer, extent if has_extent else None, pixel_size, feedback)
 
 
@@ -89,7 +89,7 @@ def export_resolution(layer: QgsRasterLayer, pixel_size: Optional[float]) -> flo
         return float(pixel_size)
     if not _is_web(layer) and layer.rasterUnitsPerPixelX() > 0:
         return layer.rasterUnitsPerPixelX()
-    factor = QgsUnitTypes.fromUnitToUnitFactor(QgsUnitTypes.DistanceMeters, layer.crs().mapUnits())
+    factor = QgsUnitTypes.fromUnitToUnitFactor(DISTANCE_METERS, layer.crs().mapUnits())
     return DEFAULT_WEB_GSD_M * factor
 
 
@@ -174,7 +174,7 @@ def export_vector(layer: QgsVectorLayer, feedback: Optional[QgsProcessingFeedbac
     options.layerName = _safe_stem(layer.name())
     write = getattr(QgsVectorFileWriter, "writeAsVectorFormatV3", None) or QgsVectorFileWriter.writeAsVectorFormatV2
     result = write(layer, str(target), QgsProject.instance().transformContext(), options)
-    if result[0] != QgsVectorFileWriter.NoError:
+    if result[0] != VECTOR_WRITE_OK:
         raise QgsProcessingException(f"Writing '{layer.name()}' to a GeoPackage failed: {result[1]}")
     return str(target)
 

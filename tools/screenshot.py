@@ -68,7 +68,7 @@ def start():
         for band, setter in ((3, renderer.setRedContrastEnhancement), (2, renderer.setGreenContrastEnhancement),
                              (1, renderer.setBlueContrastEnhancement)):
             ce = QgsContrastEnhancement(layer.dataProvider().dataType(band))
-            ce.setContrastEnhancementAlgorithm(QgsContrastEnhancement.StretchToMinimumMaximum)
+            ce.setContrastEnhancementAlgorithm(QgsContrastEnhancement.ContrastEnhancementAlgorithm.StretchToMinimumMaximum)
             stats = layer.dataProvider().cumulativeCut(band, 0.02, 0.98)
             ce.setMinimumValue(stats[0])
             ce.setMaximumValue(stats[1])
