@@ -1,0 +1,81 @@
+"""Map-ready GeoTIFFs: tiled, compressed, with nodata, a colour table and class names, and provenance."""
+
+from __future__ import annotations
+
+import datetime
+import hashlib
+from pathlib import Path
+from typing import Dict, Optional, Sequence
+
+import numpy as np
+
+from .. import __version__
+from .styles import hex_to_rgb
+
+
+def create_geotiff(path: Path, width: int, height: int, bands: int, dtype: str, geotransform: Sequence[float],
+                   wkt: str, nodata: Optional[float] = None, metadata: Optional[Dict[str, str]] = None):
+    """An empty tiled, DEFLATE-compressed GeoTIFF to be filled strip by strip; `dtype` is a numpy name."""
+    from osgeo import gdal, gdal_array
+
+    gdal.UseExceptions()
+    gdt = gdal_array.NumericTypeCodeToGDALTypeCode(np.dtype(dtype))
+    predictor = "3" if np.dtype(dtype).kind == "f" else "2"
+    options = ["TILED=YES", "BLOCKXSIZE=256", "BLOCKYSIZE=256", "COMPRESS=DEFLATE", f"PREDICTOR={predictor}",
+               "BIGTIFF=IF_SAFER", f"INTERLEAVE={'BAND' if bands > 4 else 'PIXEL'}"]
+    ds = gdal.GetDriverByName("GTiff").Create(str(path), width, height, bands, gdt, options=options)
+    ds.SetGeoTransform(list(geotransform))
+    ds.SetProjection(wkt)
+    if nodata is not None:
+        for b in range(1, bands + 1):
+            ds.GetRasterBand(b).SetNoDataValue(nodata)
+    if metadata:
+        ds.SetMetadata({k: str(v) for k, v in metadata.items()})
+    return ds
+
+
+def set_classes(band, classes: Sequence[Dict[str, str]], nodata: Optional[int] = None) -> None:
+    """Colour table (nodata transparent) and category names, so GIS software shows a named legend."""
+    from osgeo import gdal
+
+    table = gdal.ColorTable()
+    for i, c in enumerate(classes):
+        table.SetColorEntry(i, (*hex_to_rgb(c["color"]), 255))
+    if nodata is not None:
+        table.SetColorEntry(int(nodata), (0, 0, 0, 0))
+    band.SetRasterColorTable(table)
+    band.SetRasterColorInterpretation(gdal.GCI_PaletteIndex)
+    band.SetRasterCategoryNames([c["name"] for c in classes])
+    band.SetDescription("class")
+
+
+def file_sha256(path: Path, chunk: int = 1 << 20) -> str:
+    h = hashlib.sha256()
+    with open(path, "rb") as f:
+        for block in iter(lambda: f.read(chunk), b""):
+            h.update(block)
+    return h.hexdigest()
+
+
+def provenance(task: str, model_path: Path, card: dict, raster: str, osm: Sequence[str] = (),
+               extra: Optional[Dict[str, object]] = None) -> Dict[str, str]:
+    """GEOLINK_* metadata items: what made the output (model and its hash, inputs, OSM files and dates)."""
+    osm_items = []
+    for p in osm:
+        try:
+            stamp = datetime.datetime.fromtimestamp(Path(p).stat().st_mtime, datetime.timezone.utc)
+            osm_items.append(f"{Path(p).name} (file date {stamp:%Y-%m-%d})")
+        except OSError:
+            osm_items.append(Path(p).name)
+    meta = {"GEOLINK_TASK": task,
+            "GEOLINK_MODEL": str(card.get("name") or Path(model_path).stem),
+            "GEOLINK_MODEL_SHA256": file_sha256(Path(model_path)),
+            "GEOLINK_MODEL_ARCHITECTURE": str(card.get("architecture", "")),
+            "GEOLINK_INPUT": Path(raster).name,
+            "GEOLINK_OSM": "; ".join(osm_items) or "none (image only)",
+            "GEOLINK_VERSION": __version__,
+            "GEOLINK_CREATED": datetime.datetime.now(datetime.timezone.utc).strftime("%Y-%m-%dT%H:%M:%SZ"),
+            "TIFFTAG_SOFTWARE": f"GeoLink {__version__}"}
+    for k, v in (extra or {}).items():
+        meta[f"GEOLINK_{k.upper()}"] = str(v)
+    return meta
