@@ -1,0 +1,185 @@
+"""Each algorithm end to end in real QGIS with the real backend: small real rasters, real OSM, tiny real models.
+
+Outputs are loaded the way the toolbox loads them (processing.runAndLoadResults) and checked on the map:
+renderer, class names in the legend, the run's group, metadata; a cancel leaves nothing behind.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+from osgeo import gdal
+from qgis.core import (
+    QgsCategorizedSymbolRenderer,
+    QgsMultiBandColorRenderer,
+    QgsPalettedRasterRenderer,
+    QgsProcessingException,
+    QgsProcessingFeedback,
+    QgsProject,
+    QgsRasterLayer,
+    QgsRendererCategory,
+    QgsSymbol,
+    QgsVectorLayer,
+)
+from qgis.PyQt.QtGui import QColor
+
+from . import tiny
+from .geodata import helsinki_pbf, require_task, s2_crop, s2_crop_over_helsinki
+
+
+@pytest.fixture(scope="module")
+def models(tmp_path_factory):
+    require_task("classify")
+    return tiny.packages(tmp_path_factory.mktemp("tiny-models"))
+
+
+@pytest.fixture()
+def project():
+    project = QgsProject.instance()
+    project.clear()
+    yield project
+    project.clear()
+
+
+def group_of(project: QgsProject, layer) -> str:
+    node = project.layerTreeRoot().findLayer(layer.id())
+    return node.parent().name() if node is not None and node.parent() is not None else ""
+
+
+def loaded(project: QgsProject, path: str):
+    found = [lyr for lyr in project.mapLayers().values() if lyr.source().split("|")[0] == str(path)]
+    assert found, f"{path} was not loaded into the project"
+    return found[0]
+
+
+def test_classify_lands_as_a_named_palette_in_its_group(qgis_app, data_dir, tmp_path, models, project):
+    from qgis import processing
+
+    out = tmp_path / "land_cover.tif"
+    result = processing.runAndLoadResults("geolink:classify", {
+        "INPUT": str(s2_crop(data_dir, tmp_path / "in.tif", size=64)), "MODEL": models["segmentation"],
+        "OUTPUT": str(out), "DEVICE": 2})
+    assert Path(result["OUTPUT"]) == out and out.exists()
+    ds = gdal.Open(str(out))
+    assert (ds.RasterXSize, ds.RasterYSize) == (64, 64)
+    layer = loaded(project, out)
+    assert isinstance(layer.renderer(), QgsPalettedRasterRenderer)
+    legend = [text for text, _ in layer.renderer().legendSymbologyItems()]
+    assert set(legend) <= set(tiny.CLASSES) and legend
+    assert group_of(project, layer).startswith("GeoLink classify land cover: in")
+    assert "segmentation" in layer.metadata().abstract() or "model" in layer.metadata().abstract()
+
+
+def test_classify_with_osm_and_probabilities(qgis_app, data_dir, tmp_path, models, project):
+    from qgis import processing
+
+    lines = QgsVectorLayer(f"{helsinki_pbf(data_dir)}|layername=lines", "osm lines", "ogr")
+    out, probs = tmp_path / "classes.tif", tmp_path / "probs.tif"
+    processing.runAndLoadResults("geolink:classify", {
+        "INPUT": str(s2_crop_over_helsinki(data_dir, tmp_path / "hel.tif", size=64)), "OSM": [lines],
+        "MODEL": models["segmentation"], "OUTPUT": str(out), "PROBABILITIES": str(probs)})
+    assert gdal.Open(str(probs)).RasterCount == len(tiny.CLASSES)
+    prob_layer = loaded(project, probs)
+    node = project.layerTreeRoot().findLayer(prob_layer.id())
+    assert not node.itemVisibilityChecked()  # probabilities join the group switched off
+    assert group_of(project, prob_layer) == group_of(project, loaded(project, out))
+
+
+def test_embed_writes_features_and_a_pca_preview(qgis_app, data_dir, tmp_path, models, project):
+    from qgis import processing
+
+    require_task("embed")
+    out = tmp_path / "emb.tif"
+    result = processing.runAndLoadResults("geolink:embed", {
+        "INPUT": str(s2_crop(data_dir, tmp_path / "in.tif", size=64)), "MODEL": models["encoder"],
+        "OUTPUT": str(out)})
+    assert gdal.Open(str(out)).RasterCount > 3
+    preview = loaded(project, result["PREVIEW"])
+    assert isinstance(preview.renderer(), QgsMultiBandColorRenderer)
+    assert group_of(project, preview) == group_of(project, loaded(project, out))
+
+
+def test_zones_are_categorized_with_confidence(qgis_app, data_dir, tmp_path, models, project):
+    from qgis import processing
+
+    require_task("zones")
+    out = tmp_path / "zones.gpkg"
+    processing.runAndLoadResults("geolink:zones", {
+        "INPUT": str(s2_crop_over_helsinki(data_dir, tmp_path / "hel.tif", size=64)),
+        "OSM_FILE": str(helsinki_pbf(data_dir)), "MODEL": models["segmentation"], "OUTPUT": str(out)})
+    layer = loaded(project, out)
+    assert isinstance(layer, QgsVectorLayer) and layer.featureCount() > 1
+    assert isinstance(layer.renderer(), QgsCategorizedSymbolRenderer)
+    assert any("confidence" in name.lower() for name in layer.fields().names())
+    assert {c.label() for c in layer.renderer().categories()} <= set(tiny.CLASSES) | {""}
+
+
+def test_finetune_takes_class_colours_from_the_layer_style(qgis_app, data_dir, tmp_path, models):
+    from qgis import processing
+
+    from geolink_qgis.models import read_card
+    from tests.backend.finetune_helpers import labels_in_crop
+
+    require_task("finetune")
+    x, y, size = 192, 1152, 128
+    raster = tmp_path / "crop.tif"
+    gdal.Translate(str(raster), str(data_dir / "s2" / "s2_rgbn.tif"), srcWin=[x, y, size, size])
+    labels = QgsVectorLayer(str(labels_in_crop(tmp_path / "labels.geojson", x, y, size)), "labels", "ogr")
+    classes = sorted({f["class"] for f in labels.getFeatures()})
+    assert len(classes) >= 2
+    colours = {name: QColor.fromHsv(60 * i, 200, 200).name() for i, name in enumerate(classes)}
+    cats = []
+    for name in classes:
+        symbol = QgsSymbol.defaultSymbol(labels.geometryType())
+        symbol.setColor(QColor(colours[name]))
+        cats.append(QgsRendererCategory(name, symbol, name))
+    labels.setRenderer(QgsCategorizedSymbolRenderer("class", cats))
+    out = tmp_path / "mine.safetensors"
+    result = processing.run("geolink:finetune", {
+        "INPUT": str(raster), "LABELS": labels, "CLASS_FIELD": "class", "MODEL": models["encoder"],
+        "OUTPUT": str(out), "EPOCHS": 1, "HEAD": 2, "BATCH_SIZE": 4})
+    card = read_card(out)
+    assert {c["name"]: c["color"].lower() for c in card["head"]["classes"]} == colours
+    assert Path(result["REPORT"]).exists()
+
+
+def test_import_checkpoint_into_the_model_folder(qgis_app, shared_dir, tmp_path, monkeypatch):
+    from qgis import processing
+
+    from geolink_qgis import settings
+    from geolink_qgis.models import list_packages
+
+    require_task("import-checkpoint")
+    monkeypatch.setattr(settings, "model_folder", lambda: str(tmp_path / "models"))
+    result = processing.run("geolink:importcheckpoint", {
+        "INPUT": str(shared_dir / "reference" / "fusion_vit_tiny" / "checkpoint.pth")})
+    assert result["OUTPUT"] == str(tmp_path / "models" / "checkpoint.safetensors")
+    assert [m["name"] for m in list_packages([str(tmp_path / "models")])] == ["checkpoint"]
+
+
+def test_import_of_a_wrong_file_is_refused_in_words(qgis_app, tmp_path):
+    from qgis import processing
+
+    require_task("import-checkpoint")
+    bogus = tmp_path / "not_a_checkpoint.pth"
+    bogus.write_bytes(b"this is not a checkpoint")
+    with pytest.raises(QgsProcessingException):
+        processing.run("geolink:importcheckpoint", {"INPUT": str(bogus), "OUTPUT": str(tmp_path / "x.safetensors")})
+    assert not (tmp_path / "x.safetensors").exists()
+
+
+def test_cancelling_a_real_classification_leaves_nothing(qgis_app, data_dir, tmp_path, models, project):
+    from qgis import processing
+
+    raster = s2_crop(data_dir, tmp_path / "in.tif", size=256)
+    out_dir = tmp_path / "out"
+    out_dir.mkdir()
+    feedback = QgsProcessingFeedback()
+    feedback.progressChanged.connect(lambda pct: feedback.cancel() if pct > 0 else None)
+    with pytest.raises(QgsProcessingException, match="Cancelled"):
+        processing.runAndLoadResults("geolink:classify", {
+            "INPUT": QgsRasterLayer(str(raster), "in"), "MODEL": models["segmentation"],
+            "OUTPUT": str(out_dir / "classes.tif"), "PROBABILITIES": str(out_dir / "probs.tif")}, feedback=feedback)
+    assert list(out_dir.iterdir()) == []
+    assert not project.mapLayers()

@@ -1,0 +1,70 @@
+"""Every algorithm through qgis_process.bin, with the plugin installed from its zip into a throw-away profile."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import pytest
+from osgeo import gdal
+
+from geolink_qgis.paths import resources_dir
+
+from . import tiny
+from .conftest import qgis_process
+from .geodata import helsinki_pbf, require_task, s2_crop, s2_crop_over_helsinki
+
+
+@pytest.fixture(scope="module")
+def models(tmp_path_factory):
+    require_task("classify")
+    return tiny.packages(tmp_path_factory.mktemp("tiny-models"))
+
+
+def run(env: dict, alg: str, **params) -> dict:
+    args = [f"{k}={v}" for k, v in params.items()]
+    out = qgis_process(env, "--json", "run", f"geolink:{alg}", "--", *args)
+    assert out.returncode == 0, out.stdout[-3000:] + out.stderr[-3000:]
+    return json.loads(out.stdout[out.stdout.index("{"):])["results"]
+
+
+def test_classify_with_input_and_output_only(installed_profile, data_dir, tmp_path):
+    require_task("classify")
+    if not (resources_dir() / "models" / "default.safetensors").exists():
+        pytest.skip("the embedded default model is not in resources/models yet")
+    out = tmp_path / "out.tif"
+    results = run(installed_profile, "classify", INPUT=s2_crop(data_dir, tmp_path / "in.tif", size=64), OUTPUT=out)
+    assert Path(results["OUTPUT"]) == out and gdal.Open(str(out)).GetRasterBand(1).GetColorTable() is not None
+
+
+def test_classify_embed_zones_from_qgis_process(installed_profile, data_dir, tmp_path, models):
+    raster = s2_crop_over_helsinki(data_dir, tmp_path / "hel.tif", size=64)
+    classes = run(installed_profile, "classify", INPUT=raster, MODEL=models["segmentation"],
+                  OUTPUT=tmp_path / "classes.tif")
+    assert gdal.Open(classes["OUTPUT"]).GetRasterBand(1).GetCategoryNames()
+    require_task("embed")
+    emb = run(installed_profile, "embed", INPUT=raster, MODEL=models["encoder"], OUTPUT=tmp_path / "emb.tif")
+    assert gdal.Open(emb["OUTPUT"]).RasterCount > 3 and Path(emb["PREVIEW"]).exists()
+    require_task("zones")
+    zones = run(installed_profile, "zones", INPUT=raster, OSM_FILE=helsinki_pbf(data_dir),
+                MODEL=models["segmentation"], OUTPUT=tmp_path / "zones.gpkg")
+    assert Path(zones["OUTPUT"]).exists()
+
+
+def test_finetune_and_import_from_qgis_process(installed_profile, data_dir, tmp_path, models, repo_root):
+    from tests.backend.finetune_helpers import labels_in_crop
+
+    require_task("finetune")
+    x, y, size = 192, 1152, 128
+    raster = tmp_path / "crop.tif"
+    gdal.Translate(str(raster), str(data_dir / "s2" / "s2_rgbn.tif"), srcWin=[x, y, size, size])
+    labels = labels_in_crop(tmp_path / "labels.geojson", x, y, size)
+    res = run(installed_profile, "finetune", INPUT=raster, LABELS=labels, CLASS_FIELD="class",
+              MODEL=models["encoder"], OUTPUT=tmp_path / "mine.safetensors", EPOCHS=1, HEAD=2, BATCH_SIZE=4)
+    assert Path(res["OUTPUT"]).exists() and json.loads(res["METRICS"])
+    shared = repo_root.parent / "shared" / "reference" / "fusion_vit_tiny" / "checkpoint.pth"
+    if not shared.exists():
+        pytest.skip("../shared is absent: no official-format checkpoint to import")
+    require_task("import-checkpoint")
+    imported = run(installed_profile, "importcheckpoint", INPUT=shared, OUTPUT=tmp_path / "official.safetensors")
+    assert imported["MODEL_NAME"] == "official" and Path(imported["OUTPUT"]).exists()
