@@ -227,6 +227,17 @@ class TagWeights:
         return self.log.get(key, 0.0)
 
 
+def prime_encoder(labels: Sequence[str], encoder: TextEncoder, chunk: int = 2048, progress=None) -> int:
+    """Encode every distinct piece of `labels` up front, in large length-sorted batches, so that per-tile graph
+    building only reads the (cached) encoder's memory. Returns the number of distinct pieces."""
+    pieces = sorted({p for label in labels for p in label_pieces(label)}, key=len)
+    for start in range(0, len(pieces), chunk):
+        if progress is not None:
+            progress.update(100.0 * start / len(pieces), f"Encoding tags {start}/{len(pieces)}")
+        encoder.encode(pieces[start:start + chunk])
+    return len(pieces)
+
+
 def embed_labels(labels: Sequence[str], encoder: TextEncoder, weights: TagWeights):
     """Labels -> [n, dim] float32: ln(key frequency)-weighted mean of the pieces' embeddings (see module doc)."""
     import torch
