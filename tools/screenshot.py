@@ -29,9 +29,9 @@ SCREEN = (1600, 1000)
 
 STARTUP = r'''
 import json, os
-from qgis.core import QgsApplication, QgsContrastEnhancement, QgsMultiBandColorRenderer, QgsProject, QgsRasterLayer
-from qgis.PyQt.QtCore import QTimer
-from qgis.PyQt.QtWidgets import QApplication
+from qgis.core import QgsContrastEnhancement, QgsMultiBandColorRenderer, QgsProject, QgsRasterLayer, QgsRectangle
+from qgis.PyQt.QtCore import Qt, QTimer
+from qgis.PyQt.QtWidgets import QApplication, QDockWidget, QLineEdit
 from qgis.utils import iface, plugins
 
 CFG = json.loads(__CONFIG__)
@@ -53,16 +53,33 @@ def grab():
 def finished(ok, results, error):
     log(f"run finished ok={ok} error={error!r}")
     dialog = plugins["geolink_qgis"].dialog
-    canvas = iface.mapCanvas()
-    canvas.setExtent(QgsProject.instance().mapLayersByName("Sentinel-2 crop")[0].extent())
-    canvas.refresh()
+    show_left_of_dialog(QgsProject.instance().mapLayersByName("Sentinel-2 crop")[0].extent())
     QTimer.singleShot(4000, grab)
+
+
+def show_left_of_dialog(extent):
+    """Zoom so the data fills the left part of the map, clear of the dialog on the right."""
+    canvas = iface.mapCanvas()
+    canvas.setExtent(QgsRectangle(extent.xMinimum() - 0.02 * extent.width(), extent.yMinimum(),
+                                  extent.xMaximum() + 0.75 * extent.width(), extent.yMaximum()))
+    canvas.refresh()
 
 
 def start():
     try:
         win = iface.mainWindow()
         win.setGeometry(0, 0, CFG["screen"][0], CFG["screen"][1])
+        docks = {d.objectName(): d for d in win.findChildren(QDockWidget)}
+        if "Browser" in docks:
+            docks["Browser"].hide()
+        toolbox, legend = docks.get("ProcessingToolbox"), docks.get("Layers")
+        if toolbox is not None and legend is not None:  # the provider and its algorithms, under the layers
+            win.addDockWidget(Qt.DockWidgetArea.LeftDockWidgetArea, toolbox)
+            win.splitDockWidget(legend, toolbox, Qt.Orientation.Vertical)
+            toolbox.show()
+            search = toolbox.findChild(QLineEdit)
+            if search is not None:
+                search.setText("GeoLink")
         layer = QgsRasterLayer(CFG["raster"], "Sentinel-2 crop")
         renderer = QgsMultiBandColorRenderer(layer.dataProvider(), 3, 2, 1)  # B4, B3, B2: true colour
         for band, setter in ((3, renderer.setRedContrastEnhancement), (2, renderer.setGreenContrastEnhancement),
@@ -75,7 +92,7 @@ def start():
             setter(ce)
         layer.setRenderer(renderer)
         QgsProject.instance().addMapLayer(layer)
-        iface.mapCanvas().setExtent(layer.extent())
+        show_left_of_dialog(layer.extent())
         plugin = plugins["geolink_qgis"]
         plugin.open_dialog()
         dialog = plugin.dialog
