@@ -167,6 +167,7 @@ class RunStats:
     skipped: int = 0
     with_osm: int = 0
     seconds_model: float = 0.0
+    seconds: float = 0.0
 
 
 def run_windows(source: Source, bands: Sequence[int], normalise: Normaliser, plan: WindowPlan, predict: Predict,

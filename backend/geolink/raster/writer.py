@@ -2,10 +2,11 @@
 
 from __future__ import annotations
 
+import contextlib
 import datetime
 import hashlib
 from pathlib import Path
-from typing import Dict, Optional, Sequence
+from typing import Dict, Iterator, Optional, Sequence
 
 import numpy as np
 
@@ -13,9 +14,11 @@ from .. import __version__
 from .styles import hex_to_rgb
 
 
-def create_geotiff(path: Path, width: int, height: int, bands: int, dtype: str, geotransform: Sequence[float],
-                   wkt: str, nodata: Optional[float] = None, metadata: Optional[Dict[str, str]] = None):
-    """An empty tiled, DEFLATE-compressed GeoTIFF to be filled strip by strip; `dtype` is a numpy name."""
+@contextlib.contextmanager
+def geotiff(path: Path, width: int, height: int, bands: int, dtype: str, geotransform: Sequence[float],
+            wkt: str, nodata: Optional[float] = None, metadata: Optional[Dict[str, str]] = None) -> Iterator:
+    """An empty tiled, DEFLATE-compressed GeoTIFF to fill strip by strip (`dtype`: a numpy name); closed on exit,
+    also on error, so the atomic writer around it can rename or delete the file."""
     from osgeo import gdal, gdal_array
 
     gdal.UseExceptions()
@@ -31,7 +34,11 @@ def create_geotiff(path: Path, width: int, height: int, bands: int, dtype: str, 
             ds.GetRasterBand(b).SetNoDataValue(nodata)
     if metadata:
         ds.SetMetadata({k: str(v) for k, v in metadata.items()})
-    return ds
+    try:
+        yield ds
+        ds.FlushCache()
+    finally:
+        ds = None
 
 
 def set_classes(band, classes: Sequence[Dict[str, str]], nodata: Optional[int] = None) -> None:

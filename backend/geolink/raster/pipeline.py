@@ -1,0 +1,146 @@
+"""What classify, embed and zones share: the model, the raster grid, the windows, the OSM graphs."""
+
+from __future__ import annotations
+
+import time
+from dataclasses import dataclass
+from pathlib import Path
+from typing import List, Optional, Sequence
+
+from ..errors import InputError, ModelError
+from ..progress import Progress
+from .engine import Predict, RunStats, Runtime, Sink, run_windows
+from .options import RasterOptions
+from .source import ModelInput, Normaliser, Source, parse_band_list, parse_extent
+from .windows import WindowPlan
+
+
+@dataclass
+class Loaded:
+    """A model package ready to run."""
+
+    module: object
+    card: dict
+    path: Path
+
+    @property
+    def name(self) -> str:
+        return str(self.card.get("name") or self.path.stem)
+
+    @property
+    def classes(self) -> list:
+        return list((self.card.get("head") or {}).get("classes") or [])
+
+
+def load_model(spec: str, device) -> Loaded:
+    """The package `spec` (a path or an installed model's name, e.g. 'default') on `device`, in eval mode."""
+    from ..model_store import read_card, resolve_model
+    from ..models import load_model as load_package
+
+    path = resolve_model(spec or "default")
+    card = read_card(path) if path.suffix == ".safetensors" else {}
+    module = load_package(str(path))
+    card = dict(getattr(module, "card", None) or card)
+    return Loaded(module.to(device).eval(), card, Path(path))
+
+
+class OsmGraphs:
+    """One window's OSM graph: features read once for the whole raster, indexed, queried per window."""
+
+    def __init__(self, paths: Sequence[str], source: Source, text_encoder: str, device: str, progress: Progress):
+        import shapely
+
+        from ..osm import OsmIndex, TagWeights, get_text_encoder
+
+        self.index = OsmIndex.from_files(list(paths), source.wkt, progress)
+        inside = len(self.index) and len(self.index.tree.query(shapely.box(*source.bounds)))
+        self.encoder = get_text_encoder(text_encoder, device=device) if inside else None
+        self.weights = TagWeights.from_json()
+
+    def __call__(self, bounds: tuple):
+        from ..osm import build_graph
+
+        if self.encoder is None:
+            return None
+        features = self.index.query(bounds)
+        return build_graph(features, bounds, self.encoder, self.weights) if len(features) else None
+
+
+@dataclass
+class Job:
+    """Everything a raster task needs to run the engine."""
+
+    options: RasterOptions
+    model: Loaded
+    source: Source
+    bands: List[int]
+    normalise: Normaliser
+    plan: WindowPlan
+    runtime: Runtime
+    graphs: Optional[OsmGraphs]
+    progress: Progress
+
+    def run(self, predict: Predict, channels: int, sink: Sink, progress: Progress, message: str) -> RunStats:
+        t0 = time.monotonic()
+        stats = run_windows(self.source, self.bands, self.normalise, self.plan, predict, channels, sink,
+                            self.runtime, progress, self.graphs, message)
+        stats.seconds = time.monotonic() - t0
+        return stats
+
+    def figures(self, stats: RunStats) -> dict:
+        return {"windows": stats.windows, "windows_skipped_nodata": stats.skipped,
+                "windows_with_osm": stats.with_osm, "seconds": round(stats.seconds, 2),
+                "seconds_model": round(stats.seconds_model, 2),
+                "windows_per_second": round(stats.windows / max(stats.seconds, 1e-9), 2),
+                "width": self.source.width, "height": self.source.height,
+                "pixel_size": self.source.pixel_size, "tile": self.plan.tile, "overlap": self.plan.overlap,
+                "device": str(self.runtime.device), "batch_size": self.runtime.batch_size,
+                "model": self.model.name, "bands": self.bands}
+
+
+def prepare(options: RasterOptions, progress: Progress, factor: int = 1, default_overlap: float = 0.25) -> Job:
+    """Open the model and the raster, choose bands, normalisation, grid and windows, read the OSM."""
+    runtime = Runtime(options.device, options.batch_size, progress)
+    progress.update(0, "Loading the model")
+    model = load_model(options.model, runtime.device)
+    spec = ModelInput.from_card(model.card)
+    gsd = None if options.native else (options.gsd or spec.gsd)
+    source = Source(options.raster, parse_extent(options.extent), gsd)
+    bands = source.choose_bands(spec.bands, parse_band_list(options.bands))
+    native = source.resampled_from()
+    progress.log(f"Raster {source.width} x {source.height} px at {source.pixel_size:g} "
+                 f"{f'(resampled from {native:g})' if native else '(native)'}; "
+                 f"bands {bands} -> {', '.join(spec.bands)}; {runtime.describe()}")
+    normalise = source.normaliser(spec, bands)
+    tile = options.tile_size or spec.input_size
+    if tile % spec.patch_size:
+        raise InputError(f"The tile size ({tile}) must be a multiple of the model's patch size ({spec.patch_size}).")
+    overlap = options.overlap if options.overlap >= 0 else int(tile * default_overlap)
+    overlap -= overlap % max(factor, 1)
+    plan = WindowPlan(source.width, source.height, tile, overlap, factor)
+    graphs = None
+    if options.osm:
+        progress.update(2, "Reading OSM")
+        text_encoder = str(model.card.get("text_encoder") or "minilm")
+        if isinstance(model.card.get("text_encoder"), dict):
+            text_encoder = model.card["text_encoder"].get("name", "minilm")
+        graphs = OsmGraphs(options.osm, source, text_encoder, str(runtime.device), progress.sub(2, 5))
+        if graphs.encoder is None:
+            progress.warn("The OSM files hold no feature in the raster's area; using the image alone.")
+            graphs = None
+    return Job(options, model, source, bands, normalise, plan, runtime, graphs, progress)
+
+
+def require_classes(model: Loaded) -> list:
+    head = model.card.get("head") or {}
+    if not model.classes or str(head.get("type", "segmentation")) not in ("segmentation", "seg", "classification"):
+        raise ModelError(f"The model {model.name} has no segmentation head with classes.",
+                         hint="Use a model fine-tuned with 'geolink finetune', or 'geolink embed' for features.")
+    return model.classes
+
+
+def require_valid(stats: RunStats) -> None:
+    """Refuse (and so leave no output) when every window was nodata."""
+    if stats.windows and stats.skipped == stats.windows:
+        raise InputError("Every pixel of the raster (or of the processing extent) is nodata; nothing to process.",
+                         hint="Check the raster's nodata value and the processing extent.")
