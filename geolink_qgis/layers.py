@@ -57,6 +57,12 @@ def layer_file(layer) -> Tuple[Optional[str], Optional[str]]:
     return str(path), (str(name) if name else None)
 
 
+def is_plain_file(layer) -> bool:
+    """A single-layer local file the backend can open by its path alone."""
+    path, sublayer = layer_file(layer)
+    return bool(path) and not sublayer
+
+
 # ---------------------------------------------------------------- rasters
 
 def raster_path(layer: QgsRasterLayer, extent: Optional[QgsRectangle] = None, gsd_m: Optional[float] = None,

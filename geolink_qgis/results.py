@@ -137,8 +137,24 @@ def apply_style(layer: QgsMapLayer, kind: str) -> None:
 
 # ---------------------------------------------------------------- provenance
 
+def file_provenance(path: str) -> Dict[str, str]:
+    """The GEOLINK_* metadata items the backend wrote into the output file (model hash, inputs, OSM dates...)."""
+    try:
+        from osgeo import gdal
+    except ImportError:
+        return {}
+    ds = gdal.OpenEx(path.split("|")[0])
+    if ds is None:
+        return {}
+    items = dict(ds.GetMetadata() or {})
+    for i in range(ds.GetLayerCount()):
+        items.update(ds.GetLayer(i).GetMetadata() or {})
+    return {k[len("GEOLINK_"):].lower(): v for k, v in items.items() if k.startswith("GEOLINK_")}
+
+
 def set_provenance(layer: QgsMapLayer, title: str, provenance: Dict[str, object]) -> None:
     """Record how the layer was made in its metadata (Layer Properties > Metadata)."""
+    provenance = {**provenance, **file_provenance(layer.source())}
     md = QgsLayerMetadata(layer.metadata())
     md.setTitle(title)
     lines = [f"{k}: {v}" for k, v in provenance.items() if v not in (None, "", [], {})]

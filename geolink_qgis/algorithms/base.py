@@ -11,6 +11,7 @@ from qgis.core import (
     QgsProcessingAlgorithm,
     QgsProcessingException,
     QgsProcessingFeedback,
+    QgsProcessingParameterBoolean,
     QgsProcessingParameterEnum,
     QgsProcessingParameterExtent,
     QgsProcessingParameterFile,
@@ -28,8 +29,9 @@ from ..worker_client import Callbacks, Job, WorkerError, run_job
 
 DEVICE_CHOICES = ["From the GeoLink settings"] + settings.DEVICES
 OSM_FILE_FILTER = "OSM and vector files (*.osm *.pbf *.gpkg *.geojson *.json *.shp);;All files (*.*)"
-# Processing parameter -> backend config field, sent only when the user set a value (0 = the model's default).
-ENGINE_OPTIONS = {"TILE_SIZE": "tile_size", "OVERLAP": "overlap", "BATCH_SIZE": "batch_size", "GSD": "gsd"}
+# Processing parameter -> (backend config field, the value that means "the backend's default": not sent).
+ENGINE_OPTIONS = {"TILE_SIZE": ("tile_size", 0), "OVERLAP": ("overlap", -1), "BATCH_SIZE": ("batch_size", 0),
+                  "GSD": ("gsd", 0)}
 
 
 @dataclass
@@ -53,12 +55,15 @@ class GeoLinkAlgorithm(QgsProcessingAlgorithm):
 
     INPUT, OSM, OSM_FILE, MODEL, EXTENT = "INPUT", "OSM", "OSM_FILE", "MODEL", "EXTENT"
     DEVICE, TILE_SIZE, OVERLAP, BATCH_SIZE, GSD = "DEVICE", "TILE_SIZE", "OVERLAP", "BATCH_SIZE", "GSD"
+    BANDS, NATIVE = "BANDS", "NATIVE"
+    MAP_TASK = False  # classify, zones, embed: the backend's raster engine (extent, bands, native resolution)
 
     def __init__(self):
         super().__init__()
         self._outputs: List[Output] = []
         self._provenance: Dict[str, object] = {}
         self._run_name = ""
+        self._extent: Optional[str] = None
 
     def createInstance(self):  # noqa: N802 (QGIS API names)
         return type(self)()
@@ -98,19 +103,27 @@ class GeoLinkAlgorithm(QgsProcessingAlgorithm):
         self.addParameter(QgsProcessingParameterString(self.MODEL, description, defaultValue=default))
 
     def add_engine_options(self) -> None:
-        """Advanced: processing extent, device, tile size, overlap, batch size and ground sample distance."""
+        """Advanced: processing extent, device, tile size, overlap, batch size, ground sample distance (and for the
+        map tasks, band mapping and native resolution)."""
         params = [
             QgsProcessingParameterExtent(self.EXTENT, "Processing extent (required for web layers)", optional=True),
             QgsProcessingParameterEnum(self.DEVICE, "Device", DEVICE_CHOICES, defaultValue=0),
             QgsProcessingParameterNumber(self.TILE_SIZE, "Tile size in pixels (0: the model's)", NUMBER_INTEGER,
                                          defaultValue=0, minValue=0),
-            QgsProcessingParameterNumber(self.OVERLAP, "Tile overlap in pixels (0: the backend's default)",
-                                         NUMBER_INTEGER, defaultValue=0, minValue=0),
+            QgsProcessingParameterNumber(self.OVERLAP, "Tile overlap in pixels (-1: the backend's default)",
+                                         NUMBER_INTEGER, defaultValue=-1, minValue=-1),
             QgsProcessingParameterNumber(self.BATCH_SIZE, "Batch size (0: automatic)", NUMBER_INTEGER,
                                          defaultValue=0, minValue=0),
             QgsProcessingParameterNumber(self.GSD, "Ground sample distance in metres (0: the model's, or native)",
                                          NUMBER_DOUBLE, defaultValue=0.0, minValue=0.0),
         ]
+        if self.MAP_TASK:
+            params += [
+                QgsProcessingParameterString(self.BANDS, "Bands feeding the model, e.g. 3,2,1 (empty: automatic)",
+                                             defaultValue="", optional=True),
+                QgsProcessingParameterBoolean(self.NATIVE, "Process at the raster's own resolution",
+                                              defaultValue=False),
+            ]
         for param in params:
             add_advanced(param)
             self.addParameter(param)
@@ -118,13 +131,20 @@ class GeoLinkAlgorithm(QgsProcessingAlgorithm):
     # ------------------------------------------------------------ reading them
 
     def raster_input(self, parameters, context, feedback) -> str:
+        """The input raster as a file. A file with a processing extent is cut by the backend when it can
+        (map tasks: streamed), else here; other layers are exported at the extent."""
         layer = self.parameterAsRasterLayer(parameters, self.INPUT, context)
         if layer is None:
             raise QgsProcessingException("Choose an input raster.")
+        self._extent = None
         extent = None
         if parameters.get(self.EXTENT):
             extent = self.parameterAsExtent(parameters, self.EXTENT, context, layer.crs())
         gsd = self.parameterAsDouble(parameters, self.GSD, context) if self.GSD in parameters else 0.0
+        if extent is not None and self.MAP_TASK and layers.is_plain_file(layer):
+            self._extent = (f"{extent.xMinimum()!r},{extent.yMinimum()!r},"
+                            f"{extent.xMaximum()!r},{extent.yMaximum()!r}")
+            extent = None
         path = layers.raster_path(layer, extent, gsd or None, feedback)
         self._provenance["input"] = layer.name()
         self._run_name = f"GeoLink {self.TITLE.lower()}: {layer.name()} ({time.strftime('%H:%M:%S')})"
@@ -147,16 +167,26 @@ class GeoLinkAlgorithm(QgsProcessingAlgorithm):
         return None if value == "auto" else value
 
     def engine_config(self, parameters, context) -> dict:
-        """The advanced options the user changed, under the backend's config names."""
+        """The advanced options the user changed, under the backend's config names (unset ones are left out, so
+        the backend's defaults apply)."""
         config = {}
-        for param, key in ENGINE_OPTIONS.items():
+        for param, (key, unset) in ENGINE_OPTIONS.items():
             if param in parameters and parameters[param] not in (None, ""):
                 value = self.parameterAsDouble(parameters, param, context)
-                if value:
-                    config[key] = int(value) if param != self.GSD else value
+                if value != unset:
+                    config[key] = value if param == self.GSD else int(value)
         device = self.device(parameters, context)
         if device:
             config["device"] = device
+        if self.MAP_TASK:
+            bands = self.parameterAsString(parameters, self.BANDS, context).strip() if parameters.get(self.BANDS) \
+                else ""
+            if bands:
+                config["bands"] = bands
+            if parameters.get(self.NATIVE) and self.parameterAsBoolean(parameters, self.NATIVE, context):
+                config["native"] = True
+            if self._extent:
+                config["extent"] = self._extent
         return config
 
     # ------------------------------------------------------------ running and loading

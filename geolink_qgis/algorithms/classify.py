@@ -23,6 +23,7 @@ class ClassifyAlgorithm(GeoLinkAlgorithm):
             "(blended, so no seams show), batch size, ground sample distance, and a processing extent (needed for "
             "web layers, which are downloaded at that extent and resolution first).")
 
+    MAP_TASK = True
     OUTPUT, PROBABILITIES = "OUTPUT", "PROBABILITIES"
 
     def initAlgorithm(self, config=None):  # noqa: N802

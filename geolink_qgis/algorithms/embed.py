@@ -25,6 +25,7 @@ class EmbedAlgorithm(GeoLinkAlgorithm):
             "<b>Encoder layer</b> (advanced): which transformer block's output to write (0: the model's last, "
             "fused layer).")
 
+    MAP_TASK = True
     OUTPUT, PREVIEW, LAYER = "OUTPUT", "PREVIEW", "LAYER"
 
     def initAlgorithm(self, config=None):  # noqa: N802

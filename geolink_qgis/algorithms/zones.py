@@ -21,6 +21,7 @@ class ZonesAlgorithm(GeoLinkAlgorithm):
             "raster. With a model fine-tuned on urban function classes (residential, commercial, industrial, "
             "...) this maps urban function zones; with a land-cover model it gives land-use parcels.")
 
+    MAP_TASK = True
     OUTPUT = "OUTPUT"
 
     def initAlgorithm(self, config=None):  # noqa: N802

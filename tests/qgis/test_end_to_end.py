@@ -68,7 +68,8 @@ def test_classify_lands_as_a_named_palette_in_its_group(qgis_app, data_dir, tmp_
     legend = [text for text, _ in layer.renderer().legendSymbologyItems()]
     assert set(legend) <= set(tiny.CLASSES) and legend
     assert group_of(project, layer).startswith("GeoLink classify land cover: in")
-    assert "segmentation" in layer.metadata().abstract() or "model" in layer.metadata().abstract()
+    abstract = layer.metadata().abstract()
+    assert "model_sha256: " in abstract and "task: classify" in abstract
 
 
 def test_classify_with_osm_and_probabilities(qgis_app, data_dir, tmp_path, models, project):
