@@ -121,7 +121,7 @@ def style_preview(layer: QgsRasterLayer) -> None:
 
 
 def apply_style(layer: QgsMapLayer, kind: str) -> None:
-    """The backend's QML when there is one, then make sure the layer reads as what it is."""
+    """The QML the backend wrote beside the output when there is one, else a style made here from the file."""
     qml = sidecar_style(layer)
     if qml is not None and layer.loadNamedStyle(str(qml))[1]:
         layer.triggerRepaint()
