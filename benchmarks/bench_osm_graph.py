@@ -133,16 +133,19 @@ def bench_dense(sample_pairs: int, full: bool) -> None:
         cmd = [sys.executable, "-m", "geolink.cli", "--quiet", "osm-graph", "--osm", str(src), "--bounds", bounds_text,
                "--bounds-crs", "EPSG:3857", "--out", str(Path(tmp) / "dense.pt")]
         env = {**os.environ, "GEOLINK_CACHE": str(Path(tmp) / "cache")}
-        t0 = time.perf_counter()
-        subprocess.run(cmd, check=True, env=env, stdout=subprocess.DEVNULL)
-        command = time.perf_counter() - t0
+        runs = []
+        for _ in ("cold", "warm"):  # the second run finds every tag in the disk cache: MiniLM is not even loaded
+            t0 = time.perf_counter()
+            subprocess.run(cmd, check=True, env=env, stdout=subprocess.DEVNULL)
+            runs.append(time.perf_counter() - t0)
     polys = feats.geoms[feats.kinds == POLYGON]
     family = [(polys, polys, rel.same_dim_class, True)]
     loop, est = all_pairs_seconds(family, 10**9 if full else sample_pairs, np.random.default_rng(3))
     how = f"estimated from a sample of {sample_pairs} pairs" if est else "measured"
-    print(f"whole `geolink osm-graph` command (cold text cache): {command:.2f} s")
     print(f"all-pairs DE-9IM loop over the 8,000 polygons alone: {loop:.1f} s ({how})")
-    print(f"ratio: {loop / command:.1f}x (target >= 5x)", flush=True)
+    for label, seconds in zip(("cold", "warm"), runs):
+        print(f"whole `geolink osm-graph` command, {label} text cache: {seconds:.2f} s -> {loop / seconds:.1f}x faster "
+              "(target >= 5x)", flush=True)
 
 
 def bench_helsinki(data_dir: Path, encoder, weights) -> None:
@@ -183,9 +186,7 @@ def main() -> int:
     parser.add_argument("--data-dir", default=os.environ.get("GEOLINK_DATA", str(ROOT / ".cache" / "data")))
     args = parser.parse_args()
     with tempfile.TemporaryDirectory() as cache:
-        t0 = time.perf_counter()
-        encoder = get_text_encoder("minilm", cache_dir=Path(cache))
-        print(f"MiniLM loaded in {time.perf_counter() - t0:.1f} s")
+        encoder = get_text_encoder("minilm", cache_dir=Path(cache))  # MiniLM loads on its first encode
         weights = TagWeights.from_json()
         bench_sizes(encoder, weights, args.sample_pairs)
         bench_dense(args.sample_pairs, args.full)

@@ -44,32 +44,57 @@ class TextEncoder:
 
 
 class TransformerTextEncoder(TextEncoder):
-    """A transformers text model (CLIPTextModel or a BERT-like AutoModel) loaded from a local folder."""
+    """A transformers text model (CLIPTextModel or a BERT-like AutoModel) from a local folder.
+
+    Only config.json is read up front; transformers and the weights load on the first encode, so a
+    run whose tags are all in the disk cache never pays for them."""
 
     def __init__(self, folder: str, name: Optional[str] = None, device: str = "cpu", batch_size: int = 64):
-        import torch
-        from transformers import AutoConfig, AutoModel, AutoTokenizer, CLIPTextModel
+        self.folder = str(folder)
+        try:
+            config = json.loads((Path(folder) / "config.json").read_text("utf-8"))
+        except (OSError, ValueError) as exc:
+            raise InputError(f"Cannot load a text model from {folder}: no readable config.json ({exc}).",
+                             hint="Give a folder written by save_pretrained (model and tokenizer).") from exc
+        self.is_clip = config.get("model_type") in ("clip", "clip_text_model")
+        text_config = config.get("text_config") or config
+        try:
+            self.dim = int(text_config["hidden_size"])
+            self.max_length = min(int(text_config.get("max_position_embeddings", 512)), 512)
+        except (KeyError, TypeError, ValueError) as exc:
+            raise InputError(f"{folder}/config.json does not describe a text model ({exc}).") from exc
+        self.device, self.batch_size = device, batch_size
+        self.name = name or f"{Path(folder).name}-{_fingerprint(folder)}"
+        self._model = self._tokenizer = None
+
+    def _load(self) -> None:
+        from transformers import AutoModel, AutoTokenizer, CLIPTextModel
         from transformers.utils import logging as hf_logging
 
         hf_logging.disable_progress_bar()
-        folder = str(folder)
         try:
-            config = AutoConfig.from_pretrained(folder, local_files_only=True)
-            is_clip = config.model_type in ("clip", "clip_text_model")
-            model_cls = CLIPTextModel if is_clip else AutoModel
-            self.model = model_cls.from_pretrained(folder, local_files_only=True).to(device).eval()
-            self.tokenizer = AutoTokenizer.from_pretrained(folder, local_files_only=True)
+            model_cls = CLIPTextModel if self.is_clip else AutoModel
+            self._model = model_cls.from_pretrained(self.folder, local_files_only=True).to(self.device).eval()
+            self._tokenizer = AutoTokenizer.from_pretrained(self.folder, local_files_only=True)
         except (OSError, ValueError) as exc:
-            raise InputError(f"Cannot load a text model from {folder}: {exc}",
+            raise InputError(f"Cannot load a text model from {self.folder}: {exc}",
                              hint="Give a folder written by save_pretrained (model and tokenizer).") from exc
-        text_config = getattr(config, "text_config", config)
-        self.dim = int(text_config.hidden_size)
-        self.max_length = min(int(text_config.max_position_embeddings), 512)
-        self.device, self.batch_size, self._torch = device, batch_size, torch
-        self.name = name or f"{Path(folder).name}-{_fingerprint(folder)}"
+
+    @property
+    def model(self):
+        if self._model is None:
+            self._load()
+        return self._model
+
+    @property
+    def tokenizer(self):
+        if self._tokenizer is None:
+            self._load()
+        return self._tokenizer
 
     def encode(self, texts: Sequence[str]):
-        torch = self._torch
+        import torch
+
         out = torch.zeros(len(texts), self.dim)
         order = np.argsort([len(t) for t in texts], kind="stable")  # similar lengths share a batch: less padding
         for start in range(0, len(texts), self.batch_size):
