@@ -42,9 +42,14 @@ class GeoLinkDialog(QDialog):
         self.setWindowTitle("GeoLink")
         self.setMinimumWidth(520)
 
-        self.backend_banner = QLabel()
-        self.backend_banner.setWordWrap(True)
-        self.backend_banner.setStyleSheet("background:#fff3cd; padding:6px; border-radius:3px;")
+        self.backend_note = QLabel()
+        self.backend_note.setWordWrap(True)
+        self.install_button = QPushButton("Install backend…")
+        self.backend_banner = QWidget()
+        self.backend_banner.setStyleSheet("background:#fff3cd;")
+        banner_row = QHBoxLayout(self.backend_banner)
+        banner_row.addWidget(self.backend_note, 1)
+        banner_row.addWidget(self.install_button)
         self.task = QComboBox()
         for alg_id, title in TASKS:
             self.task.addItem(title, alg_id)
@@ -114,6 +119,7 @@ class GeoLinkDialog(QDialog):
         self.cancel_button.clicked.connect(self.cancel)
         self.more_button.clicked.connect(self.open_processing_dialog)
         self.settings_button.clicked.connect(self.open_settings)
+        self.install_button.clicked.connect(lambda: self.open_settings(install=True))
         self.models_button.clicked.connect(self.open_models)
         close.clicked.connect(self.reject)
         self.task.currentIndexChanged.connect(self._task_changed)
@@ -140,9 +146,9 @@ class GeoLinkDialog(QDialog):
         python = settings.backend_python()
         ready = Path(python).exists()
         self.backend_banner.setVisible(not ready)
-        self.backend_banner.setText(
-            "The GeoLink backend is not installed yet. Open <b>Settings…</b> and click <b>Install backend</b> "
-            f"(a one-time download of PyTorch, 3-7 GB).<br><small>Looked for: {python}</small>")
+        self.backend_note.setText(
+            "The GeoLink backend is not installed yet: install it once (PyTorch and GeoLink in their own Python "
+            f"environment, a 3-7 GB download).<br><small>Looked for: {python}</small>")
         self._task_changed()
 
     def _task_changed(self) -> None:
@@ -254,10 +260,13 @@ class GeoLinkDialog(QDialog):
 
         processing.execAlgorithmDialog(f"geolink:{self.current_task()}", self.parameters())
 
-    def open_settings(self) -> None:
+    def open_settings(self, install: bool = False) -> None:
         from .settings_dialog import SettingsDialog
 
-        SettingsDialog(self).exec()
+        dialog = SettingsDialog(self)
+        if install:
+            dialog.install()
+        dialog.exec()
         self.refresh()
 
     def open_models(self) -> None:

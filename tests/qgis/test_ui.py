@@ -95,3 +95,14 @@ def test_model_manager_lists_packages_and_shows_cards(qgis_app, tmp_path, monkey
     dialog.table.selectRow(names.index("ufz"))
     assert '"vit_tiny"' in dialog.card.toPlainText()
     assert dialog.table.item(names.index("ufz"), 2).text() == "residential, commercial"
+
+
+def test_missing_backend_shows_the_install_banner(qgis_app, tmp_path, monkeypatch):
+    from geolink_qgis.ui.main_dialog import GeoLinkDialog
+
+    monkeypatch.setenv("GEOLINK_BACKEND_PYTHON", str(tmp_path / "nowhere" / "python"))
+    dialog = GeoLinkDialog()
+    assert dialog.backend_banner.isVisibleTo(dialog) and "not installed" in dialog.backend_note.text()
+    monkeypatch.undo()
+    dialog.refresh()
+    assert not dialog.backend_banner.isVisibleTo(dialog)
