@@ -43,7 +43,8 @@ class Config:
                                     help='class colours, e.g. {"water": "#1f78b4"} (default: a palette)')
     device: str = option("auto", flag="--device", choices=DEVICE_CHOICES, help="compute device")
     tile_size: int = option(0, flag="--tile-size", help="training window in pixels (0: the model's input size)")
-    overlap: int = option(0, flag="--overlap", help="overlap of training windows in pixels (0: half a window)")
+    overlap: int = option(0, flag="--overlap",
+                          help="overlap of training windows in pixels: more windows, slower feature caching")
     batch_size: int = option(8, flag="--batch-size", help="windows per batch")
     gsd: float = option(0.0, flag="--gsd", help="ground sample distance to work at (0: the raster's)")
     augment: int = option(2, flag="--augment", help="variants of each window (flips/quarter turns), 1-8")

@@ -108,7 +108,7 @@ def finetune(config, progress: Progress) -> dict:
     size = int(config.tile_size or spec.input_size)
     if size % spec.patch_size:
         raise InputError(f"--tile-size {size} is not a multiple of the model's patch size {spec.patch_size}.")
-    overlap = int(config.overlap or size // 2)
+    overlap = int(config.overlap)
     windows = label_windows(labels, grid, size, overlap, progress.sub(2, 5))
     images, valid = read_windows(grid, windows.positions, size, bands, normalise, progress.sub(5, 10))
     windows.drop_invalid(valid)
