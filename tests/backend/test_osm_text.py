@@ -10,7 +10,7 @@ import torch
 from transformers import CLIPTextConfig, CLIPTextModel, CLIPTokenizer
 
 from geolink.errors import InputError
-from geolink.osm import CachedTextEncoder, TagWeights, TextEncoder, embed_labels, get_text_encoder
+from geolink.osm import CachedTextEncoder, TagWeights, TextEncoder, embed_labels, get_text_encoder, prime_encoder
 from geolink.osm.text import TransformerTextEncoder
 
 
@@ -115,3 +115,12 @@ def test_tag_frequency_tables(tmp_path):
 def test_the_original_frequency_table_reads(shared_dir):
     original = TagWeights.from_json(str(shared_dir / "geolink-examples" / "all_tags30_frequency1.json"))
     assert original.weight("roof shape") == pytest.approx(math.log(132323))
+
+
+def test_priming_encodes_all_distinct_tags_in_one_go(tmp_path):
+    inner = CountingEncoder()
+    cached = CachedTextEncoder(inner, tmp_path)
+    labels = ["building:building;roof shape:flat", "building:building", "amenity:cafe"]
+    assert prime_encoder(labels, cached) == 3
+    embed_labels(labels[:2], cached, TagWeights({}))
+    assert len(inner.calls) == 1 and sorted(inner.calls[0]) == ["amenity:cafe", "building:building", "roof shape:flat"]

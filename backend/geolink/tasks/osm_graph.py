@@ -23,7 +23,8 @@ through geolink.osm.load_graph."""
 class Config:
     osm: List[str] = option(default_factory=list, flag="--osm", required=True, metavar="FILE",
                             help="OSM files (.osm, .pbf, GeoJSON, GPKG, SHP)")
-    bounds: str = option(flag="--bounds", required=True, metavar="W,S,E,N", help="the tile: west,south,east,north")
+    bounds: str = option(flag="--bounds", required=True, metavar="W,S,E,N",
+                         help="the tile: west,south,east,north (write --bounds=-9.2,38.7,... when west < 0)")
     bounds_crs: str = option("EPSG:4326", flag="--bounds-crs", metavar="CRS",
                              help="CRS of --bounds; the graph is built in it")
     text_encoder: str = option("minilm", flag="--text-encoder", metavar="NAME",
