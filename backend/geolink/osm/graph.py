@@ -25,7 +25,7 @@ import shapely
 from ..errors import InputError
 from . import relations as rel
 from .read import KINDS, LINE, POINT, POLYGON, OsmFeatures
-from .text import TagWeights, TextEncoder, embed_labels
+from .text import TagWeights, TextEncoder, default_tag_weights, embed_labels
 
 POSITION_DIMS = {"polygon": 8, "line": 6, "point": 2}
 EDGE_TYPES = (("polygon", "polygon"), ("line", "line"), ("line", "polygon"), ("polygon", "line"),
@@ -107,7 +107,7 @@ def build_graph(features: OsmFeatures, bounds: Sequence[float], encoder: TextEnc
     frame = TileFrame(bounds)
     if not len(features):
         return None
-    weights = weights or TagWeights.from_json()
+    weights = weights or default_tag_weights()
     text = embed_labels(list(features.labels), encoder, weights)
     geoms = {name: features.geoms[features.kinds == kind] for kind, name in zip((POLYGON, LINE, POINT), KINDS)}
     positions = {"polygon": polygon_positions(geoms["polygon"], frame, seed),

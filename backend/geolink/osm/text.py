@@ -15,6 +15,7 @@ under the cache folder (GEOLINK_CACHE, default ~/.cache/geolink).
 
 from __future__ import annotations
 
+import functools
 import hashlib
 import json
 import math
@@ -250,6 +251,12 @@ class TagWeights:
 
     def weight(self, key: str) -> float:
         return self.log.get(key, 0.0)
+
+
+@functools.lru_cache(maxsize=1)
+def default_tag_weights() -> TagWeights:
+    """The shipped table, read once per process."""
+    return TagWeights.from_json()
 
 
 def prime_encoder(labels: Sequence[str], encoder: TextEncoder, chunk: int = 2048, progress=None) -> int:
