@@ -71,6 +71,16 @@ class DistributedContext:
 
             dist.barrier()
 
+    def mean(self, values: list) -> list:
+        """Python floats of scalar tensors, averaged over the processes (for logging)."""
+        stacked = torch.stack([v.float() for v in values])
+        if self.world > 1:
+            import torch.distributed as dist
+
+            dist.all_reduce(stacked)
+            stacked /= self.world
+        return stacked.cpu().tolist()
+
     def close(self) -> None:
         if self.world > 1:
             import torch.distributed as dist
@@ -185,7 +195,7 @@ def pretrain(model: torch.nn.Module, dataset: PairsDataset, settings: TrainSetti
             loss.backward()
             optimizer.step()
             done = step + 1
-            values = [loss.item(), *losses.detach().cpu().tolist()]
+            values = ctx.mean([loss.detach(), *losses.detach()])
             history.append(values)
             elapsed = time.monotonic() - t0
             rate = (done - start) * settings.batch_size * ctx.world / max(elapsed, 1e-9)
