@@ -98,8 +98,10 @@ class Job:
                 "model": self.model.name, "bands": self.bands}
 
 
-def prepare(options: RasterOptions, progress: Progress, factor: int = 1, default_overlap: float = 0.25) -> Job:
-    """Open the model and the raster, choose bands, normalisation, grid and windows, read the OSM."""
+def prepare(options: RasterOptions, progress: Progress, patch_outputs: bool = False,
+            default_overlap: float = 0.25) -> Job:
+    """Open the model and the raster, choose bands, normalisation, grid and windows, read the OSM.
+    With `patch_outputs` the outputs are one pixel per model patch (embeddings), else per pixel."""
     runtime = Runtime(options.device, options.batch_size, progress)
     progress.update(0, "Loading the model")
     model = load_model(options.model, runtime.device)
@@ -115,8 +117,9 @@ def prepare(options: RasterOptions, progress: Progress, factor: int = 1, default
     tile = options.tile_size or spec.input_size
     if tile % spec.patch_size:
         raise InputError(f"The tile size ({tile}) must be a multiple of the model's patch size ({spec.patch_size}).")
+    factor = spec.patch_size if patch_outputs else 1
     overlap = options.overlap if options.overlap >= 0 else int(tile * default_overlap)
-    overlap -= overlap % max(factor, 1)
+    overlap -= overlap % factor
     plan = WindowPlan(source.width, source.height, tile, overlap, factor)
     graphs = None
     if options.osm:

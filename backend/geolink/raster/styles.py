@@ -7,6 +7,7 @@ QML is plain XML; it is written here as text so the backend never needs QGIS. QG
 from __future__ import annotations
 
 import colorsys
+import re
 from pathlib import Path
 from typing import Dict, List, Sequence
 from xml.sax.saxutils import quoteattr
@@ -27,9 +28,10 @@ def palette(n: int) -> List[str]:
 
 
 def hex_to_rgb(colour: str) -> tuple:
-    c = colour.lstrip("#")
-    if len(c) == 3:
-        c = "".join(ch * 2 for ch in c)
+    """'#rrggbb' -> (r, g, b); anything else raises ValueError."""
+    if not re.fullmatch(r"#[0-9a-fA-F]{6}", colour.strip()):
+        raise ValueError(f"not a #rrggbb colour: {colour!r}")
+    c = colour.strip()[1:]
     return int(c[0:2], 16), int(c[2:4], 16), int(c[4:6], 16)
 
 
@@ -40,6 +42,8 @@ def class_table(classes: Sequence) -> List[Dict[str, str]]:
     for i, c in enumerate(classes):
         c = c if isinstance(c, dict) else {"name": str(c)}
         colour = str(c.get("color") or c.get("colour") or fill[i])
+        if isinstance(c.get("color"), (list, tuple)):
+            colour = "#" + "".join(f"{int(v):02x}" for v in c["color"][:3])
         try:
             hex_to_rgb(colour)
         except ValueError:

@@ -17,9 +17,6 @@ Writes OUT.tif: a tiled, compressed GeoTIFF of class numbers with a colour table
 Windows of the model's size overlap and their logits are blended, so no seams show; with --osm each
 window is fused with the graph of the OSM features inside it. Outputs appear only when complete."""
 
-NODATA = 255
-
-
 @dataclass
 class Config(RasterOptions):
     out: str = option(flag="--out", required=True, metavar="OUT.tif", help="output class raster (GeoTIFF)")
@@ -27,40 +24,12 @@ class Config(RasterOptions):
                                           help="also write per-class probabilities (percent) to this GeoTIFF")
 
 
-def segmentation_predict(module):
-    """The model's per-pixel class logits for a batch of windows."""
-    def predict(images, graphs):
-        return module(images, graphs)
-    return predict
-
-
-class ClassWriter:
-    """Sink for the engine: blended logits -> class numbers (and probabilities) written strip by strip."""
-
-    def __init__(self, classes_ds, prob_ds=None):
-        self.classes_ds, self.prob_ds = classes_ds, prob_ds
-        self.counts = None
-
-    def __call__(self, row, logits, valid):
-        import numpy as np
-
-        z = logits - logits.max(0, keepdims=True)
-        p = np.exp(z)
-        p /= p.sum(0, keepdims=True)
-        classes = np.where(valid, logits.argmax(0), NODATA).astype(np.uint8)
-        self.classes_ds.GetRasterBand(1).WriteArray(classes, 0, row)
-        counts = np.bincount(classes[valid].ravel(), minlength=len(logits))
-        self.counts = counts if self.counts is None else self.counts + counts
-        if self.prob_ds is not None:
-            percent = np.where(valid[None], np.round(p * 100), NODATA).astype(np.uint8)
-            self.prob_ds.WriteArray(percent, 0, row)
-
-
 def run(config: Config, progress: Progress) -> dict:
     import contextlib
     from pathlib import Path
 
     from ..atomic import atomic_output
+    from ..raster.classes import NODATA, ClassWriter, segmentation_predict
     from ..raster.pipeline import prepare, require_classes, require_valid
     from ..raster.styles import class_table, paletted_qml, write_qml
     from ..raster.writer import geotiff, provenance, set_classes
@@ -86,15 +55,14 @@ def run(config: Config, progress: Progress) -> dict:
         stats = job.run(segmentation_predict(job.model.module), len(classes), writer, progress.sub(5, 98),
                         "Classifying windows")
         require_valid(stats)
-        writer.classes_ds = writer.prob_ds = out = prob = None
+        writer.close()
+        out = prob = None
     outputs = {"classes": config.out, "style": str(write_qml(Path(config.out), paletted_qml(classes)))}
     if config.probabilities:
         outputs["probabilities"] = config.probabilities
-    counts = writer.counts if writer.counts is not None else [0] * len(classes)
-    total = max(int(sum(counts)), 1)
     progress.update(100, "Done")
     return {"outputs": outputs,
             "figures": {**job.figures(stats),
-                        "class_shares": {c["name"]: round(int(n) / total, 4) for c, n in zip(classes, counts)}},
+                        "class_shares": writer.shares(classes)},
             "report": f"{stats.windows} windows ({stats.skipped} all nodata) in {stats.seconds:.1f} s "
                       f"-> {config.out}"}
