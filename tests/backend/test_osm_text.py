@@ -68,7 +68,10 @@ def test_clip_text_model_from_a_local_folder(tmp_path):
     assert torch.allclose(vectors[0], reference_pooling(encoder, "natural:water"), atol=1e-5)
 
 
-def test_unknown_encoders_are_refused(tmp_path):
+def test_unknown_encoders_are_refused(tmp_path, monkeypatch):
+    monkeypatch.setenv("HF_HUB_CACHE", str(tmp_path / "empty-hub-cache"))
+    with pytest.raises(InputError, match="not in the Hugging Face cache"):
+        get_text_encoder("clip")
     with pytest.raises(InputError, match="Unknown text encoder"):
         get_text_encoder("no-such-encoder")
     with pytest.raises(InputError, match="Cannot load"):

@@ -196,7 +196,7 @@ def _clip_folder() -> str:
     from huggingface_hub import snapshot_download
 
     try:
-        return snapshot_download(CLIP_REPO, local_files_only=True)
+        return snapshot_download(CLIP_REPO, local_files_only=True, cache_dir=os.environ.get("HF_HUB_CACHE"))
     except Exception as exc:  # the hub library raises several types for "not in the cache"
         raise InputError(f"{CLIP_REPO} is not in the Hugging Face cache ({type(exc).__name__}).",
                          hint="Download it where there is internet, or give --text-encoder PATH to a saved "
