@@ -22,8 +22,8 @@ class EmbedAlgorithm(GeoLinkAlgorithm):
             "the features are the fused image + OSM ones; without, the image encoder's.<br><br>"
             "Use the embeddings for clustering, similarity search or your own classifier (e.g. the "
             "'Random forest' algorithms of other providers).<br>"
-            "<b>Encoder layer</b> (advanced): which transformer block's output to write (0: the model's last, "
-            "fused layer).")
+            "<b>Encoder block</b> (advanced): which transformer block's output to write, counted from 1 (0: the "
+            "model's last, fused output).")
 
     MAP_TASK = True
     OUTPUT, PREVIEW, LAYER = "OUTPUT", "PREVIEW", "LAYER"
@@ -32,7 +32,7 @@ class EmbedAlgorithm(GeoLinkAlgorithm):
         self.add_raster_input()
         self.add_osm_inputs()
         self.add_model()
-        layer = QgsProcessingParameterNumber(self.LAYER, "Encoder layer (0: the last)", NUMBER_INTEGER,
+        layer = QgsProcessingParameterNumber(self.LAYER, "Encoder block, from 1 (0: the last, fused output)", NUMBER_INTEGER,
                                              defaultValue=0, minValue=0)
         add_advanced(layer)
         self.addParameter(layer)

@@ -2,10 +2,10 @@
 
 from __future__ import annotations
 
-from qgis.core import QgsProcessingException, QgsProcessingParameterVectorDestination
+from qgis.core import QgsProcessingException, QgsProcessingParameterNumber, QgsProcessingParameterVectorDestination
 
 from .. import results
-from ..compat import SOURCE_VECTOR_POLYGON
+from ..compat import NUMBER_DOUBLE, NUMBER_INTEGER, SOURCE_VECTOR_POLYGON, add_advanced
 from .base import GeoLinkAlgorithm
 
 
@@ -19,15 +19,24 @@ class ZonesAlgorithm(GeoLinkAlgorithm):
             "the confidence are in the attribute table.<br><br>"
             "OpenStreetMap data is required: OSM layers (e.g. from QuickOSM) or an .osm/.pbf file covering the "
             "raster. With a model fine-tuned on urban function classes (residential, commercial, industrial, "
-            "...) this maps urban function zones; with a land-cover model it gives land-use parcels.")
+            "...) this maps urban function zones; with a land-cover model it gives land-use parcels.<br>"
+            "<b>Attributes</b>: class, class_name, color, share_&lt;class&gt; for every class, confidence (the mean top "
+            "probability of the zone's pixels), majority share, pixel count and area.")
 
     MAP_TASK = True
-    OUTPUT = "OUTPUT"
+    OUTPUT, MIN_AREA, SIEVE = "OUTPUT", "MIN_AREA", "SIEVE"
 
     def initAlgorithm(self, config=None):  # noqa: N802
         self.add_raster_input()
         self.add_osm_inputs(optional=False)
         self.add_model()
+        for param in (QgsProcessingParameterNumber(self.MIN_AREA, "Smallest zone in m² (0: 16 pixels)", NUMBER_DOUBLE,
+                                                   defaultValue=0.0, minValue=0.0),
+                      QgsProcessingParameterNumber(self.SIEVE, "Without OSM ways: merge class regions smaller than "
+                                                   "this many pixels (0: 64)", NUMBER_INTEGER, defaultValue=0,
+                                                   minValue=0)):
+            add_advanced(param)
+            self.addParameter(param)
         self.add_engine_options()
         self.addParameter(QgsProcessingParameterVectorDestination(self.OUTPUT, "Zones", SOURCE_VECTOR_POLYGON))
 
@@ -39,6 +48,10 @@ class ZonesAlgorithm(GeoLinkAlgorithm):
             raise QgsProcessingException(f"Zones are written as a GeoPackage; choose a .gpkg output, not {out}.")
         config = {"raster": raster, "osm": osm, "model": self.parameterAsString(parameters, self.MODEL, context),
                   "out": out, **self.engine_config(parameters, context)}
+        for param, key, cast in ((self.MIN_AREA, "min_area", float), (self.SIEVE, "sieve", int)):
+            value = self.parameterAsDouble(parameters, param, context) if parameters.get(param) else 0
+            if value:
+                config[key] = cast(value)
         self.run_backend("zones", config, feedback, outputs=[out])
         self.style_output(out, results.ZONES, "Zones")
         return {self.OUTPUT: out}
