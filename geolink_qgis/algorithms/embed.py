@@ -32,8 +32,8 @@ class EmbedAlgorithm(GeoLinkAlgorithm):
         self.add_raster_input()
         self.add_osm_inputs()
         self.add_model()
-        layer = QgsProcessingParameterNumber(self.LAYER, "Encoder block, from 1 (0: the last, fused output)", NUMBER_INTEGER,
-                                             defaultValue=0, minValue=0)
+        layer = QgsProcessingParameterNumber(self.LAYER, "Encoder block, from 1 (0: the last, fused output)",
+                                             NUMBER_INTEGER, defaultValue=0, minValue=0)
         add_advanced(layer)
         self.addParameter(layer)
         self.add_engine_options()

@@ -20,8 +20,8 @@ class ZonesAlgorithm(GeoLinkAlgorithm):
             "OpenStreetMap data is required: OSM layers (e.g. from QuickOSM) or an .osm/.pbf file covering the "
             "raster. With a model fine-tuned on urban function classes (residential, commercial, industrial, "
             "...) this maps urban function zones; with a land-cover model it gives land-use parcels.<br>"
-            "<b>Attributes</b>: class, class_name, color, share_&lt;class&gt; for every class, confidence (the mean top "
-            "probability of the zone's pixels), majority share, pixel count and area.")
+            "<b>Attributes</b>: class, class_name, color, share_&lt;class&gt; for every class, confidence (the "
+            "mean top probability of the zone's pixels), majority share, pixel count and area.")
 
     MAP_TASK = True
     OUTPUT, MIN_AREA, SIEVE = "OUTPUT", "MIN_AREA", "SIEVE"
