@@ -94,19 +94,22 @@ def test_disk_cache_encodes_each_text_once(tmp_path):
 def test_label_embedding_weights_like_the_original():
     encoder = CountingEncoder()
     weights = TagWeights({"building": 100, "roof shape": 10, "rare": 1})
-    out = embed_labels(["building:building;roof shape:flat", "mystery:x;rare:y", "building:building"], encoder, weights)
-    vec = {t: encoder.encode([t])[0].double() for t in ["building:building", "roof shape:flat", "mystery:x", "rare:y"]}
+    labels = ["building:building;roof shape:flat", "mystery:x;rare:y", "building:building", "mystery:x;unseen:z"]
+    out = embed_labels(labels, encoder, weights)
+    vec = {t: encoder.encode([t])[0].double()
+           for t in ["building:building", "roof shape:flat", "mystery:x", "rare:y", "unseen:z"]}
     w1, w2 = math.log(100), math.log(10)
     expected0 = (vec["building:building"] * w1 + vec["roof shape:flat"] * w2) / (w1 + w2)
     assert torch.allclose(out[0].double(), expected0, atol=1e-6)
-    # a missing key counts as frequency 1 (weight ln 1 = 0); all weights 0 -> the plain mean
-    assert torch.allclose(out[1].double(), (vec["mystery:x"] + vec["rare:y"]) / 2, atol=1e-6)
+    # a key missing from the table weighs 1; a key seen once weighs ln 1 = 0
+    assert torch.allclose(out[1].double(), vec["mystery:x"], atol=1e-6)
     assert torch.allclose(out[2].double(), vec["building:building"], atol=1e-6)
+    assert torch.allclose(out[3].double(), (vec["mystery:x"] + vec["unseen:z"]) / 2, atol=1e-6)
 
 
 def test_tag_frequency_tables(tmp_path):
     shipped = TagWeights.from_json()
-    assert shipped.weight("highway") > shipped.weight("bicycle") > 0 and shipped.weight("not-a-key") == 0
+    assert shipped.weight("highway") > shipped.weight("bicycle") > 0 and shipped.weight("not-a-key") == 1
     bad = tmp_path / "bad.json"
     bad.write_text(json.dumps([1, 2]))
     with pytest.raises(InputError):

