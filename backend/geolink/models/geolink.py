@@ -1,0 +1,374 @@
+"""The GeoLink model: a timm ViT, the OSM graph encoder, the fusion block and the pretraining parts.
+
+Parameter names are the original's, so an official checkpoint maps onto this module one to one
+(see checkpoint.py). Differences from the original, all at inference-neutral places:
+- every OSM node is used (the original keeps 50 per image at random), so outputs are deterministic;
+- the OSM LayerNorm and relation averaging are per graph, so an image's output does not depend on
+  the rest of its batch;
+- an image without OSM nodes takes the image-only pathway (fusion.py), never NaN;
+- batched tensors throughout (no per-graph loops, no numpy), scaled-dot-product attention.
+"""
+
+from __future__ import annotations
+
+from typing import Dict, List, Optional, Sequence, Tuple
+
+import timm
+import torch
+import torch.nn.functional as F
+import torch_geometric
+from timm.models.vision_transformer import Block
+from torch import nn
+
+from ..errors import InputError, ModelError
+from .config import GeoLinkConfig, default_layers
+from .fusion import TwoWayAttentionBlock
+from .graphs import NODE_TYPES, GraphBatch, collate_graphs
+from .osm_encoder import OSMHeteroGAT, graph_layer_norm
+from .pos_embed import grid_points, sincos_2d, sincos_table
+
+PATCH = 16
+MAX_DECODED_NODES = 10  # nodes reconstructed per image in pretraining, as the original
+
+
+def _fixed(table: torch.Tensor) -> nn.Parameter:
+    return nn.Parameter(table, requires_grad=False)
+
+
+class GeoLinkModel(nn.Module):
+    """GeoLink. `encode(images, graphs, layers)` gives the downstream feature maps."""
+
+    def __init__(self, config: GeoLinkConfig, card: Optional[dict] = None):
+        super().__init__()
+        self.config = config
+        self.card = card or {}
+        c = config
+        vit = timm.create_model(c.arch, pretrained=False, num_classes=0, global_pool="", img_size=c.img_size,
+                                in_chans=c.in_chans, **c.vit_overrides)
+        if tuple(vit.patch_embed.patch_size) != (PATCH, PATCH):
+            raise ModelError(f"{c.arch} has {vit.patch_embed.patch_size} patches; GeoLink needs 16 x 16.")
+        vit.patch_embed.strict_img_size = False
+        vit.pos_embed.requires_grad_(False)
+        self.img_encoder = vit
+        self.patch_embed = vit.patch_embed  # the original's alias (its keys appear twice in checkpoints)
+        dim = vit.embed_dim
+        self.embed_dim, self.depth, self.grid = dim, len(vit.blocks), c.img_size // PATCH
+        self.layers = list(c.layers) if c.layers else default_layers(self.depth)
+        self.cls_token = nn.Parameter(torch.zeros(1, 1, dim))
+        self.img_pos_embed = _fixed(sincos_table(dim, self.grid))
+        self.img_norm = nn.LayerNorm(dim)
+        if c.osm:
+            self.osm_encoder = OSMHeteroGAT(c.text_dim, c.osm_dim)
+            self.osm_norm = nn.ModuleDict({t: torch_geometric.nn.LayerNorm(c.osm_dim) for t in NODE_TYPES})
+            self.fusion_img_pos_embed = _fixed(sincos_table(c.fusion_dim, self.grid))
+            self.img_fusion_mlp = nn.Linear(dim, c.fusion_dim)
+            self.osm_node_fusion_mlp = nn.ModuleDict({t: nn.Linear(c.osm_dim, c.fusion_dim) for t in NODE_TYPES})
+            self.osm_cross_modal_encoder = nn.ModuleList(
+                [TwoWayAttentionBlock(c.fusion_dim, c.fusion_heads, dropout=0.1) for _ in range(c.fusion_depth)])
+        if c.pretraining:
+            self._build_pretraining(c, dim)
+        self._init_weights()
+
+    def _build_pretraining(self, c: GeoLinkConfig, dim: int) -> None:
+        self.rec_img_pos_embed = _fixed(sincos_table(c.decoder_dim, self.grid))
+        self.img_decoder_mlp = nn.Linear(dim, c.decoder_dim)
+        self.img_mask_token = nn.Parameter(torch.zeros(1, 1, c.decoder_dim))
+        self.img_cross_modal_decoder = nn.ModuleList(
+            [Block(c.decoder_dim, c.decoder_heads, 4.0, qkv_bias=True) for _ in range(c.decoder_depth)])
+        self.img_decoder_norm = nn.LayerNorm(c.decoder_dim)
+        self.img_decoder_pred = nn.Linear(c.decoder_dim, PATCH * PATCH * c.in_chans)
+        if c.osm:
+            self.osm_read_out = nn.ModuleDict({t: torch_geometric.nn.Set2Set(c.osm_dim, processing_steps=5)
+                                               for t in NODE_TYPES})
+            self.osm_aggr_mlp = nn.ModuleDict({t: nn.Linear(2 * c.osm_dim, c.graph_dim) for t in NODE_TYPES})
+            self.type_attention = nn.Linear(c.graph_dim, 1)
+            self.osm_graph_consistency_prj = nn.Linear(c.graph_dim, c.contrast_dim)
+            self.img_consistency_prj = nn.Linear(dim, c.contrast_dim)
+            self.osm_mask_token = nn.ParameterDict({t: nn.Parameter(torch.zeros(1, c.text_dim))
+                                                    for t in ("line", "point", "polygon")})
+            self.osm_node_pred = nn.Linear(c.fusion_dim, c.text_dim)
+
+    def _init_weights(self) -> None:
+        """The original's initialisation: xavier linears outside the ViT, N(0, 0.02) tokens."""
+        w = self.patch_embed.proj.weight.data
+        nn.init.xavier_uniform_(w.view(w.shape[0], -1))
+        nn.init.normal_(self.cls_token, std=0.02)
+        for name, module in self.named_children():
+            if name in ("img_encoder", "patch_embed"):
+                continue
+            for m in module.modules() if isinstance(module, nn.Module) else ():
+                if isinstance(m, nn.Linear):
+                    nn.init.xavier_uniform_(m.weight)
+                    if m.bias is not None:
+                        nn.init.zeros_(m.bias)
+                elif isinstance(m, nn.LayerNorm):
+                    nn.init.ones_(m.weight)
+                    nn.init.zeros_(m.bias)
+        if self.config.pretraining:
+            nn.init.normal_(self.img_mask_token, std=0.02)
+            for p in getattr(self, "osm_mask_token", {}).values():
+                nn.init.normal_(p, std=0.02)
+
+    # ------------------------------------------------------------------ properties
+    @property
+    def text_dim(self) -> int:
+        return self.config.text_dim
+
+    @property
+    def has_osm(self) -> bool:
+        return self.config.osm
+
+    @property
+    def has_pretraining_parts(self) -> bool:
+        return self.config.pretraining
+
+    def out_channels(self, layers: Optional[Sequence[int]] = None) -> List[int]:
+        """Channels of each map encode() returns for `layers`."""
+        n = len(self._check_layers(layers))
+        return [self.embed_dim] * (n - 1) + [self.config.fusion_dim if self.has_osm else self.embed_dim]
+
+    # ------------------------------------------------------------------ shared pieces
+    def _check_layers(self, layers: Optional[Sequence[int]]) -> List[int]:
+        layers = sorted({int(i) for i in (layers if layers is not None else self.layers)})
+        if not layers or layers[0] < 0 or layers[-1] >= self.depth:
+            raise InputError(f"Output layers {layers} must be block indices between 0 and {self.depth - 1}.")
+        return layers
+
+    def _pos(self, table: torch.Tensor, rows: int, cols: int) -> torch.Tensor:
+        """[1, rows*cols, C] patch position embeddings for a rows x cols grid (stored table at the native size)."""
+        if rows == cols == self.grid:
+            return table[:, 1:]
+        pts = grid_points(rows, cols, self.grid, table.device)
+        return sincos_2d(table.shape[-1], pts).to(table.dtype)[None]
+
+    def _patch_tokens(self, images: torch.Tensor) -> Tuple[torch.Tensor, int, int]:
+        if images.dim() != 4 or images.shape[1] != self.config.in_chans:
+            raise InputError(f"Images must be [B, {self.config.in_chans}, H, W]; got {list(images.shape)}.")
+        rows, cols = images.shape[2] // PATCH, images.shape[3] // PATCH
+        if images.shape[2] % PATCH or images.shape[3] % PATCH:
+            raise InputError(f"Image size {tuple(images.shape[2:])} is not a multiple of the patch size {PATCH}.")
+        x = self.patch_embed(images) + self._pos(self.img_pos_embed, rows, cols)
+        return x, rows, cols
+
+    def _with_cls(self, x: torch.Tensor) -> torch.Tensor:
+        cls = (self.cls_token + self.img_pos_embed[:, :1]).expand(x.shape[0], -1, -1)
+        return torch.cat([cls, x], 1)
+
+    def _graph_batch(self, graphs, batch_size: int, device, dtype) -> Optional[GraphBatch]:
+        if graphs is None or not self.has_osm:
+            return None
+        if not isinstance(graphs, GraphBatch) and len(graphs) != batch_size:
+            raise InputError(f"Got {len(graphs)} graphs for {batch_size} images; give one per image (or None).")
+        gb = collate_graphs(graphs, self.text_dim)
+        if gb.num_graphs != batch_size:
+            raise InputError(f"The graph batch holds {gb.num_graphs} graphs for {batch_size} images.")
+        return gb.to(device, dtype) if gb.num_nodes else None
+
+    def _node_embeddings(self, gb: GraphBatch, x: Dict[str, torch.Tensor]):
+        """Normalised GAT embeddings per type and the nodes that have one."""
+        h, reached = self.osm_encoder(gb, x)
+        whole_batch = self.config.osm_norm == "batch"
+        groups = 1 if whole_batch else gb.num_graphs
+        out = {}
+        for t in NODE_TYPES:  # unreached nodes go to an extra group, out of every statistic
+            group = torch.zeros_like(gb.batch[t]) if whole_batch else gb.batch[t]
+            group = torch.where(reached[t], group, torch.full_like(group, groups))
+            out[t] = graph_layer_norm(self.osm_norm[t], h[t], group, groups + 1)
+        return out, reached
+
+    def _node_pos(self, pos: torch.Tensor) -> torch.Tensor:
+        """A node's fusion position embedding: the mean over its position points (tile units x grid)."""
+        return sincos_2d(self.config.fusion_dim, pos * self.grid).mean(1).to(pos.dtype)
+
+    @staticmethod
+    def _pad(batch: torch.Tensor, num_graphs: int, *rows: torch.Tensor) -> Tuple[List[torch.Tensor], torch.Tensor]:
+        """Scatter node rows into [B, Nmax, C] per image (in node order) and the [B, Nmax] validity mask."""
+        order = torch.sort(batch, stable=True).indices
+        b = batch[order]
+        counts = torch.bincount(b, minlength=num_graphs)
+        slot = torch.arange(b.shape[0], device=b.device) - (torch.cumsum(counts, 0) - counts)[b]
+        width = int(counts.max()) if b.numel() else 0
+        mask = torch.zeros(num_graphs, width, dtype=torch.bool, device=b.device)
+        mask[b, slot] = True
+        out = []
+        for r in rows:
+            padded = r.new_zeros(num_graphs, width, r.shape[-1])
+            padded[b, slot] = r[order]
+            out.append(padded)
+        return out, mask
+
+    # ------------------------------------------------------------------ inference
+    def fuse(self, patches: torch.Tensor, graphs, rows: int, cols: int) -> torch.Tensor:
+        """Patches [B, L, D] (a raw block output) + OSM graphs -> fused patches [B, L, fusion_dim]."""
+        b = patches.shape[0]
+        queries = self.img_fusion_mlp(self.img_norm(patches))
+        query_pe = self._pos(self.fusion_img_pos_embed, rows, cols)
+        keys = key_pe = mask = None
+        gb = self._graph_batch(graphs, b, patches.device, patches.dtype)
+        if gb is not None:
+            h, reached = self._node_embeddings(gb, gb.x)
+            tokens = [self.osm_node_fusion_mlp[t](h[t][reached[t]]) for t in NODE_TYPES]
+            pe = [self._node_pos(gb.pos[t][reached[t]]) for t in NODE_TYPES]
+            batch = torch.cat([gb.batch[t][reached[t]] for t in NODE_TYPES])
+            (keys, key_pe), mask = self._pad(batch, b, torch.cat(tokens), torch.cat(pe))
+        last = len(self.osm_cross_modal_encoder) - 1
+        for i, blk in enumerate(self.osm_cross_modal_encoder):
+            queries, keys = blk(queries, keys, query_pe, key_pe, mask, update_keys=i < last)
+        return queries
+
+    def encode(self, images: torch.Tensor, graphs=None, layers: Optional[Sequence[int]] = None) -> List[torch.Tensor]:
+        """Feature maps [B, C, H/16, W/16]: the raw ViT block outputs at `layers` (default self.layers),
+        the last one replaced by the RS+OSM fused map (C = fusion_dim) on a multimodal model.
+
+        graphs: one HeteroData (original GeoLink format) or None per image, or None for all; an image
+        without OSM nodes gets the image-only pathway of the fusion block.
+        """
+        layers = self._check_layers(layers)
+        x, rows, cols = self._patch_tokens(images)
+        x = self._with_cls(x)
+        feats = []
+        for i, blk in enumerate(self.img_encoder.blocks[: layers[-1] + 1]):
+            x = blk(x)
+            if i in layers:
+                feats.append(x[:, 1:])
+        if self.has_osm:
+            feats[-1] = self.fuse(feats[-1], graphs, rows, cols)
+        b = images.shape[0]
+        return [f.transpose(1, 2).reshape(b, -1, rows, cols) for f in feats]
+
+    def forward(self, images: torch.Tensor, graphs=None) -> List[torch.Tensor]:
+        return self.encode(images, graphs)
+
+    # ------------------------------------------------------------------ pretraining
+    def pretrain_losses(self, images: torch.Tensor, graphs=None, mask_ratio: float = 0.75,
+                        osm_mask_ratio: float = 0.2) -> Tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+        """(masked-image reconstruction, image-graph contrastive, masked-node reconstruction) losses.
+
+        As the original: 75% of patches masked (MAE, norm-pixel loss); per image and node type,
+        round(n * 20%) nodes (at least 1) get the type's mask token instead of their text embedding;
+        the graph readout (Set2Set per type, projection, sum over types) is contrasted with the mean
+        visible patch at temperature 0.2; up to 10 masked nodes per image are decoded by the fusion
+        block against the visible patches and regressed onto their text embeddings. Randomness comes
+        from torch's generator. Images without OSM nodes are left out of both OSM losses (the
+        original fails on them); a batch without any gives those losses 0.
+        """
+        if not self.has_pretraining_parts:
+            raise ModelError("This model package has no pretraining parts (it was saved encoder-only).",
+                             hint="Continue pretraining from a full package or an official checkpoint.")
+        b = images.shape[0]
+        x, rows, cols = self._patch_tokens(images)
+        n = x.shape[1]
+        keep = int(n * (1 - mask_ratio))
+        ids_shuffle = torch.argsort(torch.rand(b, n, device=x.device), 1)
+        ids_restore = torch.argsort(ids_shuffle, 1)
+        ids_keep = ids_shuffle[:, :keep]
+        x = torch.gather(x, 1, ids_keep[..., None].expand(-1, -1, x.shape[-1]))
+        mask = torch.ones(b, n, device=x.device)
+        mask[:, :keep] = 0
+        mask = torch.gather(mask, 1, ids_restore)
+        z = self._with_cls(x)
+        for blk in self.img_encoder.blocks:
+            z = blk(z)
+        z = self.img_norm(z)
+        mae = self._mae_loss(images, self._decode_image(z, ids_restore, rows, cols), mask)
+        if not self.has_osm:
+            zero = z.sum() * 0
+            return mae, zero, zero
+        gb = self._graph_batch(graphs, b, z.device, z.dtype)
+        if gb is None:
+            zero = z.sum() * 0
+            return mae, zero, zero
+        fusion_pe = torch.gather(self._pos(self.fusion_img_pos_embed, rows, cols).expand(b, -1, -1), 1,
+                                 ids_keep[..., None].expand(-1, -1, self.config.fusion_dim))
+        masked = {t: self._choose(gb.batch[t], b, osm_mask_ratio) for t in NODE_TYPES}
+        inputs = {t: torch.where(masked[t][:, None], self.osm_mask_token[t].to(gb.x[t].dtype), gb.x[t])
+                  for t in NODE_TYPES}
+        h, reached = self._node_embeddings(gb, inputs)
+        contrast = self._contrastive_loss(z, gb, h, reached)
+        osm = self._node_loss(z[:, 1:], fusion_pe, gb, h, {t: masked[t] & reached[t] for t in NODE_TYPES})
+        return mae, contrast, osm
+
+    def _decode_image(self, z: torch.Tensor, ids_restore: torch.Tensor, rows: int, cols: int) -> torch.Tensor:
+        y = self.img_decoder_mlp(z)
+        b, n = ids_restore.shape
+        tokens = torch.cat([y[:, 1:], self.img_mask_token.expand(b, n + 1 - y.shape[1], -1)], 1)
+        tokens = torch.gather(tokens, 1, ids_restore[..., None].expand(-1, -1, y.shape[-1]))
+        pe = torch.cat([self.rec_img_pos_embed[:, :1], self._pos(self.rec_img_pos_embed, rows, cols)], 1)
+        y = torch.cat([y[:, :1], tokens], 1) + pe
+        for blk in self.img_cross_modal_decoder:
+            y = blk(y)
+        return self.img_decoder_pred(self.img_decoder_norm(y))[:, 1:]
+
+    def _mae_loss(self, images: torch.Tensor, pred: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
+        b, c, hh, ww = images.shape
+        target = images.reshape(b, c, hh // PATCH, PATCH, ww // PATCH, PATCH)
+        target = torch.einsum("nchpwq->nhwpqc", target).reshape(b, -1, PATCH * PATCH * c)
+        if self.config.norm_pix_loss:
+            target = (target - target.mean(-1, keepdim=True)) / (target.var(-1, keepdim=True) + 1e-6) ** 0.5
+        loss = ((pred - target) ** 2).mean(-1)
+        return (loss * mask).sum() / mask.sum()
+
+    @staticmethod
+    def _random_rank(batch: torch.Tensor, num_graphs: int) -> Tuple[torch.Tensor, torch.Tensor]:
+        """(a random rank of each node within its graph, the graph sizes)."""
+        order = torch.argsort(batch.double() + torch.rand(batch.shape[0], device=batch.device, dtype=torch.float64))
+        counts = torch.bincount(batch, minlength=num_graphs)
+        rank = torch.empty_like(batch)
+        starts = torch.cumsum(counts, 0) - counts
+        rank[order] = torch.arange(batch.shape[0], device=batch.device) - starts[batch[order]]
+        return rank, counts
+
+    def _choose(self, batch: torch.Tensor, num_graphs: int, ratio: float) -> torch.Tensor:
+        """Per graph, round(n * ratio) nodes (at least 1, at most n) chosen at random."""
+        rank, counts = self._random_rank(batch, num_graphs)
+        k = torch.round(counts.double() * ratio).long().clamp(min=1)
+        k = torch.minimum(k, counts)
+        return rank < k[batch]
+
+    def _contrastive_loss(self, z: torch.Tensor, gb: GraphBatch, h: Dict[str, torch.Tensor],
+                          reached: Dict[str, torch.Tensor]) -> torch.Tensor:
+        b = gb.num_graphs
+        per_type = []
+        for t in ("polygon", "line", "point"):
+            idx = reached[t]
+            batch = gb.batch[t][idx]
+            if not batch.numel():
+                per_type.append(z.new_zeros(b, self.config.graph_dim))
+                continue
+            readout = self.osm_aggr_mlp[t](self.osm_read_out[t](h[t][idx], batch, dim_size=b))
+            has = torch.bincount(batch, minlength=b) > 0
+            per_type.append(readout * has[:, None].to(readout.dtype))
+        types = torch.stack(per_type, 1)
+        # The original's softmax runs over a singleton axis, so every type weighs 1 (a sum); kept as is.
+        graph = (torch.softmax(self.type_attention(types), -1) * types).sum(1)
+        with_nodes = torch.zeros(b, dtype=torch.bool, device=z.device)
+        for t in NODE_TYPES:
+            with_nodes[gb.batch[t][reached[t]]] = True
+        img = F.normalize(self.img_consistency_prj(z[:, 1:].mean(1))[with_nodes], dim=1)
+        osm = F.normalize(self.osm_graph_consistency_prj(graph)[with_nodes], dim=1)
+        logits = img @ osm.t() / self.config.temperature
+        labels = torch.arange(logits.shape[0], device=z.device)
+        return (F.cross_entropy(logits, labels) + F.cross_entropy(logits.t(), labels)) / 2
+
+    def _node_loss(self, visible: torch.Tensor, visible_pe: torch.Tensor, gb: GraphBatch,
+                   h: Dict[str, torch.Tensor], masked: Dict[str, torch.Tensor]) -> torch.Tensor:
+        tokens = torch.cat([self.osm_node_fusion_mlp[t](h[t][masked[t]]) for t in NODE_TYPES])
+        pe = torch.cat([self._node_pos(gb.pos[t][masked[t]]) for t in NODE_TYPES])
+        labels = torch.cat([gb.x[t][masked[t]] for t in NODE_TYPES])
+        batch = torch.cat([gb.batch[t][masked[t]] for t in NODE_TYPES])
+        if not batch.numel():
+            return visible.sum() * 0
+        rank, _ = self._random_rank(batch, gb.num_graphs)
+        pick = rank < MAX_DECODED_NODES
+        (keys, key_pe, target), key_mask = self._pad(batch[pick], gb.num_graphs, tokens[pick], pe[pick], labels[pick])
+        queries = self.img_fusion_mlp(visible)
+        for blk in self.osm_cross_modal_encoder:
+            queries, keys = blk(queries, keys, visible_pe, key_pe, key_mask)
+        pred = self.osm_node_pred(keys[key_mask])
+        return ((pred - target[key_mask]) ** 2).mean(-1).mean()
+
+
+def create_geolink(arch: str = "vit_large_patch16_224", text_dim: int = 512, img_size: int = 224,
+                   **options) -> GeoLinkModel:
+    """A freshly initialised GeoLink (see GeoLinkConfig for the options)."""
+    return GeoLinkModel(GeoLinkConfig(arch=arch, text_dim=text_dim, img_size=img_size, **options))

@@ -1,0 +1,43 @@
+"""GeoLink's fixed 2-D sine-cosine position embeddings, evaluated at any (fractional) grid position.
+
+The first half of the channels encodes x (the column, from the west edge), the second half y (the
+row, from the north edge); each half is [sin(p * w_k), cos(p * w_k)] with w_k = 10000^(-k / (D/4)).
+Computed in float64 and returned in float32, so it matches the original's numpy tables.
+"""
+
+from __future__ import annotations
+
+import torch
+
+
+def sincos_1d(dim: int, pos: torch.Tensor) -> torch.Tensor:
+    """[..., dim] embedding of positions `pos` [...]."""
+    omega = torch.arange(dim // 2, dtype=torch.float64, device=pos.device) / (dim / 2.0)
+    angle = pos.double()[..., None] * (1.0 / 10000**omega)
+    return torch.cat([angle.sin(), angle.cos()], -1)
+
+
+def sincos_2d(dim: int, xy: torch.Tensor) -> torch.Tensor:
+    """[..., dim] embedding of points `xy` [..., 2] given in patch units (x, y)."""
+    if dim % 4:
+        raise ValueError(f"sin-cos position embeddings need a width divisible by 4, got {dim}")
+    return torch.cat([sincos_1d(dim // 2, xy[..., 0]), sincos_1d(dim // 2, xy[..., 1])], -1).float()
+
+
+def grid_points(rows: int, cols: int, native: int, device=None) -> torch.Tensor:
+    """[rows * cols, 2] patch positions (x, y), row-major, rescaled to a `native` x `native` grid.
+
+    At the native size these are the integer positions 0..native-1 of the original tables; other
+    sizes get the same continuous embedding evaluated at proportionally placed positions (the exact
+    interpolation of the fixed table).
+    """
+    ys = torch.arange(rows, dtype=torch.float64, device=device) * (native / rows)
+    xs = torch.arange(cols, dtype=torch.float64, device=device) * (native / cols)
+    y, x = torch.meshgrid(ys, xs, indexing="ij")
+    return torch.stack([x.reshape(-1), y.reshape(-1)], -1)
+
+
+def sincos_table(dim: int, native: int) -> torch.Tensor:
+    """[1, 1 + native**2, dim]: a zero row for the class token, then the native grid (the stored tables)."""
+    grid = sincos_2d(dim, grid_points(native, native, native))
+    return torch.cat([torch.zeros(1, dim), grid], 0)[None]
