@@ -38,4 +38,39 @@ def set_nodata_box(path: Path, col: int, row: int, width: int, height: int, valu
 
 
 def read(path: Path, band: int = 1) -> np.ndarray:
-    return gdal.Open(str(path)).GetRasterBand(band).ReadAsArray()
+    ds = gdal.Open(str(path))  # keep the dataset alive while its band is read
+    return ds.GetRasterBand(band).ReadAsArray()
+
+
+def osm_geojson(path: Path, raster: Path, features: Sequence[tuple]) -> Path:
+    """A GeoLink-layout OSM GeoJSON (CRS84, `label` column) of (label, [(col, row), ...]) features given in the
+    raster's pixel coordinates: one point is a Point, two or more a LineString, a closed ring a Polygon."""
+    import json
+
+    from osgeo import osr
+
+    ds = gdal.Open(str(raster))
+    gt = ds.GetGeoTransform()
+    src = osr.SpatialReference(wkt=ds.GetProjection())
+    dst = osr.SpatialReference()
+    dst.ImportFromEPSG(4326)
+    dst.SetAxisMappingStrategy(osr.OAMS_TRADITIONAL_GIS_ORDER)
+    src.SetAxisMappingStrategy(osr.OAMS_TRADITIONAL_GIS_ORDER)
+    ct = osr.CoordinateTransformation(src, dst)
+    out = []
+    for label, pixels in features:
+        coords = [list(ct.TransformPoint(gt[0] + c * gt[1], gt[3] + r * gt[5])[:2]) for c, r in pixels]
+        if len(coords) == 1:
+            geom = {"type": "Point", "coordinates": coords[0]}
+        elif coords[0] == coords[-1] and len(coords) > 3:
+            geom = {"type": "Polygon", "coordinates": [coords]}
+        else:
+            geom = {"type": "LineString", "coordinates": coords}
+        out.append({"type": "Feature", "properties": {"label": label}, "geometry": geom})
+    path.write_text(json.dumps({"type": "FeatureCollection", "features": out}))
+    return path
+
+
+def partials(folder: Path) -> list:
+    """Files an interrupted atomic writer would leave."""
+    return sorted(p.name for p in folder.iterdir() if ".partial-" in p.name)

@@ -29,9 +29,9 @@ def test_class_table_fills_missing_names_and_colours():
 
 def test_geotiff_with_colour_table_names_nodata_and_metadata(tmp_path):
     path = tmp_path / "c.tif"
-    with geotiff(path, 300, 40, 1, "uint8", (0, 10, 0, 400, 0, -10), utm_wkt(), 255, {"GEOLINK_MODEL": "m"}) as ds:
-        set_classes(ds.GetRasterBand(1), CLASSES, 255)
-        ds.GetRasterBand(1).WriteArray(np.full((40, 300), 2, np.uint8))
+    with geotiff(path, 300, 40, 1, "uint8", (0, 10, 0, 400, 0, -10), utm_wkt(), 255, {"GEOLINK_MODEL": "m"}) as out:
+        set_classes(out.ds.GetRasterBand(1), CLASSES, 255)
+        out.ds.GetRasterBand(1).WriteArray(np.full((40, 300), 2, np.uint8))
     ds = gdal.Open(str(path))
     band = ds.GetRasterBand(1)
     assert band.GetNoDataValue() == 255  # GDAL 3.6 GTiff reads the .aux.xml (names) only after such a call

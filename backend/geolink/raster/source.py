@@ -63,9 +63,11 @@ def parse_band_list(text: Optional[str]) -> Optional[List[int]]:
 class Normaliser:
     """Raw band values -> model input: per-band linear stretch of [low, high] to [0, 1], then (x - mean) / std.
 
-    The card's "normalisation" may give "low"/"high" (one per band or one for all), "scale" (high, low = 0),
-    and "mean"/"std"; without fixed bounds, 8-bit rasters are taken as 0-255 and other types are stretched
-    from the raster's own 2nd-98th percentiles (the rule the pretraining uses). mean/std default to ImageNet's.
+    The card's "normalisation" may give "low"/"high" (one per band or one for all: always used), "scale"
+    (high, with low = 0: used for 8-bit rasters, and for any raster when "stretch" is "fixed"), and
+    "mean"/"std" (default ImageNet's for 3 bands). Otherwise 8-bit rasters are taken as 0-255 and other
+    types (uint16 reflectance, float) are stretched from the raster's own 2nd-98th percentiles
+    ("low_percentile"/"high_percentile"), the rule the pretraining uses for them.
     """
 
     low: np.ndarray
@@ -128,11 +130,22 @@ class Source:
         self.path = str(path)
         if not Path(self.path).exists() and not self.path.startswith("/vsi"):
             raise InputError(f"Raster not found: {self.path}")
+        problems = []
+        gdal.PushErrorHandler(lambda level, code, msg: problems.append(msg) if level >= gdal.CE_Warning else None)
         try:
             ds = gdal.Open(self.path)
+            if ds is not None and ds.RasterCount:  # a truncated file opens but fails on its last block
+                band = ds.GetRasterBand(1)
+                band.ReadAsArray(ds.RasterXSize - 1, ds.RasterYSize - 1, 1, 1)
         except RuntimeError as exc:
-            raise InputError(f"Cannot read the raster {self.path}: {str(exc).splitlines()[0]}",
-                             hint="Is it a complete raster file GDAL can open (GeoTIFF, JP2, VRT, ...)?") from None
+            problems.insert(0, str(exc).splitlines()[0])
+        finally:
+            gdal.PopErrorHandler()
+        damaged = [m for m in problems if "error" in m.lower() or "not recognized" in m.lower()]
+        if damaged:
+            raise InputError(f"Cannot read the raster {Path(self.path).name}: {damaged[0]}",
+                             hint="Is it a complete raster file GDAL can open (GeoTIFF, JP2, VRT, ...)? "
+                                  "It may be damaged or still being written.")
         if ds is None or ds.RasterCount == 0:
             raise InputError(f"{self.path} holds no raster bands.")
         self.original = ds
@@ -221,10 +234,11 @@ class Source:
         norm, n = spec.normalisation, len(bands)
         mean = _per_band(norm.get("mean", IMAGENET_MEAN if n == 3 else 0.0), n, "mean")
         std = _per_band(norm.get("std", IMAGENET_STD if n == 3 else 1.0), n, "std")
-        if "low" in norm or "high" in norm or "scale" in norm:
+        byte = self.ds.GetRasterBand(bands[0]).DataType == _gdal().GDT_Byte
+        if "low" in norm or "high" in norm or ("scale" in norm and (byte or norm.get("stretch") == "fixed")):
             low = _per_band(norm.get("low", 0.0), n, "low")
-            high = _per_band(norm.get("high", norm.get("scale", 1.0)), n, "high")
-        elif self.ds.GetRasterBand(bands[0]).DataType == _gdal().GDT_Byte:
+            high = _per_band(norm.get("high", norm.get("scale", 255.0)), n, "high")
+        elif byte:
             low, high = np.zeros(n, np.float32), np.full(n, 255.0, np.float32)
         else:
             lo_p = float(norm.get("low_percentile", 2.0))
@@ -265,7 +279,11 @@ class Source:
         ok = np.ones((r1 - r0, c1 - c0), dtype=bool)
         for i, b in enumerate(bands):
             band = self.ds.GetRasterBand(b)
-            data = band.ReadAsArray(c0, r0, c1 - c0, r1 - r0)
+            try:
+                data = band.ReadAsArray(c0, r0, c1 - c0, r1 - r0)
+            except RuntimeError as exc:
+                raise InputError(f"Cannot read band {b} of {Path(self.path).name} at column {c0}, row {r0}: "
+                                 f"{str(exc).splitlines()[0]}", hint="The file may be damaged.") from None
             raw[(i, *sub)] = data
             flags = band.GetMaskFlags()
             if flags & _gdal().GMF_ALL_VALID:

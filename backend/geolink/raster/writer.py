@@ -17,8 +17,11 @@ from .styles import hex_to_rgb
 @contextlib.contextmanager
 def geotiff(path: Path, width: int, height: int, bands: int, dtype: str, geotransform: Sequence[float],
             wkt: str, nodata: Optional[float] = None, metadata: Optional[Dict[str, str]] = None) -> Iterator:
-    """An empty tiled, DEFLATE-compressed GeoTIFF to fill strip by strip (`dtype`: a numpy name); closed on exit,
-    also on error, so the atomic writer around it can rename or delete the file."""
+    """An empty tiled, DEFLATE-compressed GeoTIFF to fill strip by strip (`dtype`: a numpy name).
+
+    Yields a handle whose `.ds` is the only reference to the dataset: keep none elsewhere, so that
+    leaving the block closes the file (also on error or cancel) before the atomic writer around it
+    renames or deletes it and its .aux.xml."""
     from osgeo import gdal, gdal_array
 
     gdal.UseExceptions()
@@ -34,11 +37,19 @@ def geotiff(path: Path, width: int, height: int, bands: int, dtype: str, geotran
             ds.GetRasterBand(b).SetNoDataValue(nodata)
     if metadata:
         ds.SetMetadata({k: str(v) for k, v in metadata.items()})
+    handle = Handle(ds)
+    del ds
     try:
-        yield ds
-        ds.FlushCache()
+        yield handle
     finally:
-        ds = None
+        handle.ds = None
+
+
+class Handle:
+    """Holds an open GDAL dataset; dropping `ds` closes it."""
+
+    def __init__(self, ds):
+        self.ds = ds
 
 
 def set_classes(band, classes: Sequence[Dict[str, str]], nodata: Optional[int] = None) -> None:

@@ -42,21 +42,19 @@ def run(config: Config, progress: Progress) -> dict:
     with contextlib.ExitStack() as stack:
         out = stack.enter_context(geotiff(stack.enter_context(atomic_output(config.out)), src.width, src.height, 1,
                                           "uint8", src.geotransform, src.wkt, NODATA, meta))
-        set_classes(out.GetRasterBand(1), classes, NODATA)
+        set_classes(out.ds.GetRasterBand(1), classes, NODATA)
         prob = None
         if config.probabilities:
             prob = stack.enter_context(geotiff(stack.enter_context(atomic_output(config.probabilities)), src.width,
                                                src.height, len(classes), "uint8", src.geotransform, src.wkt, NODATA,
                                                meta))
             for i, c in enumerate(classes):
-                prob.GetRasterBand(i + 1).SetDescription(c["name"])
-                prob.GetRasterBand(i + 1).SetScale(0.01)
+                prob.ds.GetRasterBand(i + 1).SetDescription(c["name"])
+                prob.ds.GetRasterBand(i + 1).SetScale(0.01)
         writer = ClassWriter(out, prob)
         stats = job.run(segmentation_predict(job.model.module), len(classes), writer, progress.sub(5, 98),
                         "Classifying windows")
         require_valid(stats)
-        writer.close()
-        out = prob = None
     outputs = {"classes": config.out, "style": str(write_qml(Path(config.out), paletted_qml(classes)))}
     if config.probabilities:
         outputs["probabilities"] = config.probabilities

@@ -40,17 +40,17 @@ def encoder_predict(module, layer: int):
 class FeatureWriter:
     """Sink: blended features written strip by strip, and a fixed-size sample kept for the PCA."""
 
-    def __init__(self, ds, seed: int = 0):
+    def __init__(self, raster, seed: int = 0):
         import numpy as np
 
-        self.ds, self.rng = ds, np.random.default_rng(seed)
+        self.raster, self.rng = raster, np.random.default_rng(seed)
         self.sample, self.seen = [], 0
 
     def __call__(self, row, values, valid):
         import numpy as np
 
         out = np.where(valid[None], values, np.nan).astype(np.float32)
-        self.ds.WriteArray(out, 0, row)
+        self.raster.ds.WriteArray(out, 0, row)
         vectors = values[:, valid].T
         self.seen += len(vectors)
         if len(vectors):  # keep every pixel with probability SAMPLE / (pixels so far), roughly uniform
@@ -133,13 +133,12 @@ def run(config: Config, progress: Progress) -> dict:
         writer = FeatureWriter(feats)
         stats = job.run(predict, channels, writer, progress.sub(5, 90), "Embedding windows")
         require_valid(stats)
-        feats.FlushCache()
+        feats.ds.FlushCache()
         sample = np.concatenate(writer.sample) if writer.sample else np.zeros((0, channels), np.float32)
         pca = fit_pca(sample.astype(np.float64))
         prev = stack.enter_context(geotiff(stack.enter_context(atomic_output(preview)), plan.out_width,
                                            plan.out_height, 3, "uint8", gt, src.wkt, 0, meta))
-        write_preview(feats, prev, pca, progress.sub(90, 99))
-        writer.ds = feats = prev = None
+        write_preview(feats.ds, prev.ds, pca, progress.sub(90, 99))
     write_qml(Path(preview), rgb_qml())
     progress.update(100, "Done")
     return {"outputs": {"embeddings": config.out, "preview": preview},

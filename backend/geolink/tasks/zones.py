@@ -59,12 +59,10 @@ def run(config: Config, progress: Progress) -> dict:
                                                  src.geotransform, src.wkt, NODATA))
             conf_ds = stack.enter_context(geotiff(tmp / "confidence.tif", src.width, src.height, 1, "float32",
                                                   src.geotransform, src.wkt))
-            writer = ClassWriter(cls_ds, confidence_ds=conf_ds)
+            writer = ClassWriter(cls_ds, confidence=conf_ds)
             stats = job.run(segmentation_predict(job.model.module), len(classes), writer, progress.sub(5, 85),
                             "Classifying windows")
             require_valid(stats)
-            writer.close()
-            cls_ds = conf_ds = None
         progress.update(86, "Cutting zones along the OSM ways")
         pixel = src.pixel_size
         unit = z.metres_per_unit(src.wkt)
