@@ -165,7 +165,7 @@ def _unimodal(state: Mapping[str, torch.Tensor], name: str, layers: Sequence[int
     grid = int(round((state["pos_embed"].shape[1] - 1) ** 0.5))
     patch = state["patch_embed.proj.weight"]
     config = GeoLinkConfig(arch=arch, img_size=grid * 16, in_chans=int(patch.shape[1]), osm=False, pretraining=False,
-                           vit_overrides={"depth": depth} if depth != 12 + 12 * (width >= 1024) else {},
+                           vit_overrides={"depth": depth},
                            layers=list(layers) or None)
     mapped = {"cls_token": cls, "img_pos_embed": state["pos_embed"], "img_encoder.cls_token": cls}
     for k, v in state.items():

@@ -64,5 +64,6 @@ class GeoLinkConfig:
 
 
 def default_layers(depth: int) -> List[int]:
-    """Four evenly spread block indices ending at the last: [3, 5, 7, 11] for 12 blocks, [7, 11, 15, 23] for 24."""
-    return sorted({max(0, round(depth * f) - 1) for f in (1 / 3, 1 / 2, 2 / 3)} | {depth - 1})
+    """Four block indices spread over the depth, ending at the last: [3, 5, 7, 11] for 12 blocks,
+    [7, 11, 15, 23] for 24 (the original's choices); shallow test models repeat blocks."""
+    return [max(0, round(depth * f) - 1) for f in (1 / 3, 1 / 2, 2 / 3)] + [depth - 1]

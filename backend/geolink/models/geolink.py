@@ -56,7 +56,8 @@ class GeoLinkModel(nn.Module):
         self.layers = list(c.layers) if c.layers else default_layers(self.depth)
         self.cls_token = nn.Parameter(torch.zeros(1, 1, dim))
         self.img_pos_embed = _fixed(sincos_table(dim, self.grid))
-        self.img_norm = nn.LayerNorm(dim)
+        if c.osm or c.pretraining:
+            self.img_norm = nn.LayerNorm(dim)
         if c.osm:
             self.osm_encoder = OSMHeteroGAT(c.text_dim, c.osm_dim)
             self.osm_norm = nn.ModuleDict({t: torch_geometric.nn.LayerNorm(c.osm_dim) for t in NODE_TYPES})
@@ -129,7 +130,7 @@ class GeoLinkModel(nn.Module):
 
     # ------------------------------------------------------------------ shared pieces
     def _check_layers(self, layers: Optional[Sequence[int]]) -> List[int]:
-        layers = sorted({int(i) for i in (layers if layers is not None else self.layers)})
+        layers = sorted(int(i) for i in (layers if layers is not None else self.layers))
         if not layers or layers[0] < 0 or layers[-1] >= self.depth:
             raise InputError(f"Output layers {layers} must be block indices between 0 and {self.depth - 1}.")
         return layers
@@ -229,8 +230,7 @@ class GeoLinkModel(nn.Module):
         feats = []
         for i, blk in enumerate(self.img_encoder.blocks[: layers[-1] + 1]):
             x = blk(x)
-            if i in layers:
-                feats.append(x[:, 1:])
+            feats += [x[:, 1:]] * layers.count(i)
         if self.has_osm:
             feats[-1] = self.fuse(feats[-1], graphs, rows, cols)
         b = images.shape[0]

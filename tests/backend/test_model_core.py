@@ -1,0 +1,151 @@
+"""The GeoLink model on tiny configurations: encode, graphs, fusion, position embeddings, pretraining losses."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+import torch
+
+from geolink.errors import InputError, ModelError
+from geolink.models import GeoLinkConfig, default_layers
+from geolink.models.graphs import RELATIONS, collate_graphs
+from geolink.models.pos_embed import sincos_table
+from geolink.pretraining.graphs import empty_graph
+
+from .model_helpers import TEXT_DIM, max_err, random_graph, tiny_model
+
+torch.set_num_threads(2)
+
+
+@pytest.fixture(scope="module")
+def model():
+    return tiny_model().eval()
+
+
+def graphs():
+    return [random_graph(3, 2, 4, seed=1), None, random_graph(1, 0, 0, seed=2), empty_graph(TEXT_DIM),
+            random_graph(5, 6, 1, edges=12, seed=3)]
+
+
+def test_position_table_is_the_sin_cos_of_the_patch_grid():
+    dim, n = 16, 3
+    table = sincos_table(dim, n)[0].numpy()
+    omega = 1.0 / 10000 ** (np.arange(dim // 4) / (dim / 4))
+    for row, (y, x) in enumerate([(y, x) for y in range(n) for x in range(n)], start=1):
+        expect = np.concatenate([np.sin(x * omega), np.cos(x * omega), np.sin(y * omega), np.cos(y * omega)])
+        np.testing.assert_allclose(table[row], expect, atol=1e-6)
+    assert not table[0].any()  # the class token's row
+
+
+def test_default_layers_are_the_originals():
+    assert default_layers(12) == [3, 5, 7, 11] and default_layers(24) == [7, 11, 15, 23]
+
+
+@torch.no_grad()
+def test_encode_shapes_and_sizes(model):
+    feats = model.encode(torch.randn(2, 3, 32, 32), graphs()[:2])
+    assert [tuple(f.shape) for f in feats] == [(2, 64, 2, 2)] * 3 + [(2, 32, 2, 2)]
+    assert model.out_channels() == [64, 64, 64, 32]
+    other = model.encode(torch.randn(1, 3, 48, 80), [random_graph(2, 2, 2)], layers=[1, 3])
+    assert [tuple(f.shape) for f in other] == [(1, 64, 3, 5), (1, 32, 3, 5)]
+    with pytest.raises(InputError, match="multiple of the patch size"):
+        model.encode(torch.randn(1, 3, 40, 32))
+    with pytest.raises(InputError, match="block indices"):
+        model.encode(torch.randn(1, 3, 32, 32), layers=[4])
+    with pytest.raises(InputError, match="one per image"):
+        model.encode(torch.randn(2, 3, 32, 32), [None])
+    with pytest.raises(InputError, match="text values"):
+        model.encode(torch.randn(1, 3, 32, 32), [random_graph(1, 1, 1, text_dim=TEXT_DIM + 1)])
+
+
+@torch.no_grad()
+def test_batch_equals_one_at_a_time_and_is_deterministic(model):
+    gs = graphs()
+    images = torch.randn(len(gs), 3, 32, 32)
+    batched = model.encode(images, gs)
+    assert all(torch.equal(a, b) for a, b in zip(batched, model.encode(images, gs)))
+    for i, g in enumerate(gs):
+        for a, b in zip(batched, model.encode(images[i:i + 1], [g])):
+            assert max_err(a[i:i + 1], b) < 1e-5
+
+
+@torch.no_grad()
+def test_image_without_nodes_takes_the_image_only_path(model):
+    images = torch.randn(3, 3, 32, 32)
+    raw = model.encode(images, None, layers=[3])[0]  # fused map without graphs
+    x = model._with_cls(model._patch_tokens(images)[0])
+    for blk in model.img_encoder.blocks:
+        x = blk(x)
+    block = model.osm_cross_modal_encoder[0]
+    expect = block.norm2(model.img_fusion_mlp(model.img_norm(x[:, 1:])))
+    assert max_err(raw.flatten(2).transpose(1, 2), expect) < 1e-5
+    mixed = model.encode(images, [random_graph(2, 2, 2), empty_graph(TEXT_DIM), None], layers=[3])[0]
+    assert torch.isfinite(mixed).all()
+    assert max_err(mixed[1:], raw[1:]) < 1e-5 and max_err(mixed[:1], raw[:1]) > 1e-3
+
+
+@torch.no_grad()
+def test_nodes_no_relation_reaches_are_left_out(model):
+    """Point nodes in a graph without point relations get no embedding (as in the original) and no say."""
+    no_point_rel = [r for r in RELATIONS if "point" not in (r[0], r[2])]
+    with_points = random_graph(3, 3, 4, relations=no_point_rel, seed=5)
+    without = with_points.clone()
+    without["point"].x = with_points["point"].x[:0]
+    image = torch.randn(1, 3, 32, 32)
+    assert max_err(model.encode(image, [with_points])[-1], model.encode(image, [without])[-1]) < 1e-6
+
+
+def test_collate_offsets_edges_and_records_relations():
+    a, b = random_graph(2, 1, 3, seed=1), random_graph(1, 2, 0, seed=2, relations=RELATIONS[:3])
+    gb = collate_graphs([a, None, b], TEXT_DIM)
+    assert gb.num_graphs == 3 and gb.x["polygon"].shape == (3, TEXT_DIM) and gb.pos["polygon"].shape == (3, 4, 2)
+    assert gb.batch["polygon"].tolist() == [0, 0, 2]
+    rel = ("point", "to", "line")
+    assert gb.present[:, RELATIONS.index(rel)].tolist() == [True, False, True]
+    assert gb.present[2].sum() == 3
+    n = a[rel].edge_index.shape[1]
+    assert torch.equal(gb.edges[rel][:, :n], a[rel].edge_index)
+    assert (gb.edges[("line", "to", "line")][:, a["line", "to", "line"].edge_index.shape[1]:] >= 1).all()
+
+
+def test_autocast_bfloat16_runs(model):
+    with torch.no_grad(), torch.autocast("cpu", dtype=torch.bfloat16):
+        feats = model.encode(torch.randn(2, 3, 32, 32), graphs()[:2])
+    assert all(torch.isfinite(f.float()).all() for f in feats)
+
+
+def test_pretrain_losses_train_every_part():
+    model = tiny_model(seed=1).train()
+    gs = graphs()
+    torch.manual_seed(0)
+    losses = model.pretrain_losses(torch.randn(len(gs), 3, 32, 32), gs)
+    assert len(losses) == 3 and all(torch.isfinite(v) and v > 0 for v in losses)
+    sum(losses).backward()
+    for prefix in ("img_encoder.blocks.0.", "img_cross_modal_decoder.", "img_decoder_pred", "osm_encoder.",
+                   "osm_read_out.", "osm_aggr_mlp.", "osm_graph_consistency_prj", "img_consistency_prj",
+                   "osm_node_fusion_mlp.", "osm_cross_modal_encoder.0.norm4", "osm_node_pred", "osm_mask_token."):
+        grads = [p.grad for n, p in model.named_parameters() if n.startswith(prefix)]
+        assert grads and any(g is not None and g.abs().sum() > 0 for g in grads), prefix
+    torch.manual_seed(0)
+    again = model.pretrain_losses(torch.randn(len(gs), 3, 32, 32), gs)
+    torch.manual_seed(0)
+    assert [float(v) for v in again] == [float(v) for v in model.pretrain_losses(torch.randn(len(gs), 3, 32, 32), gs)]
+
+
+def test_pretrain_losses_without_osm_and_masking_counts():
+    model = tiny_model(seed=2).train()
+    mae, contrast, osm = model.pretrain_losses(torch.randn(2, 3, 32, 32), [None, None])
+    assert mae > 0 and float(contrast) == 0 and float(osm) == 0
+    batch = torch.tensor([0] * 10 + [1] * 2 + [3] * 1)
+    chosen = model._choose(batch, 4, 0.2)
+    assert torch.bincount(batch[chosen], minlength=4).tolist() == [2, 1, 0, 1]
+
+
+def test_config_round_trip_and_arch_names():
+    c = GeoLinkConfig(arch="small", text_dim=384, layers=[1, 2, 3, 11])
+    assert c.arch == "vit_small_patch16_224"
+    assert GeoLinkConfig.from_dict(c.to_dict()) == c
+    with pytest.raises(ModelError, match="Unknown model configuration"):
+        GeoLinkConfig.from_dict({**c.to_dict(), "bogus": 1})
+    with pytest.raises(ModelError, match="multiple of the patch size"):
+        GeoLinkConfig(img_size=100)
