@@ -30,9 +30,12 @@ class Config(RasterOptions):
 
 
 def encoder_predict(module, layer: int):
-    """Features [B, C, H/16, W/16] of one block (`layer` from 1) or the model's last (fused) output."""
+    """Features [B, C, H/16, W/16] of block `layer` (from 1) or of the model's last layer; on a model with OSM
+    the map asked for is the fused one. A segmentation package's encoder is used without its head."""
+    encoder = getattr(module, "encoder", module)
+
     def predict(images, graphs):
-        maps = module.encode(images, graphs, layers=[layer - 1] if layer else None)
+        maps = encoder.encode(images, graphs, layers=[layer - 1] if layer else None)
         return maps[-1]
     return predict
 
