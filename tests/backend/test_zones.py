@@ -93,7 +93,7 @@ def test_real_naip_sample_with_its_osm(model, shared_dir, tmp_path):
     gdal.Translate(str(raster), str(sample / "a702502933_US_21.jpg"), outputSRS="EPSG:4326",
                    outputBounds=[west, north, east, south])
     osm = sorted(sample.glob("*.geojson"))
-    result = run(model, raster, osm, tmp_path / "zones.gpkg")
+    result = run(model, raster, osm, tmp_path / "zones.gpkg", tile_size=96)
     rows, srs = features(tmp_path / "zones.gpkg")
     assert srs.GetAuthorityCode(None) == "4326" and result["figures"]["windows_with_osm"] > 0
     assert result["figures"]["zone_origin"] == "osm_block" and len(rows) >= 2

@@ -45,16 +45,18 @@ def load_model(spec: str, device) -> Loaded:
 
 
 class OsmGraphs:
-    """One window's OSM graph: features read once for the whole raster, indexed, queried per window."""
+    """One window's OSM graph: features read once for the whole raster, indexed, queried per window.
+    The tags of the features inside the raster are text-encoded up front in large batches."""
 
     def __init__(self, paths: Sequence[str], source: Source, text_encoder: str, device: str, progress: Progress):
-        import shapely
-
         from ..osm import OsmIndex, TagWeights, get_text_encoder
+        from ..osm.text import prime_encoder
 
         self.index = OsmIndex.from_files(list(paths), source.wkt, progress)
-        inside = len(self.index) and len(self.index.tree.query(shapely.box(*source.bounds)))
-        self.encoder = get_text_encoder(text_encoder, device=device) if inside else None
+        inside = self.index.query(source.bounds) if len(self.index) else []
+        self.encoder = get_text_encoder(text_encoder, device=device) if len(inside) else None
+        if self.encoder is not None:
+            prime_encoder(list(inside.labels), self.encoder)
         self.weights = TagWeights.from_json()
 
     def __call__(self, bounds: tuple):
