@@ -13,7 +13,7 @@ from __future__ import annotations
 import argparse
 import re
 from pathlib import Path
-from typing import Dict, Iterable, Mapping, Sequence, Tuple
+from typing import Callable, Dict, Iterable, Mapping, Sequence, Tuple
 
 import torch
 
@@ -113,9 +113,15 @@ def _strip(state: Mapping[str, torch.Tensor], prefixes: Iterable[str] = ("module
     return out
 
 
-def _load_strict(model: GeoLinkModel, state: Mapping[str, torch.Tensor], what: str) -> GeoLinkModel:
+def build_loaded(make: Callable[[], torch.nn.Module], state: Mapping[str, torch.Tensor], what: str) -> torch.nn.Module:
+    """`make()` built without allocating (meta device), checked against `state`, then given its tensors."""
+    with torch.device("meta"):
+        model = make()
     check_shapes(shapes_of(model.state_dict()), shapes_of(state), what)
-    model.load_state_dict(state, strict=True)
+    model.load_state_dict(state, strict=True, assign=True)
+    left = [n for n, t in [*model.named_parameters(), *model.named_buffers()] if t.is_meta]
+    if left:
+        raise ModelError(f"{what}: no value for {', '.join(left[:5])}.")
     return model
 
 
@@ -142,13 +148,13 @@ def _multimodal(obj: Mapping, name: str, layers: Sequence[int]) -> GeoLinkModel:
     lin = state.get("osm_encoder.convs.0.convs.<point___to___point>.lin.weight")
     if not arch.startswith("vit_") or lin is None or lin.dim() != 2:
         raise ModelError(f"{name} is not a GeoLink multimodal checkpoint (architecture {arch!r}, no OSM encoder).")
+    depth = 1 + max((int(k.split(".")[2]) for k in state if k.startswith("img_encoder.blocks.")), default=-1)
     try:
         config = GeoLinkConfig(arch=arch, text_dim=int(lin.shape[1]), osm_dim=int(lin.shape[0]),
-                               layers=list(layers) or None)
-        model = GeoLinkModel(config)
+                               vit_overrides={"depth": depth}, layers=list(layers) or None)
+        return build_loaded(lambda: GeoLinkModel(config), state, name)
     except RuntimeError as exc:  # timm: unknown model name
         raise ModelError(f"{name}: unknown architecture {arch!r} ({exc}).") from exc
-    return _load_strict(model, state, name)
 
 
 def _unimodal(state: Mapping[str, torch.Tensor], name: str, layers: Sequence[int]) -> GeoLinkModel:
@@ -172,4 +178,4 @@ def _unimodal(state: Mapping[str, torch.Tensor], name: str, layers: Sequence[int
         if k != "fc_norm.weight" and k != "fc_norm.bias":
             mapped[f"img_encoder.{k}"] = v
     mapped.update({k[len("img_encoder."):]: v for k, v in mapped.items() if k.startswith("img_encoder.patch_embed.")})
-    return _load_strict(GeoLinkModel(config), mapped, name)
+    return build_loaded(lambda: GeoLinkModel(config), mapped, name)

@@ -109,13 +109,18 @@ def load_package(path: os.PathLike) -> torch.nn.Module:
     card = read_card(path)
     if card.get("format") != FORMAT or not isinstance(card.get("config"), dict):
         raise ModelError(f"{path.name} was written in an unknown package format ({card.get('format')!r}).")
-    model = GeoLinkModel(GeoLinkConfig.from_dict(card["config"]), card=card)
+    config = GeoLinkConfig.from_dict(card["config"])
     head = card.get("head")
-    if head:
+
+    def make() -> torch.nn.Module:
+        model = GeoLinkModel(config, card=card)
+        if not head:
+            return model
         from .heads import build_segmenter
 
-        model = build_segmenter(model, head["decoder"], len(head.get("classes") or []) or int(head["num_classes"]),
-                                head.get("layers"), classes=head.get("classes"))
+        return build_segmenter(model, head["decoder"], int(head.get("num_classes") or len(head["classes"])),
+                               head.get("layers"), classes=head.get("classes"))
+
     try:
         with safe_open(str(path), framework="pt") as f:
             state = {k: f.get_tensor(k) for k in f.keys()}
@@ -125,10 +130,9 @@ def load_package(path: os.PathLike) -> torch.nn.Module:
     prefix = "encoder." if head else ""
     for k in [k for k in state if k.startswith(prefix + "img_encoder.patch_embed.")]:
         state[prefix + k[len(prefix + "img_encoder."):]] = state[k]
-    from .checkpoint import check_shapes, shapes_of
+    from .checkpoint import build_loaded
 
-    check_shapes(shapes_of(model.state_dict()), shapes_of(state), path.name)
-    model.load_state_dict(state, strict=True)
+    model = build_loaded(make, state, path.name)
     model.card = card
     return model.eval()
 

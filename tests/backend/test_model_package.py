@@ -1,0 +1,124 @@
+"""Model packages (one .safetensors with the JSON card) and the segmentation heads."""
+
+from __future__ import annotations
+
+import json
+import struct
+
+import pytest
+import torch
+
+from geolink.errors import InputError, ModelError
+from geolink.models import (
+    GeoLinkModel,
+    GeoLinkSegmenter,
+    build_segmenter,
+    load_model,
+    read_card,
+    save_package,
+    unfreeze_last_blocks,
+)
+
+from .model_helpers import max_err, random_graph, tiny_model
+
+torch.set_num_threads(2)
+CLASSES = [{"name": "water", "color": "#1f78b4"}, {"name": "forest", "color": "#33a02c"},
+           {"name": "built", "color": "#e31a1c"}]
+
+
+@pytest.fixture(scope="module")
+def model():
+    return tiny_model(seed=3).eval()
+
+
+def inputs(n=2):
+    torch.manual_seed(7)
+    return torch.randn(n, 3, 32, 32), [random_graph(2, 3, 1, seed=i) for i in range(n)]
+
+
+def test_round_trip_is_exact_and_card_complete(model, tmp_path):
+    path = save_package(model, tmp_path / "m.safetensors", provenance={"data": "test"})
+    assert list(tmp_path.iterdir()) == [path]  # atomic: no partial file left
+    card = read_card(path)
+    for key in ("format", "architecture", "config", "text_encoder", "bands", "normalisation", "gsd", "input_size",
+                "layers", "head", "provenance"):
+        assert key in card, key
+    assert card["provenance"] == {"data": "test"} and card["head"] is None and card["text_encoder"]["dim"] == 24
+    header = json.loads(path.read_bytes()[8:8 + struct.unpack("<Q", path.read_bytes()[:8])[0]])
+    assert "geolink_card" in header["__metadata__"]
+    loaded = load_model(path)
+    assert isinstance(loaded, GeoLinkModel) and not loaded.training and loaded.card["provenance"] == {"data": "test"}
+    assert {k: v.shape for k, v in loaded.state_dict().items()} == {k: v.shape for k, v in model.state_dict().items()}
+    images, graphs = inputs()
+    with torch.no_grad():
+        assert all(torch.equal(a, b) for a, b in zip(model.encode(images, graphs), loaded.encode(images, graphs)))
+    assert hasattr(loaded, "pretrain_losses") and loaded.has_pretraining_parts
+
+
+def test_half_and_encoder_only(model, tmp_path):
+    full = save_package(model, tmp_path / "full.safetensors")
+    small = save_package(model, tmp_path / "small.safetensors", half=True, encoder_only=True)
+    assert small.stat().st_size < full.stat().st_size / 2
+    loaded = load_model(small)
+    assert not loaded.has_pretraining_parts and next(loaded.parameters()).dtype == torch.float32
+    images, graphs = inputs()
+    with torch.no_grad():
+        assert max(max_err(a, b) for a, b in zip(model.encode(images, graphs), loaded.encode(images, graphs))) < 2e-2
+    with pytest.raises(ModelError, match="no pretraining parts"):
+        loaded.pretrain_losses(images, graphs)
+
+
+@pytest.mark.parametrize("decoder", ["upernet", "fpn", "linear"])
+def test_segmenter_heads(model, decoder, tmp_path):
+    seg = build_segmenter(model, decoder, 3, classes=CLASSES)
+    images, graphs = inputs(3)
+    seg.train()
+    logits = seg(images, graphs)
+    assert logits.shape == (3, 3, 32, 32)
+    logits.logsumexp(1).mean().backward()
+    assert all(p.grad is not None for p in seg.head.parameters() if p.requires_grad)
+    seg.eval()
+    path = save_package(seg, tmp_path / "seg.safetensors", provenance={"task": "test"}, classes=CLASSES,
+                        encoder_only=True)
+    card = read_card(path)
+    assert card["head"]["type"] == "segmentation" and card["head"]["decoder"] == decoder
+    assert card["head"]["classes"] == CLASSES
+    loaded = load_model(path)
+    assert isinstance(loaded, GeoLinkSegmenter) and loaded.card["head"]["classes"] == CLASSES
+    with torch.no_grad():
+        assert max_err(seg(images, graphs), loaded(images, graphs)) < 1e-5
+        feats = loaded.encode(images, graphs)
+        assert max_err(loaded.head(feats), loaded(images, graphs)) == 0.0
+
+
+def test_segmenter_reuse_and_unfreeze(model):
+    seg = build_segmenter(model, "upernet", 2)
+    again = build_segmenter(seg, "linear", 4)
+    assert again.encoder is model and again.head.classifier.out_channels == 4
+    unfreeze_last_blocks(seg, 1)
+    trainable = {n.split(".")[0] + "." + n.split(".")[1] for n, p in seg.named_parameters() if p.requires_grad}
+    assert "head.decoder" in trainable and "encoder.osm_cross_modal_encoder" in trainable
+    prefix = "encoder.img_encoder.blocks."
+    blocks = {n.split(".")[3] for n, p in seg.named_parameters() if p.requires_grad and n.startswith(prefix)}
+    assert blocks == {"3"}
+    unfreeze_last_blocks(seg, 0)
+    assert not any(p.requires_grad for p in seg.encoder.parameters())
+    with pytest.raises(InputError, match="needs 4 feature maps"):
+        build_segmenter(model, "upernet", 2, layers=[1, 3])
+    with pytest.raises(InputError, match="Unknown head"):
+        build_segmenter(model, "deeplab", 2)
+
+
+def test_bad_packages_are_refused(model, tmp_path):
+    (tmp_path / "junk.safetensors").write_bytes(b"\x08\x00\x00\x00\x00\x00\x00\x00{}      ")
+    with pytest.raises(ModelError, match="not a GeoLink model package"):
+        load_model(tmp_path / "junk.safetensors")
+    from safetensors.torch import save_file
+
+    card = json.loads(json.dumps(read_card(save_package(model, tmp_path / "ok.safetensors"))))
+    save_file({"cls_token": torch.zeros(1, 1, 64)}, str(tmp_path / "partial.safetensors"),
+              metadata={"geolink_card": json.dumps(card)})
+    with pytest.raises(ModelError, match="missing key"):
+        load_model(tmp_path / "partial.safetensors")
+    with pytest.raises(ModelError, match="without a task head"):
+        save_package(model, tmp_path / "x.safetensors", classes=CLASSES)
