@@ -160,3 +160,20 @@ def test_band_mapping_and_mismatches(data_dir, tmp_path):
         src.choose_bands(["red", "green", "blue"], [7, 2, 1])
     with pytest.raises(InputError):
         parse_band_list("4,x")
+
+
+def test_out_of_memory_halves_the_batch_and_retries():
+    sizes = []
+
+    def hungry(images, graphs):
+        sizes.append(len(images))
+        if len(images) > 2:
+            raise torch.cuda.OutOfMemoryError("CUDA out of memory (raised by the test model)")
+        return images[:, :1] * 2
+    warnings = []
+    runtime = Runtime("cpu", 8, Progress(lambda e: warnings.append(e)))
+    images = np.arange(8 * 3 * 4 * 4, dtype=np.float32).reshape(8, 3, 4, 4)
+    out = runtime.run(hungry, images, None)
+    assert np.allclose(out, images[:, :1] * 2)
+    assert sizes[:3] == [8, 4, 2] and runtime.chunk == 2
+    assert any("Out of memory" in e.get("message", "") for e in warnings)
