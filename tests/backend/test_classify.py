@@ -107,7 +107,7 @@ def test_cancel_mid_run_leaves_no_output(model, data_dir, tmp_path):
     seen = []
 
     def sink(event):
-        if event["event"] == "progress" and "windows" in event["message"]:
+        if event["event"] == "progress" and "batch" in event["message"]:
             seen.append(event)
             if len(seen) == 4:
                 cancel.set()

@@ -76,7 +76,7 @@ def test_refusals_and_cancel_leave_no_geopackage(model, data_dir, tmp_path):
     cancel = threading.Event()
 
     def sink(event):
-        if event["event"] == "progress" and "windows 2/" in event["message"]:
+        if event["event"] == "progress" and "batch 2/" in event["message"]:
             cancel.set()
     with pytest.raises(Cancelled):
         run(model, raster, [osm], tmp_path / "zones.gpkg", progress=Progress(sink, cancel))

@@ -175,7 +175,7 @@ class RunStats:
 
 def run_windows(source: Source, bands: Sequence[int], normalise: Normaliser, plan: WindowPlan, predict: Predict,
                 channels: int, sink: Sink, runtime: Runtime, progress: Progress,
-                graph_for: Optional[GraphFor] = None, message: str = "Processing windows") -> RunStats:
+                graph_for: Optional[GraphFor] = None, message: str = "Processing, batch") -> RunStats:
     """Run `predict` over every window of `plan` and stream the blended outputs to `sink`, row by row."""
     import time
 

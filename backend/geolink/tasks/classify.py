@@ -53,7 +53,7 @@ def run(config: Config, progress: Progress) -> dict:
                 prob.ds.GetRasterBand(i + 1).SetScale(0.01)
         writer = ClassWriter(out, prob)
         stats = job.run(segmentation_predict(job.model.module), len(classes), writer, progress.sub(5, 98),
-                        "Classifying windows")
+                        "Classifying, batch")
         require_valid(stats)
     outputs = {"classes": config.out, "style": str(write_qml(Path(config.out), paletted_qml(classes)))}
     if config.probabilities:

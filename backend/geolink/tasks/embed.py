@@ -134,7 +134,7 @@ def run(config: Config, progress: Progress) -> dict:
         feats = stack.enter_context(geotiff(stack.enter_context(atomic_output(config.out)), plan.out_width,
                                             plan.out_height, channels, "float32", gt, src.wkt, float("nan"), meta))
         writer = FeatureWriter(feats)
-        stats = job.run(predict, channels, writer, progress.sub(5, 90), "Embedding windows")
+        stats = job.run(predict, channels, writer, progress.sub(5, 90), "Embedding, batch")
         require_valid(stats)
         feats.ds.FlushCache()
         sample = np.concatenate(writer.sample) if writer.sample else np.zeros((0, channels), np.float32)

@@ -61,7 +61,7 @@ def run(config: Config, progress: Progress) -> dict:
                                                   src.geotransform, src.wkt))
             writer = ClassWriter(cls_ds, confidence=conf_ds)
             stats = job.run(segmentation_predict(job.model.module), len(classes), writer, progress.sub(5, 85),
-                            "Classifying windows")
+                            "Classifying, batch")
             require_valid(stats)
         progress.update(86, "Cutting zones along the OSM ways")
         pixel = src.pixel_size
