@@ -67,3 +67,15 @@ def require_task(name: str) -> None:
 
     if importlib.util.find_spec(TASKS[name]) is None:
         pytest.skip(f"backend task {name!r} is not in this build yet")
+
+
+def helsinki_osm_near_crop(data_dir: Path, out: Path, size: int = 96) -> Path:
+    """The Helsinki OSM lines and polygons around `s2_crop_over_helsinki` as a small GeoPackage (fast to encode)."""
+    x0, y0 = HELSINKI_UTM35
+    bounds = [x0 - 100, y0 - 10 * size - 100, x0 + 10 * size + 100, y0 + 100]
+    srs = osr.SpatialReference()
+    srs.ImportFromEPSG(32635)
+    for i, layer in enumerate(("lines", "multipolygons")):
+        gdal.VectorTranslate(str(out), str(helsinki_pbf(data_dir)), format="GPKG", layers=[layer],
+                             spatFilter=bounds, spatSRS=srs, accessMode="update" if i else None)
+    return out

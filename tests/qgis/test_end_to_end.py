@@ -25,7 +25,7 @@ from qgis.core import (
 from qgis.PyQt.QtGui import QColor
 
 from . import tiny
-from .geodata import helsinki_pbf, require_task, s2_crop, s2_crop_over_helsinki
+from .geodata import helsinki_osm_near_crop, require_task, s2_crop, s2_crop_over_helsinki
 
 
 @pytest.fixture(scope="module")
@@ -54,37 +54,31 @@ def loaded(project: QgsProject, path: str):
 
 
 def test_classify_lands_as_a_named_palette_in_its_group(qgis_app, data_dir, tmp_path, models, project):
+    """Fused with OSM layers, with class probabilities: both land in the run's group, styled."""
     from qgis import processing
 
-    out = tmp_path / "land_cover.tif"
+    osm = helsinki_osm_near_crop(data_dir, tmp_path / "osm.gpkg", size=64)
+    lines = QgsVectorLayer(f"{osm}|layername=lines", "osm lines", "ogr")
+    blocks = QgsVectorLayer(f"{osm}|layername=multipolygons", "osm polygons", "ogr")
+    out, probs = tmp_path / "land_cover.tif", tmp_path / "probs.tif"
     result = processing.runAndLoadResults("geolink:classify", {
-        "INPUT": str(s2_crop(data_dir, tmp_path / "in.tif", size=64)), "MODEL": models["segmentation"],
-        "OUTPUT": str(out), "DEVICE": 2})
-    assert Path(result["OUTPUT"]) == out and out.exists()
+        "INPUT": str(s2_crop_over_helsinki(data_dir, tmp_path / "hel.tif", size=64)), "OSM": [lines, blocks],
+        "MODEL": models["segmentation"], "OUTPUT": str(out), "PROBABILITIES": str(probs), "DEVICE": 2})
+    assert Path(result["OUTPUT"]) == out
     ds = gdal.Open(str(out))
     assert (ds.RasterXSize, ds.RasterYSize) == (64, 64)
+    assert gdal.Open(str(probs)).RasterCount == len(tiny.CLASSES)
+
     layer = loaded(project, out)
     assert isinstance(layer.renderer(), QgsPalettedRasterRenderer)
     legend = [text for text, _ in layer.renderer().legendSymbologyItems()]
-    assert set(legend) <= set(tiny.CLASSES) and legend
-    assert group_of(project, layer).startswith("GeoLink classify land cover: in")
+    assert legend == tiny.CLASSES
+    assert group_of(project, layer).startswith("GeoLink classify land cover: hel")
     abstract = layer.metadata().abstract()
-    assert "model_sha256: " in abstract and "task: classify" in abstract
-
-
-def test_classify_with_osm_and_probabilities(qgis_app, data_dir, tmp_path, models, project):
-    from qgis import processing
-
-    lines = QgsVectorLayer(f"{helsinki_pbf(data_dir)}|layername=lines", "osm lines", "ogr")
-    out, probs = tmp_path / "classes.tif", tmp_path / "probs.tif"
-    processing.runAndLoadResults("geolink:classify", {
-        "INPUT": str(s2_crop_over_helsinki(data_dir, tmp_path / "hel.tif", size=64)), "OSM": [lines],
-        "MODEL": models["segmentation"], "OUTPUT": str(out), "PROBABILITIES": str(probs)})
-    assert gdal.Open(str(probs)).RasterCount == len(tiny.CLASSES)
+    assert "model_sha256: " in abstract and "task: classify" in abstract and "osm_lines" in abstract
     prob_layer = loaded(project, probs)
-    node = project.layerTreeRoot().findLayer(prob_layer.id())
-    assert not node.itemVisibilityChecked()  # probabilities join the group switched off
-    assert group_of(project, prob_layer) == group_of(project, loaded(project, out))
+    assert not project.layerTreeRoot().findLayer(prob_layer.id()).itemVisibilityChecked()  # joins switched off
+    assert group_of(project, prob_layer) == group_of(project, layer)
 
 
 def test_embed_writes_features_and_a_pca_preview(qgis_app, data_dir, tmp_path, models, project):
@@ -108,7 +102,8 @@ def test_zones_are_categorized_with_confidence(qgis_app, data_dir, tmp_path, mod
     out = tmp_path / "zones.gpkg"
     processing.runAndLoadResults("geolink:zones", {
         "INPUT": str(s2_crop_over_helsinki(data_dir, tmp_path / "hel.tif", size=64)),
-        "OSM_FILE": str(helsinki_pbf(data_dir)), "MODEL": models["segmentation"], "OUTPUT": str(out)})
+        "OSM_FILE": str(helsinki_osm_near_crop(data_dir, tmp_path / "osm.gpkg", size=64)),
+        "MODEL": models["segmentation"], "OUTPUT": str(out)})
     layer = loaded(project, out)
     assert isinstance(layer, QgsVectorLayer) and layer.featureCount() > 1
     assert isinstance(layer.renderer(), QgsCategorizedSymbolRenderer)
@@ -157,17 +152,6 @@ def test_import_checkpoint_into_the_model_folder(qgis_app, shared_dir, tmp_path,
         "INPUT": str(shared_dir / "reference" / "fusion_vit_tiny" / "checkpoint.pth")})
     assert result["OUTPUT"] == str(tmp_path / "models" / "checkpoint.safetensors")
     assert [m["name"] for m in list_packages([str(tmp_path / "models")])] == ["checkpoint"]
-
-
-def test_import_of_a_wrong_file_is_refused_in_words(qgis_app, tmp_path):
-    from qgis import processing
-
-    require_task("import-checkpoint")
-    bogus = tmp_path / "not_a_checkpoint.pth"
-    bogus.write_bytes(b"this is not a checkpoint")
-    with pytest.raises(QgsProcessingException):
-        processing.run("geolink:importcheckpoint", {"INPUT": str(bogus), "OUTPUT": str(tmp_path / "x.safetensors")})
-    assert not (tmp_path / "x.safetensors").exists()
 
 
 def test_cancelling_a_real_classification_leaves_nothing(qgis_app, data_dir, tmp_path, models, project):

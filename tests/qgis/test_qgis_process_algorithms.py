@@ -12,7 +12,7 @@ from geolink_qgis.paths import resources_dir
 
 from . import tiny
 from .conftest import qgis_process
-from .geodata import helsinki_pbf, require_task, s2_crop, s2_crop_over_helsinki
+from .geodata import helsinki_osm_near_crop, require_task, s2_crop, s2_crop_over_helsinki
 
 
 @pytest.fixture(scope="module")
@@ -34,19 +34,23 @@ def test_classify_with_input_and_output_only(installed_profile, data_dir, tmp_pa
         pytest.skip("the embedded default model is not in resources/models yet")
     out = tmp_path / "out.tif"
     results = run(installed_profile, "classify", INPUT=s2_crop(data_dir, tmp_path / "in.tif", size=64), OUTPUT=out)
-    assert Path(results["OUTPUT"]) == out and gdal.Open(str(out)).GetRasterBand(1).GetColorTable() is not None
+    ds = gdal.Open(str(out))  # keep the dataset alive while its band is used
+    assert Path(results["OUTPUT"]) == out and ds.GetRasterBand(1).GetColorTable() is not None
 
 
 def test_classify_embed_zones_from_qgis_process(installed_profile, data_dir, tmp_path, models):
     raster = s2_crop_over_helsinki(data_dir, tmp_path / "hel.tif", size=64)
     classes = run(installed_profile, "classify", INPUT=raster, MODEL=models["segmentation"],
                   OUTPUT=tmp_path / "classes.tif")
-    assert gdal.Open(classes["OUTPUT"]).GetRasterBand(1).GetCategoryNames()
+    ds = gdal.Open(classes["OUTPUT"])
+    ds.GetMetadata()  # makes GDAL 3.6's GeoTIFF driver read the .aux.xml holding the category names
+    assert ds.GetRasterBand(1).GetCategoryNames() == tiny.CLASSES
     require_task("embed")
     emb = run(installed_profile, "embed", INPUT=raster, MODEL=models["encoder"], OUTPUT=tmp_path / "emb.tif")
     assert gdal.Open(emb["OUTPUT"]).RasterCount > 3 and Path(emb["PREVIEW"]).exists()
     require_task("zones")
-    zones = run(installed_profile, "zones", INPUT=raster, OSM_FILE=helsinki_pbf(data_dir),
+    zones = run(installed_profile, "zones", INPUT=raster,
+                OSM_FILE=helsinki_osm_near_crop(data_dir, tmp_path / "osm.gpkg", size=64),
                 MODEL=models["segmentation"], OUTPUT=tmp_path / "zones.gpkg")
     assert Path(zones["OUTPUT"]).exists()
 
