@@ -168,3 +168,27 @@ def test_cancelling_a_real_classification_leaves_nothing(qgis_app, data_dir, tmp
             "OUTPUT": str(out_dir / "classes.tif"), "PROBABILITIES": str(out_dir / "probs.tif")}, feedback=feedback)
     assert list(out_dir.iterdir()) == []
     assert not project.mapLayers()
+
+
+def test_the_dialog_runs_a_classification_into_a_styled_group(qgis_app, data_dir, tmp_path, models, project):
+    """What a user clicks: the GeoLink dialog runs the algorithm in a background task and loads the styled result."""
+    from geolink_qgis.ui.main_dialog import GeoLinkDialog
+
+    from .test_ui import wait_for
+
+    raster = QgsRasterLayer(str(s2_crop(data_dir, tmp_path / "scene.tif", size=64)), "scene")
+    project.addMapLayer(raster)
+    dialog = GeoLinkDialog(project=project)
+    dialog.raster.setLayer(raster)
+    dialog.model.setCurrentText(models["segmentation"])
+    dialog.output.setFilePath(str(tmp_path / "dialog_classes.tif"))
+    seen = []
+    dialog.progress.valueChanged.connect(seen.append)
+    dialog.start()
+    assert dialog.is_running() and not dialog.run_button.isEnabled()
+    wait_for(lambda: not dialog.is_running(), timeout=300)
+    assert dialog.progress.value() == 100 and "Done" in dialog.status.text(), dialog.log.toPlainText()
+    assert any(0 < v < 100 for v in seen)
+    layer = loaded(project, tmp_path / "dialog_classes.tif")
+    assert isinstance(layer.renderer(), QgsPalettedRasterRenderer)
+    assert group_of(project, layer).startswith("GeoLink classify land cover: scene")
