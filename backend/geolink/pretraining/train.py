@@ -184,7 +184,6 @@ def pretrain(model: torch.nn.Module, dataset: PairsDataset, settings: TrainSetti
             idx = step_indices(len(dataset), step, settings.batch_size, ctx.rank, ctx.world, settings.seed)
             images, graphs = dataset.batch(idx, draw=step * ctx.world + ctx.rank)
             images = images.to(device, non_blocking=True)
-            graphs = [g.to(device) for g in graphs]
             torch.manual_seed(settings.seed * 1_000_003 + step * 131 + ctx.rank)
             with autocast:
                 losses = torch.stack([torch.as_tensor(v, device=device).float() for v in step_fn(images, graphs)])
@@ -208,7 +207,7 @@ def pretrain(model: torch.nn.Module, dataset: PairsDataset, settings: TrainSetti
             progress.update(100.0 * done / settings.steps,
                             f"step {done}/{settings.steps} loss {values[0]:.4f} (mae {values[1]:.3f} "
                             f"con {values[2]:.3f} osm {values[3]:.4f}) ETA {format_seconds(eta)}")
-    except Cancelled:
+    except (Cancelled, KeyboardInterrupt):
         if ctx.main:
             save_checkpoint(ckpt_path, model, optimizer, done, settings, {})
             progress.log(f"Stopped after step {done}; checkpoint saved: run again with the same --out to resume.")
