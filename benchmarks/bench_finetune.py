@@ -40,7 +40,7 @@ def split_pixels(raster: Path = RASTER, labels: Path = LABELS, window: int = 256
     ls = read_labels(str(labels), CLASS_FIELD, grid.wkt, grid.bounds, split_field=SPLIT_FIELD)
     held = np.array([v == "test" for v in ls.split_values])
     wins = label_windows(ls, grid, window, 0)
-    train_t, test_t = wins.targets(ls.class_ids, held)
+    train_t, test_t = wins.targets(ls.class_ids, ~held, True), wins.targets(ls.class_ids, held, True)
     bands = list(range(1, grid.band_count + 1))
     xs = {"train": [], "test": []}
     ys = {"train": [], "test": []}

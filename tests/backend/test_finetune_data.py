@@ -160,7 +160,7 @@ def test_windows_pad_past_the_edge_and_split_targets(grid, tmp_path):
     held = spatial_split(labels.class_ids, labels.centroids, pixels, 0.3, 1600, seed=0)
     assert 0 < held.sum() < len(held)
     assert set(labels.class_ids[~held].tolist()) == {0, 1, 2}  # every class keeps a training polygon
-    train, val = win.targets(labels.class_ids, held)
+    train, val = win.targets(labels.class_ids, ~held, False), win.targets(labels.class_ids, held, True)
     assert not ((train >= 0) & (val >= 0)).any()  # a pixel is never in both
     assert (val[~win.on_val_grid] == IGNORE).all()
     assert (val >= 0).sum() == pixels[held].sum()

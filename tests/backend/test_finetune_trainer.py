@@ -31,7 +31,7 @@ def problem(data_dir, tmp_path_factory):
     wins = label_windows(labels, grid, WIN, 0)
     pixels = wins.polygon_pixels(len(labels.geometries)).astype(float)
     held = spatial_split(labels.class_ids, labels.centroids, pixels, 0.3, WIN * 10, seed=0)
-    train_t, val_t = wins.targets(labels.class_ids, held)
+    train_t, val_t = wins.targets(labels.class_ids, ~held, False), wins.targets(labels.class_ids, held, True)
     images, valid = read_windows(grid, wins.positions, WIN, [1, 2, 3, 4], lambda a: (a - 1000) / 500, Progress())
     assert valid.all()
     samples = Samples(train_labels=train_t, val_labels=val_t, n_classes=len(labels.classes))

@@ -9,7 +9,7 @@ from ..config import option
 from ..devices import DEVICE_CHOICES
 from ..progress import Progress
 
-HEADS = ["upernet", "fpn", "linear"]
+HEADS = ["fpn", "upernet", "linear"]
 
 HELP = """Fine-tune a classification head on polygons you labelled, into a model package.
 
@@ -34,7 +34,8 @@ class Config:
     osm: List[str] = option(default_factory=list, flag="--osm", metavar="FILE",
                             help="OSM files for OSM-aware heads (fused image + OSM features)")
     epochs: int = option(40, flag="--epochs", help="most epochs (early stopping usually ends sooner)")
-    head: str = option("upernet", flag="--head", choices=HEADS, help="task head")
+    head: str = option("fpn", flag="--head", choices=HEADS,
+                       help="task head: fpn (default, fast on a CPU), upernet (the paper's, 4x slower), linear")
     unfreeze: int = option(0, flag="--unfreeze", help="encoder blocks to train too, from the last (0: frozen)")
     val_fraction: float = option(0.2, flag="--val-fraction", help="share of labelled pixels held out, by polygon")
     split_field: Optional[str] = option(None, flag="--split-field",
@@ -46,7 +47,7 @@ class Config:
     overlap: int = option(0, flag="--overlap",
                           help="overlap of training windows in pixels: more windows, slower feature caching")
     batch_size: int = option(8, flag="--batch-size", help="windows per batch")
-    gsd: float = option(0.0, flag="--gsd", help="ground sample distance to work at (0: the raster's)")
+    gsd: float = option(0.0, flag="--gsd", help="ground sample distance in metres (0: the model's, else the raster's)")
     augment: int = option(2, flag="--augment", help="variants of each window (flips/quarter turns), 1-8")
     patience: int = option(8, flag="--patience", help="epochs without improvement before stopping")
     seed: int = option(0, flag="--seed", help="random seed (split, augmentation, initialisation)")

@@ -1,4 +1,4 @@
-"""Training windows over the labels: pixels read once, polygons burnt, targets for the two splits.
+"""Training windows over the labels: pixels read once, polygons burnt, targets for each split.
 
 The raster is a `raster.source.Source` (the grid classify and zones use: resampled to the model's
 ground sample distance when asked, nodata masked). Windows lie on its grid: a validation grid of
@@ -40,17 +40,16 @@ class LabelWindows:
         """Unlabel pixels that are nodata in the raster ([n, size, size] bool, False = nodata)."""
         self.polygon_ids[~valid] = 0
 
-    def targets(self, class_ids: np.ndarray, held_out: np.ndarray) -> Tuple[np.ndarray, np.ndarray]:
-        """Per-window class targets [n, size, size] int16 for training and for validation (IGNORE elsewhere).
+    def targets(self, class_ids: np.ndarray, polygons: np.ndarray, scoring: bool) -> np.ndarray:
+        """Class targets [n, size, size] int16 of the `polygons` (bool mask), IGNORE elsewhere.
 
-        Validation targets exist only on the validation grid, so each held-out pixel counts once.
+        `scoring` keeps only the non-overlapping validation grid, so each pixel counts once.
         """
-        lut_train = np.r_[IGNORE, np.where(held_out, IGNORE, class_ids)].astype(np.int16)
-        lut_val = np.r_[IGNORE, np.where(held_out, class_ids, IGNORE)].astype(np.int16)
-        train = lut_train[self.polygon_ids]
-        val = lut_val[self.polygon_ids]
-        val[~self.on_val_grid] = IGNORE
-        return train, val
+        lut = np.r_[IGNORE, np.where(polygons, class_ids, IGNORE)].astype(np.int16)
+        out = lut[self.polygon_ids]
+        if scoring:
+            out[~self.on_val_grid] = IGNORE
+        return out
 
 
 def label_windows(labels: LabelSet, grid, size: int, overlap: int,
@@ -67,7 +66,8 @@ def label_windows(labels: LabelSet, grid, size: int, overlap: int,
                        key=lambda p: (p[1], p[0]))
     burner = LabelBurner(labels, grid.geotransform, grid.wkt)
     ids = np.zeros((len(positions), size, size), dtype=np.int32)
-    for i, (x, y) in enumerate(progress.steps(positions, len(positions), "Rasterising labels")):
+    for i, (x, y) in enumerate(positions):
+        _tick(progress, i, len(positions), "Rasterising labels")
         ids[i] = burner.burn(x, y, size, size)
         ids[i, max(0, grid.height - y):, :] = 0
         ids[i, :, max(0, grid.width - x):] = 0
@@ -81,7 +81,14 @@ def read_windows(source, positions: Sequence[Tuple[int, int]], size: int, bands:
     """([n, C, size, size] float32 normalised pixels, [n, size, size] valid) of each window; 0 where invalid."""
     images = np.zeros((len(positions), len(bands), size, size), dtype=np.float32)
     valid = np.zeros((len(positions), size, size), dtype=bool)
-    for i, (x, y) in enumerate(progress.steps(positions, len(positions), "Reading windows")):
+    for i, (x, y) in enumerate(positions):
+        _tick(progress, i, len(positions), "Reading windows")
         raw, valid[i] = source.read(bands, x, y, size, size)
         images[i] = np.where(valid[i], normalise(raw), 0.0)
     return images, valid
+
+
+def _tick(progress: Progress, i: int, n: int, message: str) -> None:
+    """Report about 20 times over a fast loop (and check for cancel)."""
+    if i % max(1, n // 20) == 0:
+        progress.update(100.0 * i / max(n, 1), f"{message} {i}/{n}")

@@ -7,7 +7,7 @@ import json
 import os
 import time
 from pathlib import Path
-from typing import Dict, Optional, Sequence, Tuple
+from typing import Dict, List, Optional, Sequence, Tuple
 
 import numpy as np
 
@@ -23,7 +23,9 @@ from .sampling import apply_d4, augmentations, classes_without, d4_graph, spatia
 from .trainer import Checkpoint, Samples, TrainSettings, evaluate, fit
 
 MIN_CLASS_PIXELS = 200  # fewer training pixels than this for a class: warn
-HELD_OUT_VALUES = {"val", "valid", "validation", "test", "holdout", "held-out"}
+TRAIN, VAL, TEST = 0, 1, 2  # what a polygon is for
+VAL_VALUES = {"val", "valid", "validation", "holdout", "held-out"}  # split field: early stopping
+TEST_VALUES = {"test"}  # split field: scored only, never used for any choice
 
 
 def state_path(out: Path) -> Path:
@@ -41,20 +43,32 @@ def _fingerprint(config, model_path: Path) -> str:
     return hashlib.sha256(json.dumps(parts, sort_keys=True, default=str).encode()).hexdigest()[:16]
 
 
-def held_out_polygons(config, labels: LabelSet, pixels: np.ndarray, block: float) -> np.ndarray:
-    """Polygons marked in the split field, else a spatial split by blocks of `block` map units."""
+def split_polygons(config, labels: LabelSet, pixels: np.ndarray, block: float) -> Tuple[np.ndarray, str]:
+    """(TRAIN, VAL or TEST per polygon, how the validation polygons were chosen): from the split field
+    when given; when it marks no validation polygon, the training ones are split spatially (blocks of
+    `block` map units) by --val-fraction."""
+    part = np.full(len(labels.class_ids), TRAIN)
     if labels.split_values is not None:
-        return np.array([v.strip().lower() in HELD_OUT_VALUES for v in labels.split_values], dtype=bool)
-    return spatial_split(labels.class_ids, labels.centroids, pixels, config.val_fraction, block, config.seed)
+        values = [v.strip().lower() for v in labels.split_values]
+        part[[v in TEST_VALUES for v in values]] = TEST
+        part[[v in VAL_VALUES for v in values]] = VAL
+        if (part == VAL).any():
+            return part, f"marked in {config.split_field!r}"
+    rest = np.flatnonzero(part == TRAIN)
+    held = spatial_split(labels.class_ids[rest], labels.centroids[rest], pixels[rest], config.val_fraction, block,
+                         config.seed)
+    part[rest[held]] = VAL
+    return part, f"spatial blocks, {config.val_fraction:.0%} of the training pixels"
 
 
-def check_classes(labels: LabelSet, pixels: np.ndarray, held: np.ndarray, progress: Progress) -> None:
+def check_classes(labels: LabelSet, pixels: np.ndarray, part: np.ndarray, progress: Progress) -> None:
     """Refuse classes with nothing to train on; warn about small ones and about those never validated."""
     names = labels.class_names
-    empty = [i for i in range(len(pixels)) if pixels[i] == 0]
+    empty = int((pixels == 0).sum())
     if empty:
-        progress.warn(f"{len(empty)} polygon(s) cover no pixel centre (thinner than a pixel) and are left out.")
-    train_px = np.bincount(labels.class_ids[~held], weights=pixels[~held], minlength=len(names))
+        progress.warn(f"{empty} polygon(s) cover no pixel centre (thinner than a pixel) and are left out.")
+    train = part == TRAIN
+    train_px = np.bincount(labels.class_ids[train], weights=pixels[train], minlength=len(names))
     missing = [n for i, n in enumerate(names) if train_px[i] == 0]
     if missing:
         raise InputError("No training pixels for class(es): " + ", ".join(missing) + ".",
@@ -63,10 +77,25 @@ def check_classes(labels: LabelSet, pixels: np.ndarray, held: np.ndarray, progre
     if small:
         progress.warn("Few training pixels for: " + ", ".join(small) + f"; aim for at least {MIN_CLASS_PIXELS} "
                       "per class, spread over several polygons.")
-    unvalidated = classes_without(held, labels.class_ids, names)
-    if held.any() and unvalidated:
-        progress.warn("No held-out polygon for: " + ", ".join(unvalidated) +
+    unvalidated = classes_without(part == VAL, labels.class_ids, names)
+    if (part == VAL).any() and unvalidated:
+        progress.warn("No validation polygon for: " + ", ".join(unvalidated) +
                       " (a class needs two polygons or more to be validated).")
+
+
+def load_base(path: Path):
+    """The base model: a GeoLink encoder, or a segmenter whose encoder is reused; anything else is refused."""
+    from ..models import GeoLinkModel, GeoLinkSegmenter, load_model
+
+    try:
+        model = load_model(path)
+    except ModelError as exc:
+        raise InputError(f"The base model {path.name} has no GeoLink encoder to fine-tune: {exc.message}",
+                         hint="Choose a GeoLink encoder package, e.g. --model default.") from None
+    if not isinstance(model, (GeoLinkModel, GeoLinkSegmenter)):
+        raise InputError(f"The base model {path.name} has no GeoLink encoder to fine-tune.",
+                         hint="Choose a GeoLink encoder package, e.g. --model default.")
+    return model
 
 
 def finetune(config, progress: Progress) -> dict:
@@ -74,29 +103,27 @@ def finetune(config, progress: Progress) -> dict:
 
     from .. import models
     from ..devices import select_device
-    from ..model_store import read_card, resolve_model
+    from ..model_store import resolve_model
 
     t0 = time.monotonic()
     device = select_device(config.device)
     out = Path(config.out)
     if out.suffix != ".safetensors":
         raise InputError(f"The output must be a .safetensors file, got {out.name}.")
-    model_path = resolve_model(config.model)
-    card = read_card(model_path)
-    if not card.get("architecture") or card.get("encoder") is False:
-        raise ModelError(f"{model_path.name} has no image encoder to fine-tune on.",
-                         hint="Choose a GeoLink encoder package, e.g. --model default.")
     if not 1 <= config.augment <= 8:
         raise InputError("--augment must be between 1 and 8.")
     if config.unfreeze < 0:
         raise InputError("--unfreeze must be 0 or more.")
     if not 0 <= config.val_fraction < 1:
         raise InputError("--val-fraction must be at least 0 and below 1.")
+    model_path = resolve_model(config.model)
+    base = load_base(model_path)
+    card = base.card
 
     from ..raster.source import ModelInput, Source
 
     spec = ModelInput.from_card(card)
-    grid = Source(config.raster, gsd=config.gsd or None)
+    grid = Source(config.raster, gsd=config.gsd or spec.gsd)  # the model's grid, as classify and zones use
     bands = grid.choose_bands(spec.bands, None)
     normalise = grid.normaliser(spec, bands)
     labels = read_labels(config.labels, config.class_field, grid.wkt, grid.bounds, _colors(config.colors),
@@ -113,21 +140,26 @@ def finetune(config, progress: Progress) -> dict:
     images, valid = read_windows(grid, windows.positions, size, bands, normalise, progress.sub(5, 10))
     windows.drop_invalid(valid)
     pixels = windows.polygon_pixels(len(labels.geometries)).astype(np.float64)
-    held = held_out_polygons(config, labels, pixels, size * grid.pixel_size)
-    check_classes(labels, pixels, held, progress)
-    train_t, val_t = windows.targets(labels.class_ids, held)
+    part, split_how = split_polygons(config, labels, pixels, size * grid.pixel_size)
+    check_classes(labels, pixels, part, progress)
+    train_t = windows.targets(labels.class_ids, part == TRAIN, scoring=False)
 
-    graphs = _window_graphs(config, grid, windows.positions, size, card, progress.sub(10, 15))
+    graphs = _window_graphs(config, grid, windows.positions, size, base, progress.sub(10, 15))
     variants = augmentations(len(windows.positions), config.augment, config.seed)
     sample_win = np.array([i for i, v in enumerate(variants) for _ in v])
     sample_t = np.array([t for v in variants for t in v])
+    identity = (sample_t == 0)[:, None, None]
+
+    def scoring_targets(polygons: np.ndarray) -> np.ndarray:
+        """Targets of `polygons` on the identity samples of the validation grid; IGNORE elsewhere."""
+        return np.where(identity, windows.targets(labels.class_ids, polygons, scoring=True)[sample_win],
+                        IGNORE).astype(np.int16)
+
     samples = Samples(train_labels=np.stack([apply_d4(train_t[w], t) for w, t in zip(sample_win, sample_t)]),
-                      val_labels=np.where((sample_t == 0)[:, None, None], val_t[sample_win], IGNORE).astype(np.int16),
-                      n_classes=len(labels.classes))
+                      val_labels=scoring_targets(part == VAL), n_classes=len(labels.classes))
 
     torch.manual_seed(config.seed)
-    base = models.load_model(model_path)
-    segmenter = models.build_segmenter(base, config.head, len(labels.classes))
+    segmenter = models.build_segmenter(base, config.head, len(labels.classes), classes=labels.classes)
     segmenter.to(device)
 
     def batch_images(idx):
@@ -166,9 +198,11 @@ def finetune(config, progress: Progress) -> dict:
     validation = result.validation
     if validation is None:
         progress.warn("No polygon was held out: the report scores the training pixels, which overstates accuracy.")
-        ident = np.flatnonzero(sample_t == 0)
-        validation = scores(evaluate(module, forward, samples.n_classes, ident, samples.train_labels,
-                                     config.batch_size), labels.class_names)
+        validation = _score(module, forward, samples, scoring_targets(part == TRAIN), config.batch_size,
+                            labels.class_names)
+    test = None
+    if (part == TEST).any():
+        test = _score(module, forward, samples, scoring_targets(part == TEST), config.batch_size, labels.class_names)
     if cache is not None:
         cache.close()
 
@@ -176,35 +210,43 @@ def finetune(config, progress: Progress) -> dict:
     elapsed = time.monotonic() - t0
     summary = {"base model": str(model_path), "raster": str(config.raster), "labels": str(config.labels),
                "class field": config.class_field, "head": config.head, "unfrozen blocks": config.unfreeze,
-               "polygons": f"{int((~held).sum())} training, {int(held.sum())} held out",
+               "polygons": f"{int((part == TRAIN).sum())} training, {int((part == VAL).sum())} validation, "
+                           f"{int((part == TEST).sum())} test",
                "windows": len(windows.positions), "samples": len(sample_win), "best epoch": result.best_epoch,
                "epochs run": len(result.history), "device": str(device), "seconds": round(elapsed, 1),
                "seconds training the head": round(time.monotonic() - t_fit, 1)}
+    final = test or validation  # the figures users see: test polygons when there are any
     provenance = {"task": "finetune", "base_model": model_path.name, "base_card": card.get("provenance"),
                   "labels": Path(config.labels).name, "class_field": config.class_field,
                   "raster": Path(config.raster).name, "window": size, "epochs": result.best_epoch,
-                  "validation": {k: validation[k] for k in ("overall_accuracy", "balanced_accuracy", "mean_iou")},
+                  "test" if test else "validation": {k: final[k] for k in ("overall_accuracy", "balanced_accuracy",
+                                                                            "mean_iou")},
                   "date": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime())}
-    models.save_package(segmenter, out, provenance=provenance, classes=labels.classes)
-    report = {"classes": labels.classes, "validation": validation, "history": result.history, "summary": summary,
-              "held_out_by": config.split_field or f"spatial blocks, {config.val_fraction:.0%} of pixels"}
+    segmenter.cpu()
+    models.save_package(segmenter, out, provenance=provenance, classes=labels.classes, encoder_only=True)
+    report = {"classes": labels.classes, "validation": validation, "test": test, "history": result.history,
+              "summary": {**summary, "validation polygons": split_how}}
     outputs = {"model": str(out), **write_report(report, out)}
     checkpoint.remove()
-    figures = {"overall_accuracy": validation["overall_accuracy"],
-               "balanced_accuracy": validation["balanced_accuracy"], "mean_iou": validation["mean_iou"],
-               "best_epoch": result.best_epoch, "seconds": round(elapsed, 1),
-               "classes": labels.class_names, "per_class": validation["classes"]}
+    figures = {"scored_on": "test" if test else "validation", "overall_accuracy": final["overall_accuracy"],
+               "balanced_accuracy": final["balanced_accuracy"], "mean_iou": final["mean_iou"],
+               "validation_mean_iou": validation["mean_iou"], "best_epoch": result.best_epoch,
+               "seconds": round(elapsed, 1), "classes": labels.class_names, "per_class": final["classes"]}
     progress.update(100, "Done")
     return {"outputs": outputs, "figures": figures,
-            "report": f"Validation: overall accuracy {validation['overall_accuracy']}, balanced accuracy "
-                      f"{validation['balanced_accuracy']}, mean IoU {validation['mean_iou']} "
-                      f"({validation['pixels']} pixels); {elapsed:.0f} s."}
+            "report": f"{'Test' if test else 'Validation'}: overall accuracy {final['overall_accuracy']}, balanced "
+                      f"accuracy {final['balanced_accuracy']}, mean IoU {final['mean_iou']} ({final['pixels']} "
+                      f"pixels); best epoch {result.best_epoch}; {elapsed:.0f} s."}
 
 
-def _window_graphs(config, grid, positions: Sequence[Tuple[int, int]], size: int, card: dict,
+def _window_graphs(config, grid, positions: Sequence[Tuple[int, int]], size: int, base,
                    progress: Progress) -> Optional[list]:
     """The OSM graph of each window (None where a window has no OSM feature), or None without --osm."""
     if not config.osm:
+        return None
+    encoder = getattr(base, "encoder", base)
+    if not encoder.has_osm:
+        progress.warn("The base model is image-only: the OSM files are not used.")
         return None
     from ..osm import OsmIndex, build_graph, get_text_encoder
 
@@ -212,10 +254,15 @@ def _window_graphs(config, grid, positions: Sequence[Tuple[int, int]], size: int
     if not len(index):
         progress.warn("The OSM files hold no feature over the raster; training on the image alone.")
         return None
-    encoder = get_text_encoder(card.get("text_encoder") or "minilm")
+    text = get_text_encoder((encoder.card.get("text_encoder") or {}).get("name") or "minilm")
     bounds = [grid.window_bounds(x, y, size, size) for x, y in positions]
-    return [build_graph(index.query(b), b, encoder)
+    return [build_graph(index.query(b), b, text)
             for b in progress.sub(40, 100).steps(bounds, len(bounds), "Building OSM graphs")]
+
+
+def _score(module, forward, samples: Samples, targets: np.ndarray, batch_size: int, names: List[str]) -> dict:
+    index = np.flatnonzero((targets.reshape(len(targets), -1) >= 0).any(1))
+    return scores(evaluate(module, forward, samples.n_classes, index, targets, batch_size), names)
 
 
 def _colors(value) -> Optional[Dict[str, str]]:

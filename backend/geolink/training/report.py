@@ -45,9 +45,25 @@ def _fmt(value) -> str:
 
 
 def render_html(report: dict) -> str:
-    m = report["validation"]
+    info = "".join(f"<tr><th>{html.escape(str(k))}</th><td>{html.escape(str(v))}</td></tr>"
+                   for k, v in report.get("summary", {}).items())
+    hist = "".join(f"<tr><td>{h['epoch']}</td><td>{_fmt(h['loss'])}</td><td>{_fmt(h.get('val_mean_iou'))}</td>"
+                   f"<td>{_fmt(h.get('val_balanced_accuracy'))}</td></tr>" for h in report.get("history", []))
+    blocks = "".join(_scores_html(title, report[key], report["classes"]) for key, title in (
+        ("test", "Test polygons (never used for training or model choice)"),
+        ("validation", "Validation polygons (early stopping)")) if report.get(key))
+    return f"""<!DOCTYPE html><html><head><meta charset="utf-8"><title>GeoLink fine-tuning report</title>
+<style>body{{font-family:sans-serif;margin:2em}}table{{border-collapse:collapse;margin-bottom:1.5em}}
+td,th{{border:1px solid #bbb;padding:3px 8px;text-align:right}}</style></head><body>
+<h1>GeoLink fine-tuning report</h1><table>{info}</table>{blocks}
+<h2>Training</h2><table><tr><th>epoch</th><th>loss</th><th>val mean IoU</th><th>val balanced acc.</th></tr>
+{hist}</table></body></html>
+"""
+
+
+def _scores_html(title: str, m: dict, classes: list) -> str:
     names = [c["name"] for c in m["classes"]]
-    colors = {c["name"]: c["color"] for c in report["classes"]}
+    colors = {c["name"]: c["color"] for c in classes}
     rows = "".join(
         f"<tr><td><span style='background:{colors.get(c['name'], '#ccc')}'>&nbsp;&nbsp;&nbsp;</span> "
         f"{html.escape(c['name'])}</td><td>{c['pixels']}</td><td>{_fmt(c['precision'])}</td>"
@@ -59,28 +75,19 @@ def render_html(report: dict) -> str:
         f"<tr><th>{html.escape(n)}</th>" + "".join(
             f"<td style='background:rgba(31,119,180,{norm[i, j]:.2f})'>{int(cm[i, j])}</td>"
             for j in range(len(names))) + "</tr>" for i, n in enumerate(names))
-    hist = "".join(f"<tr><td>{h['epoch']}</td><td>{_fmt(h['loss'])}</td><td>{_fmt(h.get('val_mean_iou'))}</td>"
-                   f"<td>{_fmt(h.get('val_balanced_accuracy'))}</td></tr>" for h in report.get("history", []))
-    info = "".join(f"<tr><th>{html.escape(str(k))}</th><td>{html.escape(str(v))}</td></tr>"
-                   for k, v in report.get("summary", {}).items())
-    return f"""<!DOCTYPE html><html><head><meta charset="utf-8"><title>GeoLink fine-tuning report</title>
-<style>body{{font-family:sans-serif;margin:2em}}table{{border-collapse:collapse;margin-bottom:1.5em}}
-td,th{{border:1px solid #bbb;padding:3px 8px;text-align:right}}</style></head><body>
-<h1>GeoLink fine-tuning report</h1><table>{info}</table>
-<h2>Validation ({m['pixels']} pixels of held-out polygons)</h2>
+    return f"""<h2>{html.escape(title)}: {m['pixels']} pixels</h2>
 <p>Overall accuracy {_fmt(m['overall_accuracy'])}, balanced accuracy {_fmt(m['balanced_accuracy'])},
 mean IoU {_fmt(m['mean_iou'])}.</p>
 <table><tr><th>class</th><th>pixels</th><th>precision</th><th>recall</th><th>IoU</th></tr>{rows}</table>
-<h2>Confusion matrix (rows: reference, columns: predicted)</h2><table><tr><th></th>{head}</tr>{body}</table>
-<h2>Training</h2><table><tr><th>epoch</th><th>loss</th><th>val mean IoU</th><th>val balanced acc.</th></tr>
-{hist}</table></body></html>
+<h3>Confusion matrix (rows: reference, columns: predicted)</h3><table><tr><th></th>{head}</tr>{body}</table>
 """
 
 
 def render_png(report: dict, path: Path) -> None:
     import matplotlib.pyplot as plt
 
-    m = report["validation"]
+    key = "test" if report.get("test") else "validation"
+    m = report[key]
     names = [c["name"] for c in m["classes"]]
     cm = np.asarray(m["confusion_matrix"], dtype=float)
     norm = cm / np.maximum(cm.sum(1, keepdims=True), 1)
@@ -94,7 +101,7 @@ def render_png(report: dict, path: Path) -> None:
     ax1.set_yticks(range(len(names)), names)
     ax1.set_xlabel("predicted")
     ax1.set_ylabel("reference")
-    ax1.set_title(f"OA {_fmt(m['overall_accuracy'])}  bal. acc. {_fmt(m['balanced_accuracy'])}  "
+    ax1.set_title(f"{key}: OA {_fmt(m['overall_accuracy'])}  bal. acc. {_fmt(m['balanced_accuracy'])}  "
                   f"mIoU {_fmt(m['mean_iou'])}")
     hist = report.get("history", [])
     if hist:

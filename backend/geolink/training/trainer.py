@@ -66,8 +66,8 @@ class Checkpoint:
 
         from ..atomic import atomic_output
 
-        tensors = {f"model.{k}": v.detach().cpu().contiguous() for k, v in module.state_dict().items()}
-        tensors.update({f"best.{k}": v.cpu().contiguous() for k, v in best_state.items()})
+        tensors = {f"model.{k}": v.cpu().clone() for k, v in trainable_state(module).items()}
+        tensors.update({f"best.{k}": v.cpu().clone() for k, v in best_state.items()})
         opt = optimizer.state_dict()
         for pid, st in opt["state"].items():
             for name, value in st.items():
@@ -100,6 +100,13 @@ class Checkpoint:
 
     def remove(self) -> None:
         self.path.unlink(missing_ok=True)
+
+
+def trainable_state(module) -> Dict:
+    """Copies of the parameters being trained and of all buffers (e.g. batch-norm statistics): what
+    changes during training, so checkpoints and the best weights leave a frozen encoder out."""
+    names = {n for n, p in module.named_parameters() if p.requires_grad} | {n for n, _ in module.named_buffers()}
+    return {k: v.detach().clone() for k, v in module.state_dict().items() if k in names}
 
 
 def _strip(tensors: Dict, prefix: str) -> Dict:
@@ -147,10 +154,10 @@ def fit(module, forward: Forward, samples: Samples, settings: TrainSettings, dev
     loss_fn = balanced_cross_entropy(samples.train_pixels, device)
     has_val = len(samples.val_index) > 0
     start, best_score, best_epoch, history = 0, -1.0, 0, []
-    best_state = {k: v.detach().clone() for k, v in module.state_dict().items()}
+    best_state = trainable_state(module)
     saved = checkpoint.load() if checkpoint else None
     if saved:
-        module.load_state_dict(saved["model"])
+        module.load_state_dict(saved["model"], strict=False)
         optimizer.load_state_dict(saved["optimizer"])
         best_state = saved["best"]
         meta = saved["meta"]
@@ -187,7 +194,7 @@ def fit(module, forward: Forward, samples: Samples, settings: TrainSettings, dev
             score = float(epoch)  # nothing held out: the last epoch is the one kept
         if score > best_score:
             best_score, best_epoch = score, epoch
-            best_state = {k: v.detach().clone() for k, v in module.state_dict().items()}
+            best_state = trainable_state(module)
         history.append(record)
         progress.log("epoch {epoch}: loss {loss:.4f}".format(**record) + (
             f", validation mean IoU {record['val_mean_iou']:.3f}" if has_val else ""))
@@ -195,7 +202,7 @@ def fit(module, forward: Forward, samples: Samples, settings: TrainSettings, dev
             checkpoint.save(module, optimizer, best_state, {"epoch": epoch, "best_score": best_score,
                                                              "best_epoch": best_epoch, "history": history,
                                                              "settings": asdict(settings)})
-    module.load_state_dict(best_state)
+    module.load_state_dict(best_state, strict=False)
     validation = None
     if has_val:
         validation = scores(evaluate(module, forward, samples.n_classes, samples.val_index, samples.val_labels,
