@@ -225,3 +225,45 @@ def test_report_files(tmp_path):
     assert "forest" in html and "0.850" in html  # overall accuracy
     if "report_png" in out:
         assert open(out["report_png"], "rb").read(8) == b"\x89PNG\r\n\x1a\n"
+
+
+def test_graph_positions_move_with_the_pixels():
+    import torch
+
+    from geolink.training.sampling import d4_points
+
+    h = w = 8
+    image = np.zeros((h, w))
+    row, col = 1, 6
+    image[row, col] = 1
+    point = torch.tensor([(col + 0.5) / w, (row + 0.5) / h])
+    for t in range(8):
+        r, c = np.argwhere(apply_d4(image, t) == 1)[0]
+        assert d4_points(point, t).tolist() == pytest.approx([(c + 0.5) / w, (r + 0.5) / h])
+
+
+def test_split_field_and_class_checks(grid, tmp_path):
+    from types import SimpleNamespace
+
+    from geolink.training.pipeline import TEST, TRAIN, VAL, check_classes, split_polygons
+
+    rings = [box(E0 + 100 + 600 * i, N0 - 500, E0 + 400 + 600 * i, N0 - 200) for i in range(6)]
+    path = write_polygons(tmp_path / "s.gpkg", [("a", r) for r in rings[:3]] + [("b", r) for r in rings[3:]])
+    ds = ogr.Open(str(path), 1)
+    layer = ds.GetLayer(0)
+    layer.CreateField(ogr.FieldDefn("part", ogr.OFTString))
+    for feat, value in zip(layer, ["train", "Val", "test", "train", "validation", "TEST"]):
+        feat.SetField("part", value)
+        layer.SetFeature(feat)
+    ds = None
+    labels = read_labels(str(path), "class", grid.wkt, grid.bounds, split_field="part")
+    config = SimpleNamespace(split_field="part", val_fraction=0.2, seed=0)
+    part, how = split_polygons(config, labels, np.full(6, 900.0), 1280.0)
+    assert part.tolist() == [TRAIN, VAL, TEST, TRAIN, VAL, TEST] and "part" in how
+
+    sink = Messages()
+    check_classes(labels, np.array([100.0, 900, 900, 900, 900, 0]), part, Progress(sink))
+    text = " ".join(sink.warnings())
+    assert "Few training pixels for: a (100)" in text and "1 polygon(s) cover no pixel centre" in text
+    with pytest.raises(InputError, match="No training pixels for class"):
+        check_classes(labels, np.array([0.0, 900, 900, 900, 900, 900]), part, Progress())

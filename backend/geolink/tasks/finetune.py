@@ -49,7 +49,7 @@ class Config:
     batch_size: int = option(8, flag="--batch-size", help="windows per batch")
     gsd: float = option(0.0, flag="--gsd", help="ground sample distance in metres (0: the model's, else the raster's)")
     augment: int = option(2, flag="--augment", help="variants of each window (flips/quarter turns), 1-8")
-    patience: int = option(8, flag="--patience", help="epochs without improvement before stopping")
+    patience: int = option(5, flag="--patience", help="epochs without improvement before stopping")
     seed: int = option(0, flag="--seed", help="random seed (split, augmentation, initialisation)")
 
 
