@@ -22,10 +22,10 @@ from torch import nn
 
 from ..errors import InputError, ModelError
 from .config import GeoLinkConfig, default_layers
-from .fusion import TwoWayAttentionBlock
+from .fusion import NodePadding, TwoWayAttentionBlock
 from .graphs import NODE_TYPES, GraphBatch, collate_graphs
 from .osm_encoder import OSMHeteroGAT, graph_layer_norm
-from .pos_embed import grid_points, sincos_2d, sincos_table
+from .pos_embed import grid_points, sincos_2d, sincos_table, wide_float
 
 PATCH = 16
 MAX_DECODED_NODES = 10  # nodes reconstructed per image in pretraining, as the original
@@ -155,7 +155,7 @@ class GeoLinkModel(nn.Module):
         cls = (self.cls_token + self.img_pos_embed[:, :1]).expand(x.shape[0], -1, -1)
         return torch.cat([cls, x], 1)
 
-    def _graph_batch(self, graphs, batch_size: int, device, dtype) -> Optional[GraphBatch]:
+    def _graph_batch(self, graphs, batch_size: int, device) -> Optional[GraphBatch]:
         if graphs is None or not self.has_osm:
             return None
         if not isinstance(graphs, GraphBatch) and len(graphs) != batch_size:
@@ -163,7 +163,7 @@ class GeoLinkModel(nn.Module):
         gb = collate_graphs(graphs, self.text_dim)
         if gb.num_graphs != batch_size:
             raise InputError(f"The graph batch holds {gb.num_graphs} graphs for {batch_size} images.")
-        return gb.to(device, dtype) if gb.num_nodes else None
+        return gb.to(device) if gb.num_nodes else None
 
     def _node_embeddings(self, gb: GraphBatch, x: Dict[str, torch.Tensor]):
         """Normalised GAT embeddings per type and the nodes that have one."""
@@ -181,40 +181,22 @@ class GeoLinkModel(nn.Module):
         """A node's fusion position embedding: the mean over its position points (tile units x grid)."""
         return sincos_2d(self.config.fusion_dim, pos * self.grid).mean(1).to(pos.dtype)
 
-    @staticmethod
-    def _pad(batch: torch.Tensor, num_graphs: int, *rows: torch.Tensor) -> Tuple[List[torch.Tensor], torch.Tensor]:
-        """Scatter node rows into [B, Nmax, C] per image (in node order) and the [B, Nmax] validity mask."""
-        order = torch.sort(batch, stable=True).indices
-        b = batch[order]
-        counts = torch.bincount(b, minlength=num_graphs)
-        slot = torch.arange(b.shape[0], device=b.device) - (torch.cumsum(counts, 0) - counts)[b]
-        width = int(counts.max()) if b.numel() else 0
-        mask = torch.zeros(num_graphs, width, dtype=torch.bool, device=b.device)
-        mask[b, slot] = True
-        out = []
-        for r in rows:
-            padded = r.new_zeros(num_graphs, width, r.shape[-1])
-            padded[b, slot] = r[order]
-            out.append(padded)
-        return out, mask
-
     # ------------------------------------------------------------------ inference
     def fuse(self, patches: torch.Tensor, graphs, rows: int, cols: int) -> torch.Tensor:
         """Patches [B, L, D] (a raw block output) + OSM graphs -> fused patches [B, L, fusion_dim]."""
         b = patches.shape[0]
         queries = self.img_fusion_mlp(self.img_norm(patches))
         query_pe = self._pos(self.fusion_img_pos_embed, rows, cols)
-        keys = key_pe = mask = None
-        gb = self._graph_batch(graphs, b, patches.device, patches.dtype)
+        nodes = node_pe = padding = None
+        gb = self._graph_batch(graphs, b, patches.device)
         if gb is not None:
             h, reached = self._node_embeddings(gb, gb.x)
-            tokens = [self.osm_node_fusion_mlp[t](h[t][reached[t]]) for t in NODE_TYPES]
-            pe = [self._node_pos(gb.pos[t][reached[t]]) for t in NODE_TYPES]
-            batch = torch.cat([gb.batch[t][reached[t]] for t in NODE_TYPES])
-            (keys, key_pe), mask = self._pad(batch, b, torch.cat(tokens), torch.cat(pe))
+            nodes = torch.cat([self.osm_node_fusion_mlp[t](h[t][reached[t]]) for t in NODE_TYPES])
+            node_pe = torch.cat([self._node_pos(gb.pos[t][reached[t]]) for t in NODE_TYPES])
+            padding = NodePadding(torch.cat([gb.batch[t][reached[t]] for t in NODE_TYPES]), b)
         last = len(self.osm_cross_modal_encoder) - 1
         for i, blk in enumerate(self.osm_cross_modal_encoder):
-            queries, keys = blk(queries, keys, query_pe, key_pe, mask, update_keys=i < last)
+            queries, nodes = blk(queries, query_pe, nodes, node_pe, padding, update_nodes=i < last)
         return queries
 
     def encode(self, images: torch.Tensor, graphs=None, layers: Optional[Sequence[int]] = None) -> List[torch.Tensor]:
@@ -274,7 +256,7 @@ class GeoLinkModel(nn.Module):
         if not self.has_osm:
             zero = z.sum() * 0
             return mae, zero, zero
-        gb = self._graph_batch(graphs, b, z.device, z.dtype)
+        gb = self._graph_batch(graphs, b, z.device)
         if gb is None:
             zero = z.sum() * 0
             return mae, zero, zero
@@ -311,7 +293,8 @@ class GeoLinkModel(nn.Module):
     @staticmethod
     def _random_rank(batch: torch.Tensor, num_graphs: int) -> Tuple[torch.Tensor, torch.Tensor]:
         """(a random rank of each node within its graph, the graph sizes)."""
-        order = torch.argsort(batch.double() + torch.rand(batch.shape[0], device=batch.device, dtype=torch.float64))
+        dtype = wide_float(batch.device)
+        order = torch.argsort(batch.to(dtype) + torch.rand(batch.shape[0], device=batch.device, dtype=dtype))
         counts = torch.bincount(batch, minlength=num_graphs)
         rank = torch.empty_like(batch)
         starts = torch.cumsum(counts, 0) - counts
@@ -321,7 +304,7 @@ class GeoLinkModel(nn.Module):
     def _choose(self, batch: torch.Tensor, num_graphs: int, ratio: float) -> torch.Tensor:
         """Per graph, round(n * ratio) nodes (at least 1, at most n) chosen at random."""
         rank, counts = self._random_rank(batch, num_graphs)
-        k = torch.round(counts.double() * ratio).long().clamp(min=1)
+        k = torch.round(counts.to(wide_float(counts.device)) * ratio).long().clamp(min=1)
         k = torch.minimum(k, counts)
         return rank < k[batch]
 
@@ -360,12 +343,13 @@ class GeoLinkModel(nn.Module):
             return visible.sum() * 0
         rank, _ = self._random_rank(batch, gb.num_graphs)
         pick = rank < MAX_DECODED_NODES
-        (keys, key_pe, target), key_mask = self._pad(batch[pick], gb.num_graphs, tokens[pick], pe[pick], labels[pick])
+        nodes, target = tokens[pick], labels[pick]
+        padding = NodePadding(batch[pick], gb.num_graphs)
         queries = self.img_fusion_mlp(visible)
         for blk in self.osm_cross_modal_encoder:
-            queries, keys = blk(queries, keys, visible_pe, key_pe, key_mask)
-        pred = self.osm_node_pred(keys[key_mask])
-        return ((pred - target[key_mask]) ** 2).mean(-1).mean()
+            queries, nodes = blk(queries, visible_pe, nodes, pe[pick], padding)
+        pred = self.osm_node_pred(nodes)
+        return ((pred - target) ** 2).mean(-1).mean()
 
 
 def create_geolink(arch: str = "vit_large_patch16_224", text_dim: int = 512, img_size: int = 224,

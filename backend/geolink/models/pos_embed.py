@@ -2,7 +2,7 @@
 
 The first half of the channels encodes x (the column, from the west edge), the second half y (the
 row, from the north edge); each half is [sin(p * w_k), cos(p * w_k)] with w_k = 10000^(-k / (D/4)).
-Computed in float64 and returned in float32, so it matches the original's numpy tables.
+Computed in float64 (float32 on MPS) and returned in float32, so it matches the original's numpy tables.
 """
 
 from __future__ import annotations
@@ -10,10 +10,16 @@ from __future__ import annotations
 import torch
 
 
+def wide_float(device: torch.device) -> torch.dtype:
+    """float64 where the device has it (MPS has not)."""
+    return torch.float32 if torch.device(device).type == "mps" else torch.float64
+
+
 def sincos_1d(dim: int, pos: torch.Tensor) -> torch.Tensor:
     """[..., dim] embedding of positions `pos` [...]."""
-    omega = torch.arange(dim // 2, dtype=torch.float64, device=pos.device) / (dim / 2.0)
-    angle = pos.double()[..., None] * (1.0 / 10000**omega)
+    dtype = wide_float(pos.device)
+    omega = torch.arange(dim // 2, dtype=dtype, device=pos.device) / (dim / 2.0)
+    angle = pos.to(dtype)[..., None] * (1.0 / 10000**omega)
     return torch.cat([angle.sin(), angle.cos()], -1)
 
 
@@ -31,8 +37,9 @@ def grid_points(rows: int, cols: int, native: int, device=None) -> torch.Tensor:
     sizes get the same continuous embedding evaluated at proportionally placed positions (the exact
     interpolation of the fixed table).
     """
-    ys = torch.arange(rows, dtype=torch.float64, device=device) * (native / rows)
-    xs = torch.arange(cols, dtype=torch.float64, device=device) * (native / cols)
+    dtype = wide_float(device or "cpu")
+    ys = torch.arange(rows, dtype=dtype, device=device) * (native / rows)
+    xs = torch.arange(cols, dtype=dtype, device=device) * (native / cols)
     y, x = torch.meshgrid(ys, xs, indexing="ij")
     return torch.stack([x.reshape(-1), y.reshape(-1)], -1)
 

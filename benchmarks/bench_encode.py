@@ -1,0 +1,126 @@
+"""GeoLink encode() throughput against the bare timm ViT forward on the same batch.
+
+For ViT-T and ViT-L: tiles/s of the bare timm ViT (timm.create_model(arch)(images)), of encode()
+image-only and of encode() with one OSM graph per tile (graph collation included), and the ratios
+to the bare ViT. Graphs: the six UFZ graphs of ../shared when present (11-161 nodes), otherwise
+synthetic graphs of the same sizes. Runs are interleaved and the median is kept, so load from other
+processes hits every variant alike. CPU uses 2 threads (OMP_WAIT_POLICY=PASSIVE unless set); CUDA
+uses bf16 autocast and larger batches.
+The original implementation reaches 56% (ViT-T) and 69% (ViT-L) of the bare ViT on 2 CPU threads.
+
+    .venv/bin/python benchmarks/bench_encode.py [--device cpu|cuda] [--repeats N] [--archs tiny,large]
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import statistics
+import sys
+import time
+from pathlib import Path
+
+# OpenMP threads that spin while waiting stall every small kernel when other processes share the cores
+# (as on the development machine); sleeping waits treat the bare ViT and encode() alike.
+os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")
+
+import torch  # noqa: E402
+
+ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(ROOT / "backend"))
+
+import timm  # noqa: E402
+
+from geolink.models import create_geolink  # noqa: E402
+from geolink.models.graphs import POS_POINTS, RELATIONS  # noqa: E402
+
+UFZ = ROOT.parent / "shared" / "geolink-examples" / "ufz_example" / "graph"
+# node counts of the six UFZ graphs (polygon, line, point) and their edges per relation, when they are absent
+UFZ_SIZES = [(11, 43, 16, 229), (22, 43, 6, 174), (3, 6, 0, 10), (1, 3, 0, 3), (2, 0, 0, 0), (47, 67, 47, 444)]
+BATCH = {("cpu", "tiny"): 8, ("cpu", "large"): 2, ("cuda", "tiny"): 256, ("cuda", "large"): 64}
+
+
+def synthetic_graph(polygons: int, lines: int, points: int, edges: int, seed: int):
+    from torch_geometric.data import HeteroData
+
+    g = torch.Generator().manual_seed(seed)
+    data, counts = HeteroData(), {"polygon": polygons, "line": lines, "point": points}
+    for t, n in counts.items():
+        data[t].x = torch.cat([torch.randn(n, 512, generator=g), torch.rand(n, 2 * POS_POINTS[t], generator=g)], 1)
+    for src, rel, dst in RELATIONS:
+        e = edges // len(RELATIONS) if counts[src] and counts[dst] else 0
+        data[src, rel, dst].edge_index = torch.stack([torch.randint(0, max(counts[src], 1), (e,), generator=g),
+                                                      torch.randint(0, max(counts[dst], 1), (e,), generator=g)])
+    return data
+
+
+def graphs_for(batch: int) -> tuple:
+    if UFZ.is_dir():
+        from geolink.osm import load_graph
+
+        pool, source = [load_graph(p) for p in sorted(UFZ.glob("*.pt"))], "UFZ graphs"
+    else:
+        pool, source = [synthetic_graph(*s, seed=i) for i, s in enumerate(UFZ_SIZES)], "synthetic UFZ-sized graphs"
+    return [pool[i % len(pool)] for i in range(batch)], source
+
+
+def timed(fn, device: str) -> float:
+    if device == "cuda":
+        torch.cuda.synchronize()
+    t0 = time.perf_counter()
+    fn()
+    if device == "cuda":
+        torch.cuda.synchronize()
+    return time.perf_counter() - t0
+
+
+def bench(arch: str, device: str, repeats: int) -> dict:
+    batch = BATCH[(device, arch)]
+    name = f"vit_{arch}_patch16_224"
+    torch.manual_seed(0)
+    vit = timm.create_model(name, num_classes=0).to(device).eval()
+    model = create_geolink(name, text_dim=512, pretraining=False).to(device).eval()
+    images = torch.randn(batch, 3, 224, 224, device=device)
+    graphs, source = graphs_for(batch)
+    autocast = torch.autocast("cuda", dtype=torch.bfloat16) if device == "cuda" else torch.autocast("cpu",
+                                                                                                     enabled=False)
+    runs = {"bare timm ViT": lambda: vit(images), "encode, image only": lambda: model.encode(images),
+            "encode + OSM": lambda: model.encode(images, graphs)}
+    times = {k: [] for k in runs}
+    with torch.inference_mode(), autocast:
+        for fn in runs.values():  # warm-up
+            timed(fn, device)
+        for _ in range(repeats):
+            for key, fn in runs.items():
+                times[key].append(timed(fn, device))
+    rates = {k: batch / statistics.median(v) for k, v in times.items()}
+    nodes = sum(g[t].num_nodes for g in graphs for t in g.node_types) / batch
+    return {"arch": name, "batch": batch, "rates": rates, "nodes": nodes, "source": source}
+
+
+def main() -> int:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--device", default="cuda" if torch.cuda.is_available() else "cpu", choices=["cpu", "cuda"])
+    parser.add_argument("--repeats", type=int, default=0,
+                        help="timed runs per variant (default: 5 for ViT-T, 2 for ViT-L on CPU; 20 on GPU)")
+    parser.add_argument("--archs", default="tiny,large")
+    args = parser.parse_args()
+    torch.set_num_threads(2)
+    results = []
+    for arch in args.archs.split(","):
+        repeats = args.repeats or (20 if args.device == "cuda" else 5 if arch == "tiny" else 2)
+        r = bench(arch, args.device, repeats)
+        results.append(r)
+        print(f"{r['arch']}: batch {r['batch']}, {r['nodes']:.0f} OSM nodes per tile ({r['source']}), "
+              f"median of {repeats}", flush=True)
+    where = torch.cuda.get_device_name() + ", bf16 autocast" if args.device == "cuda" else "CPU, 2 threads"
+    print(f"\nencode throughput on {where} (tiles/s; ratio to the bare timm ViT)")
+    print(f"{'model':<24}{'bare ViT':>12}{'image only':>20}{'with OSM':>20}")
+    for r in results:
+        bare, img, osm = (r["rates"][k] for k in ("bare timm ViT", "encode, image only", "encode + OSM"))
+        print(f"{r['arch']:<24}{bare:>12.2f}{img:>12.2f} ({img / bare:4.0%}){osm:>12.2f} ({osm / bare:4.0%})")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
