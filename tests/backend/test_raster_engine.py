@@ -177,3 +177,15 @@ def test_out_of_memory_halves_the_batch_and_retries():
     assert np.allclose(out, images[:, :1] * 2)
     assert sizes[:3] == [8, 4, 2] and runtime.chunk == 2
     assert any("Out of memory" in e.get("message", "") for e in warnings)
+
+
+def test_gsd_in_metres_on_a_geographic_raster(data_dir, tmp_path):
+    from osgeo import gdal
+
+    utm = s2_crop(data_dir, tmp_path / "s2.tif", size=100)
+    geo = tmp_path / "geo.tif"
+    gdal.Warp(str(geo), str(utm), dstSRS="EPSG:4326")
+    src = Source(str(geo), gsd=20.0)
+    lat = (src.bounds[1] + src.bounds[3]) / 2
+    assert src.pixel_size == pytest.approx(20.0 / (111_320 * np.cos(np.radians(lat))), rel=1e-6)
+    assert 45 <= src.width <= 60  # 1 km wide at 20 m
