@@ -41,3 +41,13 @@ def installed_profile(tmp_path_factory):
 
 def qgis_process(env: dict, *args: str, timeout: int = 600) -> subprocess.CompletedProcess:
     return subprocess.run(["qgis_process.bin", *args], env=env, capture_output=True, text=True, timeout=timeout)
+
+
+@pytest.fixture(scope="session")
+def tiny_models(tmp_path_factory):
+    """Tiny real model packages (random weights) for the end-to-end tests: {"encoder": path, "segmentation": path}."""
+    from .geodata import require_task
+    from .tiny import packages
+
+    require_task("classify")
+    return packages(tmp_path_factory.mktemp("tiny-models"))

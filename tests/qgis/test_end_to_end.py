@@ -28,12 +28,6 @@ from . import tiny
 from .geodata import helsinki_osm_near_crop, require_task, s2_crop, s2_crop_over_helsinki
 
 
-@pytest.fixture(scope="module")
-def models(tmp_path_factory):
-    require_task("classify")
-    return tiny.packages(tmp_path_factory.mktemp("tiny-models"))
-
-
 @pytest.fixture()
 def project():
     project = QgsProject.instance()
@@ -53,7 +47,7 @@ def loaded(project: QgsProject, path: str):
     return found[0]
 
 
-def test_classify_lands_as_a_named_palette_in_its_group(qgis_app, data_dir, tmp_path, models, project):
+def test_classify_lands_as_a_named_palette_in_its_group(qgis_app, data_dir, tmp_path, tiny_models, project):
     """Fused with OSM layers, with class probabilities: both land in the run's group, styled."""
     from qgis import processing
 
@@ -63,7 +57,7 @@ def test_classify_lands_as_a_named_palette_in_its_group(qgis_app, data_dir, tmp_
     out, probs = tmp_path / "land_cover.tif", tmp_path / "probs.tif"
     result = processing.runAndLoadResults("geolink:classify", {
         "INPUT": str(s2_crop_over_helsinki(data_dir, tmp_path / "hel.tif", size=64)), "OSM": [lines, blocks],
-        "MODEL": models["segmentation"], "OUTPUT": str(out), "PROBABILITIES": str(probs), "DEVICE": 2})
+        "MODEL": tiny_models["segmentation"], "OUTPUT": str(out), "PROBABILITIES": str(probs), "DEVICE": 2})
     assert Path(result["OUTPUT"]) == out
     ds = gdal.Open(str(out))
     assert (ds.RasterXSize, ds.RasterYSize) == (64, 64)
@@ -81,13 +75,13 @@ def test_classify_lands_as_a_named_palette_in_its_group(qgis_app, data_dir, tmp_
     assert group_of(project, prob_layer) == group_of(project, layer)
 
 
-def test_embed_writes_features_and_a_pca_preview(qgis_app, data_dir, tmp_path, models, project):
+def test_embed_writes_features_and_a_pca_preview(qgis_app, data_dir, tmp_path, tiny_models, project):
     from qgis import processing
 
     require_task("embed")
     out = tmp_path / "emb.tif"
     result = processing.runAndLoadResults("geolink:embed", {
-        "INPUT": str(s2_crop(data_dir, tmp_path / "in.tif", size=64)), "MODEL": models["encoder"],
+        "INPUT": str(s2_crop(data_dir, tmp_path / "in.tif", size=64)), "MODEL": tiny_models["encoder"],
         "OUTPUT": str(out)})
     assert gdal.Open(str(out)).RasterCount > 3
     preview = loaded(project, result["PREVIEW"])
@@ -95,7 +89,7 @@ def test_embed_writes_features_and_a_pca_preview(qgis_app, data_dir, tmp_path, m
     assert group_of(project, preview) == group_of(project, loaded(project, out))
 
 
-def test_zones_are_categorized_with_confidence(qgis_app, data_dir, tmp_path, models, project):
+def test_zones_are_categorized_with_confidence(qgis_app, data_dir, tmp_path, tiny_models, project):
     from qgis import processing
 
     require_task("zones")
@@ -103,7 +97,7 @@ def test_zones_are_categorized_with_confidence(qgis_app, data_dir, tmp_path, mod
     processing.runAndLoadResults("geolink:zones", {
         "INPUT": str(s2_crop_over_helsinki(data_dir, tmp_path / "hel.tif", size=64)),
         "OSM_FILE": str(helsinki_osm_near_crop(data_dir, tmp_path / "osm.gpkg", size=64)),
-        "MODEL": models["segmentation"], "OUTPUT": str(out)})
+        "MODEL": tiny_models["segmentation"], "OUTPUT": str(out)})
     layer = loaded(project, out)
     assert isinstance(layer, QgsVectorLayer) and layer.featureCount() > 1
     assert isinstance(layer.renderer(), QgsCategorizedSymbolRenderer)
@@ -111,7 +105,7 @@ def test_zones_are_categorized_with_confidence(qgis_app, data_dir, tmp_path, mod
     assert {c.label() for c in layer.renderer().categories()} <= set(tiny.CLASSES) | {""}
 
 
-def test_finetune_takes_class_colours_from_the_layer_style(qgis_app, data_dir, tmp_path, models):
+def test_finetune_takes_class_colours_from_the_layer_style(qgis_app, data_dir, tmp_path, tiny_models):
     from qgis import processing
 
     from geolink_qgis.models import read_card
@@ -133,7 +127,7 @@ def test_finetune_takes_class_colours_from_the_layer_style(qgis_app, data_dir, t
     labels.setRenderer(QgsCategorizedSymbolRenderer("class", cats))
     out = tmp_path / "mine.safetensors"
     result = processing.run("geolink:finetune", {
-        "INPUT": str(raster), "LABELS": labels, "CLASS_FIELD": "class", "MODEL": models["encoder"],
+        "INPUT": str(raster), "LABELS": labels, "CLASS_FIELD": "class", "MODEL": tiny_models["encoder"],
         "OUTPUT": str(out), "EPOCHS": 1, "HEAD": 2, "BATCH_SIZE": 4})
     card = read_card(out)
     assert {c["name"]: c["color"].lower() for c in card["head"]["classes"]} == colours
@@ -154,7 +148,7 @@ def test_import_checkpoint_into_the_model_folder(qgis_app, shared_dir, tmp_path,
     assert [m["name"] for m in list_packages([str(tmp_path / "models")])] == ["checkpoint"]
 
 
-def test_cancelling_a_real_classification_leaves_nothing(qgis_app, data_dir, tmp_path, models, project):
+def test_cancelling_a_real_classification_leaves_nothing(qgis_app, data_dir, tmp_path, tiny_models, project):
     from qgis import processing
 
     raster = s2_crop(data_dir, tmp_path / "in.tif", size=256)
@@ -164,13 +158,13 @@ def test_cancelling_a_real_classification_leaves_nothing(qgis_app, data_dir, tmp
     feedback.progressChanged.connect(lambda pct: feedback.cancel() if pct > 0 else None)
     with pytest.raises(QgsProcessingException, match="Cancelled"):
         processing.runAndLoadResults("geolink:classify", {
-            "INPUT": QgsRasterLayer(str(raster), "in"), "MODEL": models["segmentation"],
+            "INPUT": QgsRasterLayer(str(raster), "in"), "MODEL": tiny_models["segmentation"],
             "OUTPUT": str(out_dir / "classes.tif"), "PROBABILITIES": str(out_dir / "probs.tif")}, feedback=feedback)
     assert list(out_dir.iterdir()) == []
     assert not project.mapLayers()
 
 
-def test_the_dialog_runs_a_classification_into_a_styled_group(qgis_app, data_dir, tmp_path, models, project):
+def test_the_dialog_runs_a_classification_into_a_styled_group(qgis_app, data_dir, tmp_path, tiny_models, project):
     """What a user clicks: the GeoLink dialog runs the algorithm in a background task and loads the styled result."""
     from geolink_qgis.ui.main_dialog import GeoLinkDialog
 
@@ -180,7 +174,7 @@ def test_the_dialog_runs_a_classification_into_a_styled_group(qgis_app, data_dir
     project.addMapLayer(raster)
     dialog = GeoLinkDialog(project=project)
     dialog.raster.setLayer(raster)
-    dialog.model.setCurrentText(models["segmentation"])
+    dialog.model.setCurrentText(tiny_models["segmentation"])
     dialog.output.setFilePath(str(tmp_path / "dialog_classes.tif"))
     seen = []
     dialog.progress.valueChanged.connect(seen.append)

@@ -15,12 +15,6 @@ from .conftest import qgis_process
 from .geodata import helsinki_osm_near_crop, require_task, s2_crop, s2_crop_over_helsinki
 
 
-@pytest.fixture(scope="module")
-def models(tmp_path_factory):
-    require_task("classify")
-    return tiny.packages(tmp_path_factory.mktemp("tiny-models"))
-
-
 def run(env: dict, alg: str, **params) -> dict:
     args = [f"{k}={v}" for k, v in params.items()]
     out = qgis_process(env, "--json", "run", f"geolink:{alg}", "--", *args)
@@ -38,24 +32,24 @@ def test_classify_with_input_and_output_only(installed_profile, data_dir, tmp_pa
     assert Path(results["OUTPUT"]) == out and ds.GetRasterBand(1).GetColorTable() is not None
 
 
-def test_classify_embed_zones_from_qgis_process(installed_profile, data_dir, tmp_path, models):
+def test_classify_embed_zones_from_qgis_process(installed_profile, data_dir, tmp_path, tiny_models):
     raster = s2_crop_over_helsinki(data_dir, tmp_path / "hel.tif", size=64)
-    classes = run(installed_profile, "classify", INPUT=raster, MODEL=models["segmentation"],
+    classes = run(installed_profile, "classify", INPUT=raster, MODEL=tiny_models["segmentation"],
                   OUTPUT=tmp_path / "classes.tif")
     ds = gdal.Open(classes["OUTPUT"])
     ds.GetMetadata()  # makes GDAL 3.6's GeoTIFF driver read the .aux.xml holding the category names
     assert ds.GetRasterBand(1).GetCategoryNames() == tiny.CLASSES
     require_task("embed")
-    emb = run(installed_profile, "embed", INPUT=raster, MODEL=models["encoder"], OUTPUT=tmp_path / "emb.tif")
+    emb = run(installed_profile, "embed", INPUT=raster, MODEL=tiny_models["encoder"], OUTPUT=tmp_path / "emb.tif")
     assert gdal.Open(emb["OUTPUT"]).RasterCount > 3 and Path(emb["PREVIEW"]).exists()
     require_task("zones")
     zones = run(installed_profile, "zones", INPUT=raster,
                 OSM_FILE=helsinki_osm_near_crop(data_dir, tmp_path / "osm.gpkg", size=64),
-                MODEL=models["segmentation"], OUTPUT=tmp_path / "zones.gpkg")
+                MODEL=tiny_models["segmentation"], OUTPUT=tmp_path / "zones.gpkg")
     assert Path(zones["OUTPUT"]).exists()
 
 
-def test_finetune_and_import_from_qgis_process(installed_profile, data_dir, tmp_path, models, repo_root):
+def test_finetune_and_import_from_qgis_process(installed_profile, data_dir, tmp_path, tiny_models, repo_root):
     from tests.backend.finetune_helpers import labels_in_crop
 
     require_task("finetune")
@@ -64,7 +58,7 @@ def test_finetune_and_import_from_qgis_process(installed_profile, data_dir, tmp_
     gdal.Translate(str(raster), str(data_dir / "s2" / "s2_rgbn.tif"), srcWin=[x, y, size, size])
     labels = labels_in_crop(tmp_path / "labels.geojson", x, y, size)
     res = run(installed_profile, "finetune", INPUT=raster, LABELS=labels, CLASS_FIELD="class",
-              MODEL=models["encoder"], OUTPUT=tmp_path / "mine.safetensors", EPOCHS=1, HEAD=2, BATCH_SIZE=4)
+              MODEL=tiny_models["encoder"], OUTPUT=tmp_path / "mine.safetensors", EPOCHS=1, HEAD=2, BATCH_SIZE=4)
     assert Path(res["OUTPUT"]).exists() and json.loads(res["METRICS"])
     shared = repo_root.parent / "shared" / "reference" / "fusion_vit_tiny" / "checkpoint.pth"
     if not shared.exists():
