@@ -47,5 +47,18 @@ def list_packages(folders: Iterable[str]) -> List[dict]:
 
 
 def describe(card: dict) -> str:
-    """A card as readable text for the model manager."""
-    return json.dumps(card, indent=2, ensure_ascii=False, default=str)
+    """A card as readable text for the model manager: a summary, then the whole card."""
+    head = card.get("head") or {}
+    text = card.get("text_encoder") or {}
+    lines = [f"Architecture: {card.get('architecture', '?')}, input {card.get('input_size', '?')} px",
+             "Bands: " + ", ".join(map(str, card.get("bands") or [])),
+             f"Ground sample distance: {card.get('gsd') or 'any (the raster’s own)'}",
+             f"OSM tag encoder: {text.get('name') or 'none (image only)'}",
+             f"Task head: {head.get('type') or 'none (encoder only: embeddings, or a base for training)'}"]
+    classes = head.get("classes") or []
+    if classes:
+        lines.append("Classes: " + ", ".join(f"{c.get('name')} {c.get('color', '')}".strip() for c in classes))
+    for key, value in (card.get("provenance") or {}).items():
+        if isinstance(value, (str, int, float)):
+            lines.append(f"{key}: {value}")
+    return "\n".join(lines) + "\n\nFull card:\n" + json.dumps(card, indent=2, ensure_ascii=False, default=str)

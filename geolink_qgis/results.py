@@ -58,6 +58,7 @@ def raster_classes(path: str) -> List[QgsPalettedRasterRenderer.Class]:
     ds = gdal.Open(path)
     if ds is None:
         return []
+    ds.GetMetadata()  # GDAL 3.6's GeoTIFF driver reads the .aux.xml (category names) only after another call
     band = ds.GetRasterBand(1)
     table, names = band.GetColorTable(), band.GetCategoryNames() or []
     nodata = band.GetNoDataValue()

@@ -81,6 +81,16 @@ def worker_env() -> Dict[str, str]:
     """Environment for backend jobs: where the models are, and the tag text encoder's folder when set."""
     dirs = model_dirs() + [d for d in os.environ.get("GEOLINK_MODEL_DIRS", "").split(os.pathsep) if d]
     env = {"GEOLINK_MODEL_DIRS": os.pathsep.join(dirs)}
-    if tag_encoder_folder():
-        env["GEOLINK_TEXT_ENCODER_DIR"] = tag_encoder_folder()
+    env.update(clip_env(tag_encoder_folder()))
     return env
+
+
+def clip_env(folder: str) -> Dict[str, str]:
+    """Where the backend finds the CLIP text model: a Hugging Face cache (HF_HUB_CACHE) or a saved model folder."""
+    if not folder:
+        return {}
+    path = Path(folder)
+    for cache in (path, path / "hub"):
+        if (cache / "models--openai--clip-vit-base-patch16").is_dir():
+            return {"HF_HUB_CACHE": str(cache)}
+    return {"GEOLINK_CLIP_DIR": str(path)}

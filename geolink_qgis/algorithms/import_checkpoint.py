@@ -7,12 +7,15 @@ from pathlib import Path
 from qgis.core import (
     QgsProcessingException,
     QgsProcessingOutputString,
+    QgsProcessingParameterBoolean,
     QgsProcessingParameterFile,
     QgsProcessingParameterFileDestination,
+    QgsProcessingParameterNumber,
+    QgsProcessingParameterString,
 )
 
 from .. import settings
-from ..compat import FILE_BEHAVIOR_FILE
+from ..compat import FILE_BEHAVIOR_FILE, NUMBER_DOUBLE, add_advanced
 from .base import GeoLinkAlgorithm
 
 
@@ -27,7 +30,7 @@ class ImportCheckpointAlgorithm(GeoLinkAlgorithm):
             "Leave the output empty to put the package in the GeoLink model folder, where the other algorithms "
             "find it by name (the file name without extension).")
 
-    INPUT, OUTPUT, MODEL_NAME = "INPUT", "OUTPUT", "MODEL_NAME"
+    INPUT, OUTPUT, MODEL_NAME, NAME, GSD, HALF = "INPUT", "OUTPUT", "MODEL_NAME", "NAME", "GSD", "HALF"
 
     def initAlgorithm(self, config=None):  # noqa: N802
         self.addParameter(QgsProcessingParameterFile(self.INPUT, "Official checkpoint", FILE_BEHAVIOR_FILE,
@@ -35,6 +38,15 @@ class ImportCheckpointAlgorithm(GeoLinkAlgorithm):
         self.addParameter(QgsProcessingParameterFileDestination(
             self.OUTPUT, "Model package (empty: the GeoLink model folder)", "GeoLink model (*.safetensors)",
             optional=True, createByDefault=False))
+        for param in (QgsProcessingParameterString(self.NAME, "Model name shown in QGIS (empty: the file name)",
+                                                   optional=True),
+                      QgsProcessingParameterNumber(self.GSD, "Ground sample distance the model expects, in metres "
+                                                   "(0: none, use each raster's)", NUMBER_DOUBLE, defaultValue=0.0,
+                                                   minValue=0.0),
+                      QgsProcessingParameterBoolean(self.HALF, "Store the weights as float16 (half the size)",
+                                                    defaultValue=False)):
+            add_advanced(param)
+            self.addParameter(param)
         self.addOutput(QgsProcessingOutputString(self.MODEL_NAME, "Model name"))
 
     def processAlgorithm(self, parameters, context, feedback):  # noqa: N802
@@ -46,6 +58,13 @@ class ImportCheckpointAlgorithm(GeoLinkAlgorithm):
             home = settings.models_home()
             home.mkdir(parents=True, exist_ok=True)
             out = str(home / (Path(src).stem + ".safetensors"))
-        self.run_backend("import-checkpoint", {"src": src, "out": out}, feedback, outputs=[out])
+        config = {"src": src, "out": out}
+        if parameters.get(self.NAME):
+            config["name"] = self.parameterAsString(parameters, self.NAME, context)
+        if parameters.get(self.GSD) and self.parameterAsDouble(parameters, self.GSD, context) > 0:
+            config["gsd"] = self.parameterAsDouble(parameters, self.GSD, context)
+        if parameters.get(self.HALF) and self.parameterAsBoolean(parameters, self.HALF, context):
+            config["half"] = True
+        self.run_backend("import-checkpoint", config, feedback, outputs=[out])
         feedback.pushInfo(f"Model package written to {out}")
         return {self.OUTPUT: out, self.MODEL_NAME: Path(out).stem}

@@ -93,7 +93,9 @@ def test_model_manager_lists_packages_and_shows_cards(qgis_app, tmp_path, monkey
     names = [dialog.table.item(r, 0).text() for r in range(dialog.table.rowCount())]
     assert "ufz" in names and "not-a-model" not in names
     dialog.table.selectRow(names.index("ufz"))
-    assert '"vit_tiny"' in dialog.card.toPlainText()
+    card_text = dialog.card.toPlainText()
+    assert card_text.startswith("Architecture: vit_tiny") and "Classes: residential, commercial" in card_text
+    assert '"architecture": "vit_tiny"' in card_text
     assert dialog.table.item(names.index("ufz"), 2).text() == "residential, commercial"
 
 
