@@ -4,7 +4,11 @@ from __future__ import annotations
 
 from qgis.core import QgsApplication
 from qgis.PyQt.QtGui import QIcon
-from qgis.PyQt.QtWidgets import QAction
+
+try:  # Qt 6 (QGIS 4) moved QAction to QtGui
+    from qgis.PyQt.QtGui import QAction
+except ImportError:
+    from qgis.PyQt.QtWidgets import QAction
 
 from .paths import icon_path
 from .provider import GeoLinkProvider
