@@ -60,7 +60,7 @@ def test_worker_job_writes_a_package_classify_can_use(inputs, tmp_path):
     out = tmp_path / "ft.safetensors"
     events = []
     config = {"raster": inputs["raster"], "labels": inputs["labels"], "class_field": "class",
-              "model": inputs["model"], "out": str(out), "epochs": 3, "head": "fpn",
+              "model": inputs["model"], "out": str(out), "epochs": 2, "head": "fpn",
               "colors": {"forest": "#00ff00"}}
     assert run_job({"task": "finetune", "config": config}, events.append, threading.Event()) == 0
     result = events[-1]
@@ -96,14 +96,15 @@ def test_cancel_then_resume(inputs, tmp_path):
             cancel.set()
 
     with pytest.raises(Cancelled):
-        _run(inputs, out, Progress(stop_after_epoch_2, cancel), epochs=5, patience=50)
+        _run(inputs, out, Progress(stop_after_epoch_2, cancel), epochs=4, patience=50, head="linear", augment=1)
     state = tmp_path / "r.finetune-state.safetensors"
     assert state.exists() and not out.exists()
     logs = []
-    result = _run(inputs, out, Progress(lambda e: logs.append(e.get("message", ""))), epochs=5, patience=50)
+    result = _run(inputs, out, Progress(lambda e: logs.append(e.get("message", ""))), epochs=4, patience=50,
+                  head="linear", augment=1)
     assert any("Resuming fine-tuning after epoch 2" in m for m in logs)
     history = json.loads(open(result["outputs"]["report_json"]).read())["history"]
-    assert [h["epoch"] for h in history] == [1, 2, 3, 4, 5]
+    assert [h["epoch"] for h in history] == [1, 2, 3, 4]
     assert out.exists() and not state.exists()
 
 
@@ -129,8 +130,18 @@ def test_osm_aware_head(inputs, tmp_path):
                                              "geometry": {"type": "Polygon", "coordinates": [ring + [ring[0]]]}}
                                             for label, ring in feats]}))
     base = _tiny_package(tmp_path / "osm-base.safetensors", osm=True)
-    result = _run({**inputs, "model": str(base)}, tmp_path / "o.safetensors", epochs=1, osm=[str(osm)])
+    result = _run({**inputs, "model": str(base)}, tmp_path / "o.safetensors", epochs=1, osm=[str(osm)],
+                  head="linear")
     assert result["figures"]["mean_iou"] is not None
+
+    zones = load_task("zones")
+    out = tmp_path / "zones.gpkg"
+    zones.run(build_config(zones.Config, {"raster": inputs["raster"], "model": result["outputs"]["model"],
+                                          "osm": [str(osm)], "out": str(out)}), Progress())
+    from osgeo import ogr
+
+    ds = ogr.Open(str(out))
+    assert ds.GetLayer(0).GetFeatureCount() > 0
 
 
 def test_bad_input(inputs, tmp_path):

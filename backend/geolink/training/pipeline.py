@@ -6,14 +6,15 @@ import hashlib
 import json
 import os
 import time
+from dataclasses import dataclass
 from pathlib import Path
-from typing import Dict, List, Optional, Sequence, Tuple
+from typing import Dict, Optional, Sequence, Tuple
 
 import numpy as np
 
 from ..errors import InputError, ModelError
 from ..progress import Progress
-from .dataset import label_windows, read_windows
+from .dataset import LabelWindows, label_windows, read_windows
 from .labels import LabelSet, read_labels
 from .losses import IGNORE
 from .metrics import scores
@@ -98,6 +99,111 @@ def load_base(path: Path):
     return model
 
 
+def check_options(config) -> None:
+    if Path(config.out).suffix != ".safetensors":
+        raise InputError(f"The output must be a .safetensors file, got {Path(config.out).name}.")
+    if not 1 <= config.augment <= 8:
+        raise InputError("--augment must be between 1 and 8.")
+    if config.unfreeze < 0:
+        raise InputError("--unfreeze must be 0 or more.")
+    if not 0 <= config.val_fraction < 1:
+        raise InputError("--val-fraction must be at least 0 and below 1.")
+
+
+@dataclass
+class TrainingData:
+    """What training needs, read once: the windows' pixels, graphs and polygons, and the samples
+    (window, symmetry) with their targets."""
+
+    labels: LabelSet
+    part: np.ndarray  # TRAIN, VAL or TEST per polygon
+    split_how: str
+    windows: LabelWindows
+    images: np.ndarray
+    graphs: Optional[list]
+    sample_win: np.ndarray
+    sample_t: np.ndarray
+    samples: Samples
+
+    def scoring_targets(self, polygons: np.ndarray) -> np.ndarray:
+        return scoring_targets(self.windows, self.labels.class_ids, polygons, self.sample_win, self.sample_t)
+
+    def batch_images(self, idx, device):
+        import torch
+
+        return torch.stack([apply_d4(torch.from_numpy(self.images[self.sample_win[i]]), int(self.sample_t[i]))
+                            for i in idx]).to(device)
+
+    def batch_graphs(self, idx):
+        if self.graphs is None:
+            return None
+        return [d4_graph(self.graphs[self.sample_win[i]], int(self.sample_t[i])) for i in idx]
+
+
+def prepare_data(config, base, progress: Progress) -> TrainingData:
+    """Labels on the model's grid (as classify and zones read the raster), split, windows read, samples listed."""
+    from ..raster.source import ModelInput, Source
+
+    spec = ModelInput.from_card(base.card)
+    grid = Source(config.raster, gsd=config.gsd or spec.gsd)
+    bands = grid.choose_bands(spec.bands, None)
+    normalise = grid.normaliser(spec, bands)
+    labels = read_labels(config.labels, config.class_field, grid.wkt, grid.bounds, _colors(config.colors),
+                         progress.sub(0, 10), split_field=config.split_field)
+    conflicts = overlap_conflicts(labels)
+    if conflicts:
+        progress.warn(f"{conflicts} pair(s) of overlapping polygons have different classes: "
+                      "the smaller polygon's class is used where they overlap.")
+    size = int(config.tile_size or spec.input_size)
+    if size % spec.patch_size:
+        raise InputError(f"--tile-size {size} is not a multiple of the model's patch size {spec.patch_size}.")
+    windows = label_windows(labels, grid, size, int(config.overlap), progress.sub(10, 25))
+    images, valid = read_windows(grid, windows.positions, size, bands, normalise, progress.sub(25, 60))
+    windows.drop_invalid(valid)
+    pixels = windows.polygon_pixels(len(labels.geometries)).astype(np.float64)
+    part, split_how = split_polygons(config, labels, pixels, size * grid.pixel_size)
+    check_classes(labels, pixels, part, progress)
+    train_t = windows.targets(labels.class_ids, part == TRAIN, scoring=False)
+    graphs = _window_graphs(config, grid, windows.positions, size, base, progress.sub(60, 100))
+    # every symmetry of the windows with training pixels; only the identity of those that are scored alone
+    has_train = (train_t.reshape(len(train_t), -1) >= 0).any(1)
+    variants = [v if has_train[i] else [0] if windows.on_val_grid[i] else []
+                for i, v in enumerate(augmentations(len(windows.positions), config.augment, config.seed))]
+    sample_win = np.array([i for i, v in enumerate(variants) for _ in v], dtype=np.int64)
+    sample_t = np.array([t for v in variants for t in v], dtype=np.int64)
+    samples = Samples(train_labels=np.stack([apply_d4(train_t[w], t) for w, t in zip(sample_win, sample_t)]),
+                      val_labels=scoring_targets(windows, labels.class_ids, part == VAL, sample_win, sample_t),
+                      n_classes=len(labels.classes))
+    return TrainingData(labels, part, split_how, windows, images, graphs, sample_win, sample_t, samples)
+
+
+def scoring_targets(windows: LabelWindows, class_ids: np.ndarray, polygons: np.ndarray, sample_win: np.ndarray,
+                    sample_t: np.ndarray) -> np.ndarray:
+    """Per sample, the targets of `polygons` on the identity samples of the validation grid; IGNORE elsewhere."""
+    targets = windows.targets(class_ids, polygons, scoring=True)[sample_win]
+    return np.where((sample_t == 0)[:, None, None], targets, IGNORE).astype(np.int16)
+
+
+def trainable(config, segmenter, data: TrainingData, device, progress: Progress):
+    """(module whose parameters train, forward(sample indices) -> logits, feature cache or None).
+
+    Frozen encoder: its features are cached once and only the head trains. --unfreeze K: the last K
+    blocks train too, so every step runs the encoder on the (transformed) window pixels."""
+    from .. import models
+
+    if config.unfreeze:
+        models.unfreeze_last_blocks(segmenter, config.unfreeze)
+        return segmenter, lambda idx: segmenter(data.batch_images(idx, device), data.batch_graphs(idx)), None
+    from .cache import build_cache
+
+    segmenter.encoder.eval()
+    for p in segmenter.encoder.parameters():
+        p.requires_grad_(False)
+    cache = build_cache(lambda idx: segmenter.encode(data.batch_images(idx, device), data.batch_graphs(idx)),
+                        len(data.sample_win), config.batch_size, progress)
+    return segmenter.head, lambda idx: segmenter.head(cache.get(idx, device)), cache
+
+
 def finetune(config, progress: Progress) -> dict:
     import torch
 
@@ -106,137 +212,62 @@ def finetune(config, progress: Progress) -> dict:
     from ..model_store import resolve_model
 
     t0 = time.monotonic()
+    check_options(config)
     device = select_device(config.device)
     out = Path(config.out)
-    if out.suffix != ".safetensors":
-        raise InputError(f"The output must be a .safetensors file, got {out.name}.")
-    if not 1 <= config.augment <= 8:
-        raise InputError("--augment must be between 1 and 8.")
-    if config.unfreeze < 0:
-        raise InputError("--unfreeze must be 0 or more.")
-    if not 0 <= config.val_fraction < 1:
-        raise InputError("--val-fraction must be at least 0 and below 1.")
     model_path = resolve_model(config.model)
     base = load_base(model_path)
-    card = base.card
-
-    from ..raster.source import ModelInput, Source
-
-    spec = ModelInput.from_card(card)
-    grid = Source(config.raster, gsd=config.gsd or spec.gsd)  # the model's grid, as classify and zones use
-    bands = grid.choose_bands(spec.bands, None)
-    normalise = grid.normaliser(spec, bands)
-    labels = read_labels(config.labels, config.class_field, grid.wkt, grid.bounds, _colors(config.colors),
-                         progress.sub(0, 2), split_field=config.split_field)
-    conflicts = overlap_conflicts(labels)
-    if conflicts:
-        progress.warn(f"{conflicts} pair(s) of overlapping polygons have different classes: "
-                      "the smaller polygon's class is used where they overlap.")
-    size = int(config.tile_size or spec.input_size)
-    if size % spec.patch_size:
-        raise InputError(f"--tile-size {size} is not a multiple of the model's patch size {spec.patch_size}.")
-    overlap = int(config.overlap)
-    windows = label_windows(labels, grid, size, overlap, progress.sub(2, 5))
-    images, valid = read_windows(grid, windows.positions, size, bands, normalise, progress.sub(5, 10))
-    windows.drop_invalid(valid)
-    pixels = windows.polygon_pixels(len(labels.geometries)).astype(np.float64)
-    part, split_how = split_polygons(config, labels, pixels, size * grid.pixel_size)
-    check_classes(labels, pixels, part, progress)
-    train_t = windows.targets(labels.class_ids, part == TRAIN, scoring=False)
-
-    graphs = _window_graphs(config, grid, windows.positions, size, base, progress.sub(10, 15))
-    variants = augmentations(len(windows.positions), config.augment, config.seed)
-    sample_win = np.array([i for i, v in enumerate(variants) for _ in v])
-    sample_t = np.array([t for v in variants for t in v])
-    identity = (sample_t == 0)[:, None, None]
-
-    def scoring_targets(polygons: np.ndarray) -> np.ndarray:
-        """Targets of `polygons` on the identity samples of the validation grid; IGNORE elsewhere."""
-        return np.where(identity, windows.targets(labels.class_ids, polygons, scoring=True)[sample_win],
-                        IGNORE).astype(np.int16)
-
-    samples = Samples(train_labels=np.stack([apply_d4(train_t[w], t) for w, t in zip(sample_win, sample_t)]),
-                      val_labels=scoring_targets(part == VAL), n_classes=len(labels.classes))
-
+    data = prepare_data(config, base, progress.sub(0, 15))
+    labels, part = data.labels, data.part
     torch.manual_seed(config.seed)
-    segmenter = models.build_segmenter(base, config.head, len(labels.classes), classes=labels.classes)
-    segmenter.to(device)
-
-    def batch_images(idx):
-        return torch.stack([apply_d4(torch.from_numpy(images[sample_win[i]]), int(sample_t[i])) for i in idx]
-                           ).to(device)
-
-    def batch_graphs(idx):
-        return None if graphs is None else [d4_graph(graphs[sample_win[i]], int(sample_t[i])) for i in idx]
-
-    cache = None
-    if config.unfreeze:
-        models.unfreeze_last_blocks(segmenter, config.unfreeze)
-        module = segmenter
-
-        def forward(idx):
-            return segmenter(batch_images(idx), batch_graphs(idx))
-    else:
-        from .cache import build_cache
-
-        segmenter.encoder.eval()
-        for p in segmenter.encoder.parameters():
-            p.requires_grad_(False)
-        cache = build_cache(lambda idx: segmenter.encode(batch_images(idx), batch_graphs(idx)),
-                            len(sample_win), config.batch_size, progress.sub(15, 40))
-        module = segmenter.head
-
-        def forward(idx):
-            return segmenter.head(cache.get(idx, device))
-
+    segmenter = models.build_segmenter(base, config.head, len(labels.classes), classes=labels.classes).to(device)
+    module, forward, cache = trainable(config, segmenter, data, device, progress.sub(15, 40))
     settings = TrainSettings(epochs=config.epochs, batch_size=config.batch_size, patience=config.patience,
                              seed=config.seed)
     checkpoint = Checkpoint(state_path(out), _fingerprint(config, model_path))
     t_fit = time.monotonic()
-    result = fit(module, forward, samples, settings, device, progress.sub(40 if cache else 15, 97),
+    result = fit(module, forward, data.samples, settings, device, progress.sub(40 if cache else 15, 97),
                  checkpoint, labels.class_names)
+    fit_seconds = time.monotonic() - t_fit
     validation = result.validation
     if validation is None:
         progress.warn("No polygon was held out: the report scores the training pixels, which overstates accuracy.")
-        validation = _score(module, forward, samples, scoring_targets(part == TRAIN), config.batch_size,
-                            labels.class_names)
-    test = None
-    if (part == TEST).any():
-        test = _score(module, forward, samples, scoring_targets(part == TEST), config.batch_size, labels.class_names)
+        validation = _score(module, forward, data, part == TRAIN, config.batch_size)
+    test = _score(module, forward, data, part == TEST, config.batch_size) if (part == TEST).any() else None
     if cache is not None:
         cache.close()
 
     progress.update(98, "Writing the model package")
+    final = test or validation  # the figures users see: the test polygons when there are any
+    scored_on = "test" if test else "validation"
     elapsed = time.monotonic() - t0
     summary = {"base model": str(model_path), "raster": str(config.raster), "labels": str(config.labels),
                "class field": config.class_field, "head": config.head, "unfrozen blocks": config.unfreeze,
                "polygons": f"{int((part == TRAIN).sum())} training, {int((part == VAL).sum())} validation, "
                            f"{int((part == TEST).sum())} test",
-               "windows": len(windows.positions), "samples": len(sample_win), "best epoch": result.best_epoch,
+               "validation polygons": data.split_how, "windows": len(data.windows.positions),
+               "samples": len(data.sample_win), "best epoch": result.best_epoch,
                "epochs run": len(result.history), "device": str(device), "seconds": round(elapsed, 1),
-               "seconds training the head": round(time.monotonic() - t_fit, 1)}
-    final = test or validation  # the figures users see: test polygons when there are any
-    provenance = {"task": "finetune", "base_model": model_path.name, "base_card": card.get("provenance"),
+               "seconds training": round(fit_seconds, 1)}
+    provenance = {"task": "finetune", "base_model": model_path.name, "base_card": base.card.get("provenance"),
                   "labels": Path(config.labels).name, "class_field": config.class_field,
-                  "raster": Path(config.raster).name, "window": size, "epochs": result.best_epoch,
-                  "test" if test else "validation": {k: final[k] for k in ("overall_accuracy", "balanced_accuracy",
-                                                                            "mean_iou")},
+                  "raster": Path(config.raster).name, "window": data.windows.size, "epochs": result.best_epoch,
+                  scored_on: {k: final[k] for k in ("overall_accuracy", "balanced_accuracy", "mean_iou")},
                   "date": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime())}
-    segmenter.cpu()
-    models.save_package(segmenter, out, provenance=provenance, classes=labels.classes, encoder_only=True)
+    models.save_package(segmenter.cpu(), out, provenance=provenance, classes=labels.classes, encoder_only=True)
     report = {"classes": labels.classes, "validation": validation, "test": test, "history": result.history,
-              "summary": {**summary, "validation polygons": split_how}}
+              "summary": summary}
     outputs = {"model": str(out), **write_report(report, out)}
     checkpoint.remove()
-    figures = {"scored_on": "test" if test else "validation", "overall_accuracy": final["overall_accuracy"],
+    figures = {"scored_on": scored_on, "overall_accuracy": final["overall_accuracy"],
                "balanced_accuracy": final["balanced_accuracy"], "mean_iou": final["mean_iou"],
                "validation_mean_iou": validation["mean_iou"], "best_epoch": result.best_epoch,
                "seconds": round(elapsed, 1), "classes": labels.class_names, "per_class": final["classes"]}
     progress.update(100, "Done")
     return {"outputs": outputs, "figures": figures,
-            "report": f"{'Test' if test else 'Validation'}: overall accuracy {final['overall_accuracy']}, balanced "
-                      f"accuracy {final['balanced_accuracy']}, mean IoU {final['mean_iou']} ({final['pixels']} "
-                      f"pixels); best epoch {result.best_epoch}; {elapsed:.0f} s."}
+            "report": f"{scored_on.capitalize()}: overall accuracy {final['overall_accuracy']}, balanced accuracy "
+                      f"{final['balanced_accuracy']}, mean IoU {final['mean_iou']} ({final['pixels']} pixels); "
+                      f"best epoch {result.best_epoch}; {elapsed:.0f} s."}
 
 
 def _window_graphs(config, grid, positions: Sequence[Tuple[int, int]], size: int, base,
@@ -260,9 +291,12 @@ def _window_graphs(config, grid, positions: Sequence[Tuple[int, int]], size: int
             for b in progress.sub(40, 100).steps(bounds, len(bounds), "Building OSM graphs")]
 
 
-def _score(module, forward, samples: Samples, targets: np.ndarray, batch_size: int, names: List[str]) -> dict:
+def _score(module, forward, data: TrainingData, polygons: np.ndarray, batch_size: int) -> dict:
+    """Scores of the trained model on the pixels of `polygons`."""
+    targets = data.scoring_targets(polygons)
     index = np.flatnonzero((targets.reshape(len(targets), -1) >= 0).any(1))
-    return scores(evaluate(module, forward, samples.n_classes, index, targets, batch_size), names)
+    return scores(evaluate(module, forward, data.samples.n_classes, index, targets, batch_size),
+                  data.labels.class_names)
 
 
 def _colors(value) -> Optional[Dict[str, str]]:
