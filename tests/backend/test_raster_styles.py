@@ -69,8 +69,8 @@ def test_provenance_names_model_hash_osm_and_version(tmp_path):
     model.write_bytes(b"abc")
     osm = tmp_path / "city.osm.pbf"
     osm.write_bytes(b"")
-    meta = provenance("classify", model, {"name": "tiny"}, "in.tif", [str(osm)], {"classes": "a;b"})
-    assert meta["GEOLINK_MODEL"] == "tiny"
+    meta = provenance("classify", model, {"name": "base"}, "in.tif", [str(osm)], {"classes": "a;b"})
+    assert meta["GEOLINK_MODEL"] == "m"
     assert meta["GEOLINK_MODEL_SHA256"] == "ba7816bf8f01cfea414140de5dae2223b00361a396177a9cb410ff61f20015ad"
     assert meta["GEOLINK_OSM"].startswith("city.osm.pbf (file date ")
     assert meta["GEOLINK_CLASSES"] == "a;b" and meta["GEOLINK_VERSION"]

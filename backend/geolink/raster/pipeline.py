@@ -25,7 +25,8 @@ class Loaded:
 
     @property
     def name(self) -> str:
-        return str(self.card.get("name") or self.path.stem)
+        """The package's file name: what the user chose it by (a fine-tuned card may keep its base's name)."""
+        return self.path.stem
 
     @property
     def classes(self) -> list:

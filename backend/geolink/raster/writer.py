@@ -86,7 +86,7 @@ def provenance(task: str, model_path: Path, card: dict, raster: str, osm: Sequen
         except OSError:
             osm_items.append(Path(p).name)
     meta = {"GEOLINK_TASK": task,
-            "GEOLINK_MODEL": str(card.get("name") or Path(model_path).stem),
+            "GEOLINK_MODEL": Path(model_path).stem,
             "GEOLINK_MODEL_SHA256": file_sha256(Path(model_path)),
             "GEOLINK_MODEL_ARCHITECTURE": str(card.get("architecture", "")),
             "GEOLINK_INPUT": Path(raster).name,
