@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import threading
 
+import numpy as np
 import pytest
 from osgeo import gdal, ogr, osr
 
@@ -97,4 +98,6 @@ def test_real_naip_sample_with_its_osm(model, shared_dir, tmp_path):
     rows, srs = features(tmp_path / "zones.gpkg")
     assert srs.GetAuthorityCode(None) == "4326" and result["figures"]["windows_with_osm"] > 0
     assert result["figures"]["zone_origin"] == "osm_block" and len(rows) >= 2
-    assert all(r["area_m2"] > 0 for r in rows)
+    width_m = (east - west) * 111_320 * np.cos(np.radians((north + south) / 2))
+    height_m = (north - south) * 111_320
+    assert sum(r["area_m2"] for r in rows) == pytest.approx(width_m * height_m, rel=0.15)  # minus the roads

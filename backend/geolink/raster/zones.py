@@ -127,11 +127,20 @@ def metres_per_unit(wkt: str) -> float:
     return 111_320.0 if srs.IsGeographic() else float(srs.GetLinearUnits() or 1.0)
 
 
+def ground_area(poly, wkt: str) -> float:
+    """Square metres: exact for a projected CRS, a local approximation (cos latitude) in degrees."""
+    from osgeo import osr
+
+    area = poly.area * metres_per_unit(wkt) ** 2
+    if osr.SpatialReference(wkt=wkt).IsGeographic():
+        area *= np.cos(np.radians(poly.centroid.y))
+    return float(area)
+
+
 def write_zones_gpkg(path: Path, polygons: Sequence, stats: ZoneStats, classes: Sequence[Dict[str, str]], wkt: str,
-                     origin: str, unit_m: float, metadata: Dict[str, str]) -> int:
+                     origin: str, metadata: Dict[str, str]) -> int:
     """Zones with their majority class, class shares and confidence as a GeoPackage layer 'zones'. Zones
-    with no valid pixel are left out; areas are the geometry's area times unit_m^2 (approximate in degrees).
-    Returns the number written."""
+    with no valid pixel are left out. Returns the number written."""
     from osgeo import gdal, ogr, osr
 
     gdal.UseExceptions()
@@ -157,7 +166,7 @@ def write_zones_gpkg(path: Path, polygons: Sequence, stats: ZoneStats, classes: 
         values = {"zone_id": i + 1, "class": major, "class_name": classes[major]["name"],
                   "color": classes[major]["color"], "confidence": round(float(stats.confidence[i] / pixels), 4),
                   "majority_share": round(float(stats.counts[i, major] / pixels), 4), "pixels": pixels,
-                  "area_m2": round(float(poly.area) * unit_m**2, 2), "origin": origin}
+                  "area_m2": round(ground_area(poly, wkt), 2), "origin": origin}
         for k, v in values.items():
             feat.SetField(k, v)
         for name, n in zip(shares, stats.counts[i]):

@@ -86,7 +86,7 @@ def run(config: Config, progress: Progress) -> dict:
         progress.update(96, "Writing the zones")
         progress.check_cancelled()
         with atomic_output(config.out) as out:
-            written = z.write_zones_gpkg(out, polys, zstats, classes, src.wkt, origin, unit, meta)
+            written = z.write_zones_gpkg(out, polys, zstats, classes, src.wkt, origin, meta)
     qml = write_qml(Path(config.out), categorized_qml("class_name", classes))
     progress.update(100, "Done")
     return {"outputs": {"zones": config.out, "style": str(qml)},
