@@ -3,7 +3,7 @@
 Parameter names follow the original (nn.MultiheadAttention weights, norm1..norm4, mlp) so official
 checkpoints load; the maths is nn.MultiheadAttention's, run as F.scaled_dot_product_attention.
 Nodes stay a flat list ([N, C], all images together): projections, norms and the MLP run on real
-nodes only, and only the attention itself sees them padded per image with a key mask.
+nodes only, and only the attention itself sees them padded per image (NodePadding) with a key mask.
 
 Attention over an empty set of nodes contributes nothing (its output is 0), which defines the
 image-only pathway: patches = norm2(patches).
@@ -19,30 +19,65 @@ from torch import nn
 
 
 class NodePadding:
-    """Where each flat node sits in a [B, width] per-image padding (its image, its slot), and the mask."""
+    """How flat nodes are padded per image for attention, in groups of images with similar node counts.
+
+    Images are sorted by node count and cut into groups whose padding wastes at most a quarter of
+    the slots, so one dense tile does not make every image of the batch pay for its width. Images
+    without nodes are in no group: their attention output is 0.
+    """
+
+    MAX_WASTE = 0.25
 
     def __init__(self, batch: torch.Tensor, num_graphs: int):
-        order = torch.sort(batch, stable=True).indices
         counts = torch.bincount(batch, minlength=num_graphs)
-        self.batch, self.num_graphs = batch, num_graphs
-        self.slot = torch.empty_like(batch)
-        self.slot[order] = torch.arange(batch.shape[0], device=batch.device) - (torch.cumsum(counts, 0) - counts)[
+        order = torch.sort(batch, stable=True).indices
+        slot = torch.empty_like(batch)
+        slot[order] = torch.arange(batch.shape[0], device=batch.device) - (torch.cumsum(counts, 0) - counts)[
             batch[order]]
-        self.width = int(counts.max()) if batch.numel() else 0
-        self.mask = torch.zeros(num_graphs, self.width, dtype=torch.bool, device=batch.device)
-        self.mask[batch, self.slot] = True
-        self.has_nodes = counts > 0
-        self.attend_mask = self.mask.clone()  # rows without nodes attend to a padding slot, zeroed afterwards
-        if self.width:
-            self.attend_mask[:, 0] |= ~self.has_nodes
+        self.num_graphs, self.num_nodes = num_graphs, batch.shape[0]
+        self.groups = []  # (images [Bg], nodes [Ng], their image within the group, their slot, width, mask or None)
+        sizes = counts.tolist()
+        ranked = sorted((i for i in range(num_graphs) if sizes[i]), key=lambda i: -sizes[i])
+        local = torch.full((num_graphs,), -1, dtype=torch.long)
+        while ranked:
+            width, members = sizes[ranked[0]], [ranked.pop(0)]
+            while ranked and (sum(sizes[i] for i in members) + sizes[ranked[0]]) >= (
+                    (1 - self.MAX_WASTE) * width * (len(members) + 1)):
+                members.append(ranked.pop(0))
+            images = torch.tensor(members, device=batch.device)
+            local[members] = torch.arange(len(members))
+            nodes = torch.nonzero(torch.isin(batch, images)).view(-1)
+            row = local.to(batch.device)[batch[nodes]]
+            full = all(sizes[i] == width for i in members)
+            mask = None if full else torch.zeros(len(members), width, dtype=torch.bool, device=batch.device)
+            if mask is not None:
+                mask[row, slot[nodes]] = True
+            self.groups.append((images, nodes, row, slot[nodes], width, mask))
 
-    def pad(self, rows: torch.Tensor) -> torch.Tensor:
-        out = rows.new_zeros(self.num_graphs, self.width, *rows.shape[1:])
-        out[self.batch, self.slot] = rows
+    def pad(self, rows: torch.Tensor, group: tuple) -> torch.Tensor:
+        images, nodes, row, slot, width, _ = group
+        out = rows.new_zeros(len(images), width, *rows.shape[1:])
+        out[row, slot] = rows[nodes]
         return out
 
-    def unpad(self, padded: torch.Tensor) -> torch.Tensor:
-        return padded[self.batch, self.slot]
+    def nodes_attend_nodes(self, q, k, v, heads: int, dropout: float) -> torch.Tensor:
+        out = q.new_zeros(q.shape)
+        for g in self.groups:
+            att = _attention(self.pad(q, g), self.pad(k, g), self.pad(v, g), heads, g[5], dropout)
+            out[g[1]] = att[g[2], g[3]]
+        return out
+
+    def patches_attend_nodes(self, q, k, v, heads: int, dropout: float) -> torch.Tensor:
+        out = q.new_zeros(q.shape)
+        for g in self.groups:
+            out[g[0]] = _attention(q[g[0]], self.pad(k, g), self.pad(v, g), heads, g[5], dropout)
+        return out
+
+    def nodes_attend_patches(self, q, k, v, heads: int, dropout: float) -> torch.Tensor:
+        out = q.new_zeros(q.shape)
+        for g in self.groups:
+            out[g[1]] = _attention(self.pad(q, g), k[g[0]], v[g[0]], heads, None, dropout)[g[2], g[3]]
+        return out
 
 
 def _project(mha: nn.MultiheadAttention, x: torch.Tensor, part: slice) -> torch.Tensor:
@@ -82,27 +117,28 @@ class TwoWayAttentionBlock(nn.Module):
         """queries [B, L, C] (patches) with query_pe [1 or B, L, C]; nodes and node_pe [N, C] (flat, all
         images) placed by `padding`. `update_nodes=False` skips the steps that only change the nodes
         (the patches' output does not depend on them)."""
-        if nodes is None or padding is None or not padding.width:
+        if nodes is None or padding is None or not padding.num_nodes:
             return self.norm2(queries), nodes
         p = self.dropout if self.training else 0.0
-        mask = padding.attend_mask
         sa = self.self_attn
         q, k = _project(sa, nodes + node_pe, slice(0, 2)).chunk(2, -1)
-        v = _project(sa, nodes, slice(2, 3))
-        att = _attention(padding.pad(q), padding.pad(k), padding.pad(v), sa.num_heads, mask, p)
-        nodes = self.norm1(nodes + sa.out_proj(padding.unpad(att)))
+        att = padding.nodes_attend_nodes(q, k, _project(sa, nodes, slice(2, 3)), sa.num_heads, p)
+        nodes = self.norm1(nodes + sa.out_proj(att))
 
         ti = self.cross_attn_token_to_image
         keyed = nodes + node_pe
-        att = _attention(_project(ti, queries + query_pe, slice(0, 1)), padding.pad(_project(ti, keyed, slice(1, 2))),
-                         padding.pad(_project(ti, nodes, slice(2, 3))), ti.num_heads, mask, p)
-        gate = padding.has_nodes[:, None, None].to(queries.dtype)
-        queries = self.norm2(queries + gate * ti.out_proj(att))
+        att = padding.patches_attend_nodes(_project(ti, queries + query_pe, slice(0, 1)),
+                                           _project(ti, keyed, slice(1, 2)), _project(ti, nodes, slice(2, 3)),
+                                           ti.num_heads, p)
+        has_nodes = torch.zeros(queries.shape[0], 1, 1, dtype=queries.dtype, device=queries.device)
+        for g in padding.groups:
+            has_nodes[g[0]] = 1
+        queries = self.norm2(queries + has_nodes * ti.out_proj(att))
         if update_nodes:
             it = self.cross_attn_image_to_token
-            q = padding.pad(_project(it, keyed, slice(0, 1)))
             k = _project(it, queries + query_pe, slice(1, 2))
-            att = _attention(q, k, _project(it, queries, slice(2, 3)), it.num_heads, None, p)
-            nodes = self.norm3(nodes + it.out_proj(padding.unpad(att)))
+            att = padding.nodes_attend_patches(_project(it, keyed, slice(0, 1)), k, _project(it, queries, slice(2, 3)),
+                                               it.num_heads, p)
+            nodes = self.norm3(nodes + it.out_proj(att))
             nodes = self.norm4(self.mlp(nodes))
         return queries, nodes

@@ -84,7 +84,7 @@ def save_package(model: torch.nn.Module, path: os.PathLike, card: Optional[dict]
             keep = set(GeoLinkModel(GeoLinkConfig.from_dict(config)).state_dict())
         prefix = "encoder." if encoder is not model else ""
         state = {k: v for k, v in state.items() if not k.startswith(prefix) or k[len(prefix):] in keep}
-    card["config"] = config
+    card["config"], card["architecture"] = config, base["architecture"]
     if isinstance(model, GeoLinkSegmenter):
         card["head"] = {**model.head_card(), **({"classes": [dict(c) for c in classes]} if classes else {})}
     elif classes:
