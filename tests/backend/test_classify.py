@@ -172,3 +172,15 @@ def test_through_the_worker_process(model, data_dir, tmp_path):
     assert events[-1]["event"] == "result" and events[-1]["outputs"]["classes"] == str(tmp_path / "lc.tif")
     assert any("ETA" in e.get("message", "") for e in events if e["event"] == "progress")
     assert read(tmp_path / "lc.tif").shape == (48, 48)
+
+
+def test_image_only_model_ignores_osm_with_a_warning(data_dir, tmp_path):
+    model = make_package(tmp_path / "img.safetensors", CLASSES, osm=False)
+    raster = s2_crop(data_dir, tmp_path / "s2.tif", size=48)
+    osm = osm_geojson(tmp_path / "osm.geojson", raster, [("highway:residential", [(0, 10), (48, 12)])])
+    events = []
+    config = classify.Config(raster=str(raster), model=str(model), out=str(tmp_path / "lc.tif"), device="cpu",
+                             osm=[str(osm)])
+    result = classify.run(config, Progress(events.append))
+    assert result["figures"]["windows_with_osm"] == 0
+    assert any(e["event"] == "log" and "no OSM branch" in e["message"] for e in events)

@@ -39,25 +39,34 @@ def load_model(spec: str, device) -> Loaded:
     from ..models import load_model as load_package
 
     path = resolve_model(spec or "default")
-    card = read_card(path) if path.suffix == ".safetensors" else {}
     module = load_package(str(path))
-    card = dict(getattr(module, "card", None) or card)
-    return Loaded(module.to(device).eval(), card, Path(path))
+    card = getattr(module, "card", None) or (read_card(path) if path.suffix == ".safetensors" else {})
+    return Loaded(module.to(device).eval(), dict(card), Path(path))
+
+
+def text_encoder_of(card: dict) -> Optional[str]:
+    """The tag text encoder a model's OSM branch was trained with; None for an image-only model."""
+    spec = card.get("text_encoder")
+    if isinstance(spec, dict):
+        spec = spec.get("name")
+    return str(spec) if spec else None
 
 
 class OsmGraphs:
-    """One window's OSM graph: features read once for the whole raster, indexed, queried per window.
+    """The OSM read once for the whole raster (in its CRS) and indexed; called with a window's bounds, the
+    graph of the features inside it (None without features, or for a model without an OSM branch).
     The tags of the features inside the raster are text-encoded up front in large batches."""
 
-    def __init__(self, paths: Sequence[str], source: Source, text_encoder: str, device: str, progress: Progress):
-        from ..osm import OsmIndex, TagWeights, get_text_encoder
+    def __init__(self, paths: Sequence[str], source: Source, text_encoder: Optional[str], device: str,
+                 progress: Progress):
+        from ..osm import OsmFeatures, OsmIndex, TagWeights, get_text_encoder
         from ..osm.text import prime_encoder
 
         self.index = OsmIndex.from_files(list(paths), source.wkt, progress)
-        inside = self.index.query(source.bounds) if len(self.index) else []
-        self.encoder = get_text_encoder(text_encoder, device=device) if len(inside) else None
+        self.inside = self.index.query(source.bounds) if len(self.index) else OsmFeatures.empty()
+        self.encoder = get_text_encoder(text_encoder, device=device) if text_encoder and len(self.inside) else None
         if self.encoder is not None:
-            prime_encoder(list(inside.labels), self.encoder)
+            prime_encoder(list(self.inside.labels), self.encoder)
         self.weights = TagWeights.from_json()
 
     def __call__(self, bounds: tuple):
@@ -85,8 +94,9 @@ class Job:
 
     def run(self, predict: Predict, channels: int, sink: Sink, progress: Progress, message: str) -> RunStats:
         t0 = time.monotonic()
+        graph_for = self.graphs if self.graphs is not None and self.graphs.encoder is not None else None
         stats = run_windows(self.source, self.bands, self.normalise, self.plan, predict, channels, sink,
-                            self.runtime, progress, self.graphs, message)
+                            self.runtime, progress, graph_for, message)
         stats.seconds = time.monotonic() - t0
         return stats
 
@@ -127,13 +137,12 @@ def prepare(options: RasterOptions, progress: Progress, patch_outputs: bool = Fa
     graphs = None
     if options.osm:
         progress.update(2, "Reading OSM")
-        text_encoder = str(model.card.get("text_encoder") or "minilm")
-        if isinstance(model.card.get("text_encoder"), dict):
-            text_encoder = model.card["text_encoder"].get("name", "minilm")
+        text_encoder = text_encoder_of(model.card)
         graphs = OsmGraphs(options.osm, source, text_encoder, str(runtime.device), progress.sub(2, 5))
-        if graphs.encoder is None:
+        if not len(graphs.inside):
             progress.warn("The OSM files hold no feature in the raster's area; using the image alone.")
-            graphs = None
+        elif text_encoder is None:
+            progress.warn(f"The model {model.name} has no OSM branch: it uses the image alone.")
     return Job(options, model, source, bands, normalise, plan, runtime, graphs, progress)
 
 

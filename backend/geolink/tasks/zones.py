@@ -69,7 +69,7 @@ def run(config: Config, progress: Progress) -> dict:
         min_area = (config.min_area / unit**2) if config.min_area else 16 * pixel * pixel
         polys, origin = [], "osm_block"
         if job.graphs is not None:
-            feats = job.graphs.index.query(src.bounds)
+            feats = job.graphs.inside
             ways = z.way_lines(feats.labels, feats.kinds, feats.geoms)
             polys = z.blocks(ways, src.bounds, pixel, min_area)
             progress.log(f"{len(ways)} OSM ways cut the extent into {len(polys)} zones.")
