@@ -3,8 +3,9 @@
 Parameter names are the original's, so an official checkpoint maps onto this module one to one
 (see checkpoint.py). Differences from the original, all at inference-neutral places:
 - every OSM node is used (the original keeps 50 per image at random), so outputs are deterministic;
-- the OSM LayerNorm and relation averaging are per graph, so an image's output does not depend on
-  the rest of its batch;
+- the OSM LayerNorm statistics and the relation averaging are per graph, so an image's output does
+  not depend on the rest of its batch (config.osm_norm = "batch" restores the original's batch-wide
+  statistics, which the reference outputs were computed with; for a batch of one both agree);
 - an image without OSM nodes takes the image-only pathway (fusion.py), never NaN;
 - batched tensors throughout (no per-graph loops, no numpy), scaled-dot-product attention.
 """
