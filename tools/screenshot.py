@@ -52,7 +52,13 @@ def grab():
 
 def finished(ok, results, error):
     log(f"run finished ok={ok} error={error!r}")
-    dialog = plugins["geolink_qgis"].dialog
+    root = QgsProject.instance().layerTreeRoot()
+    iface.layerTreeView().expandAll()  # the run's group open, so the legend shows the class names
+    for node in root.findLayers():
+        if node.layer().name() == "Sentinel-2 crop":
+            node.setExpanded(False)
+        else:
+            node.layer().setOpacity(0.8)
     show_left_of_dialog(QgsProject.instance().mapLayersByName("Sentinel-2 crop")[0].extent())
     QTimer.singleShot(4000, grab)
 
