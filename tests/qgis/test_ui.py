@@ -3,9 +3,11 @@
 from __future__ import annotations
 
 import json
+import sys
 import time
 from pathlib import Path
 
+import pytest
 from qgis.core import QgsApplication, QgsProject, QgsRasterLayer
 
 from geolink_qgis import settings
@@ -108,3 +110,33 @@ def test_missing_backend_shows_the_install_banner(qgis_app, tmp_path, monkeypatc
     monkeypatch.undo()
     dialog.refresh()
     assert not dialog.backend_banner.isVisibleTo(dialog)
+
+
+@pytest.mark.skipif(sys.platform == "win32", reason="a POSIX shebang script stands in for the backend")
+def test_dialog_cancel_button_stops_the_run(qgis_app, data_dir, tmp_path, monkeypatch):
+    from geolink_qgis.ui.main_dialog import GeoLinkDialog
+    from tests.test_worker_client import fake_python
+
+    python = fake_python(tmp_path, """
+        import sys, time
+        sys.stdin.readline()
+        while True:
+            print('{"event": "progress", "percent": 7, "message": "busy"}', flush=True)
+            time.sleep(0.05)
+    """)
+    monkeypatch.setenv("GEOLINK_BACKEND_PYTHON", python)
+    project = QgsProject.instance()
+    raster = QgsRasterLayer(str(s2_crop(data_dir, tmp_path / "in.tif")), "crop")
+    project.addMapLayer(raster)
+    try:
+        dialog = GeoLinkDialog()
+        dialog.raster.setLayer(raster)
+        dialog.output.setFilePath(str(tmp_path / "out.tif"))
+        dialog.start()
+        wait_for(lambda: dialog.progress.value() == 7, timeout=60)
+        dialog.cancel_button.click()
+        wait_for(lambda: not dialog.is_running(), timeout=30)
+        assert dialog.status.text() == "Cancelled." and dialog.run_button.isEnabled()
+        assert not (tmp_path / "out.tif").exists()
+    finally:
+        project.removeMapLayer(raster.id())
