@@ -186,3 +186,33 @@ def test_the_dialog_runs_a_classification_into_a_styled_group(qgis_app, data_dir
     layer = loaded(project, tmp_path / "dialog_classes.tif")
     assert isinstance(layer.renderer(), QgsPalettedRasterRenderer)
     assert group_of(project, layer).startswith("GeoLink classify land cover: scene")
+
+
+def test_classify_inside_a_processing_model(qgis_app, data_dir, tmp_path, tiny_models):
+    """The algorithms are ordinary Processing algorithms: a Model Builder model can chain them."""
+    from qgis import processing
+    from qgis.core import (
+        QgsProcessingModelAlgorithm,
+        QgsProcessingModelChildAlgorithm,
+        QgsProcessingModelChildParameterSource,
+        QgsProcessingModelOutput,
+        QgsProcessingModelParameter,
+        QgsProcessingParameterRasterLayer,
+    )
+
+    model = QgsProcessingModelAlgorithm("land cover model", "tests")
+    model.addModelParameter(QgsProcessingParameterRasterLayer("scene", "Scene"), QgsProcessingModelParameter("scene"))
+    child = QgsProcessingModelChildAlgorithm("geolink:classify")
+    child.setChildId("classify")
+    child.addParameterSources("INPUT", [QgsProcessingModelChildParameterSource.fromModelParameter("scene")])
+    child.addParameterSources("MODEL", [QgsProcessingModelChildParameterSource.fromStaticValue(
+        tiny_models["segmentation"])])
+    output = QgsProcessingModelOutput("classes")
+    output.setChildId("classify")
+    output.setChildOutputName("OUTPUT")
+    child.setModelOutputs({"classes": output})
+    model.addChildAlgorithm(child)
+    out = tmp_path / "model_classes.tif"
+    result = processing.run(model, {"scene": str(s2_crop(data_dir, tmp_path / "in.tif", size=48)),
+                                    "classify:classes": str(out)})
+    assert Path(result["classify:classes"]) == out and gdal.Open(str(out)).RasterXSize == 48
