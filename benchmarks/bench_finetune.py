@@ -154,7 +154,7 @@ def _row(name: str, m: Dict) -> str:
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--model", action="append", default=[], help="base package(s) to fine-tune (default: default)")
-    parser.add_argument("--head", default="upernet", choices=["upernet", "fpn", "linear"])
+    parser.add_argument("--head", default="fpn", choices=["fpn", "upernet", "linear"])
     parser.add_argument("--threads", type=int, default=2, help="torch and sklearn threads")
     parser.add_argument("--epochs", type=int, default=40)
     args = parser.parse_args()
