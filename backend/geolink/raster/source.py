@@ -22,10 +22,15 @@ IMAGENET_STD = (0.229, 0.224, 0.225)
 COLOR_NAMES = {"red": 3, "green": 4, "blue": 5, "nir": None}  # gdal.GCI_RedBand etc.
 
 
+CACHE_MAX = 256 * 2**20  # GDAL's block cache: enough for a strip of windows and a row of output blocks
+
+
 def _gdal():
     from osgeo import gdal
 
     gdal.UseExceptions()
+    if gdal.GetConfigOption("GDAL_CACHEMAX") is None and gdal.GetCacheMax() > CACHE_MAX:
+        gdal.SetCacheMax(CACHE_MAX)  # its default (5% of RAM) would let memory grow with the raster
     return gdal
 
 

@@ -132,7 +132,8 @@ def run(config: Config, progress: Progress) -> dict:
     preview = config.preview or default_preview(config.out)
     with contextlib.ExitStack() as stack:
         feats = stack.enter_context(geotiff(stack.enter_context(atomic_output(config.out)), plan.out_width,
-                                            plan.out_height, channels, "float32", gt, src.wkt, float("nan"), meta))
+                                            plan.out_height, channels, "float32", gt, src.wkt, float("nan"), meta,
+                                            block_rows=16))
         writer = FeatureWriter(feats)
         stats = job.run(predict, channels, writer, progress.sub(5, 90), "Embedding, batch")
         require_valid(stats)
