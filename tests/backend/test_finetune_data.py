@@ -166,20 +166,30 @@ def test_windows_pad_past_the_edge_and_split_targets(grid, tmp_path):
     assert (val >= 0).sum() == pixels[held].sum()
 
 
-def test_split_is_by_block_and_reproducible():
+def test_split_is_stratified_by_block_and_reproducible():
     rng = np.random.default_rng(1)
     centroids = rng.uniform(0, 10000, (60, 2))
     class_ids = np.arange(60) % 4
-    pixels = np.full(60, 100.0)
+    pixels = rng.uniform(50, 5000, 60)
     a = spatial_split(class_ids, centroids, pixels, 0.25, 2000, seed=3)
     assert (a == spatial_split(class_ids, centroids, pixels, 0.25, 2000, seed=3)).all()
-    blocks = {tuple(b) for b in np.floor(centroids / 2000).astype(int)}
-    for b in blocks:  # whole blocks only
-        members = (np.floor(centroids / 2000).astype(int) == b).all(1)
-        assert a[members].all() or not a[members].any()
-    share = np.bincount(class_ids[a], minlength=4) / 15
-    assert (share > 0.1).all() and (share < 0.6).all()
+    blocks = np.floor(centroids / 2000).astype(int)
+    for c in range(4):  # a class's polygons of one block are all held out or all kept
+        for b in {tuple(k) for k in blocks[class_ids == c]}:
+            members = (class_ids == c) & (blocks == b).all(1)
+            assert a[members].all() or not a[members].any()
+        share = pixels[a & (class_ids == c)].sum() / pixels[class_ids == c].sum()
+        assert 0.25 <= share < 0.7 and (~a & (class_ids == c)).any()
     assert not spatial_split(class_ids, centroids, pixels, 0.0, 2000).any()
+
+
+def test_split_validates_every_class_with_two_polygons():
+    class_ids = np.array([0, 0, 1, 1, 1, 2])
+    centroids = np.array([[0, 0], [10, 10], [5000, 0], [5010, 0], [9000, 9000], [20, 20]], dtype=float)
+    val = spatial_split(class_ids, centroids, np.array([100.0, 100, 10, 10, 50000, 30]), 0.2, 1000, seed=0)
+    assert val[:2].sum() == 1  # both in one block: one polygon held out, one kept
+    assert val[2:5].any() and not val[2:5].all()
+    assert not val[5]  # a single polygon always trains
 
 
 def test_d4_matches_between_numpy_and_torch_and_is_a_group():

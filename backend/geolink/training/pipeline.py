@@ -157,6 +157,9 @@ def prepare_data(config, base, progress: Progress) -> TrainingData:
     size = int(config.tile_size or spec.input_size)
     if size % spec.patch_size:
         raise InputError(f"--tile-size {size} is not a multiple of the model's patch size {spec.patch_size}.")
+    if config.head != "linear" and size % 32:
+        raise InputError(f"The {config.head} head needs windows that are a multiple of 32 px; got {size}.",
+                         hint="Set --tile-size (e.g. 128 or 224) or use --head linear.")
     windows = label_windows(labels, grid, size, int(config.overlap), progress.sub(10, 25))
     images, valid = read_windows(grid, windows.positions, size, bands, normalise, progress.sub(25, 60))
     windows.drop_invalid(valid)

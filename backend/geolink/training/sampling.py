@@ -73,12 +73,14 @@ def augmentations(n_windows: int, per_window: int, seed: int) -> List[List[int]]
 
 def spatial_split(class_ids: np.ndarray, centroids: np.ndarray, pixels: np.ndarray, val_fraction: float,
                   block: float, seed: int = 0) -> np.ndarray:
-    """Boolean mask of the polygons held out for validation, chosen by spatial blocks, never by pixel.
+    """Boolean mask of the polygons held out for validation: by polygon, never by pixel, stratified by
+    class and kept apart in space.
 
-    Polygons are grouped into square blocks of side `block` (map units); whole blocks go to
-    validation, in a seeded random order, while a class in the block has less than `val_fraction`
-    of its pixels held out, unless that would take a class already held out past 1.5 times its share
-    or leave a class without a training polygon.
+    Polygons are grouped into square blocks of side `block` (map units). For each class (rarest first),
+    the class's polygons of one block at a time, blocks in a seeded random order, go to validation
+    until `val_fraction` of the class's pixels is held out, always leaving the class at least one
+    training polygon. So every class with two polygons or more is validated, and a validation polygon
+    never shares a block with a training polygon of its class (unless all of them share one block).
     """
     n = len(class_ids)
     val = np.zeros(n, dtype=bool)
@@ -86,24 +88,23 @@ def spatial_split(class_ids: np.ndarray, centroids: np.ndarray, pixels: np.ndarr
         return val
     keys = np.floor(np.asarray(centroids) / block).astype(np.int64)
     block_ids = np.unique(keys, axis=0, return_inverse=True)[1].reshape(-1)
-    n_classes = int(class_ids.max()) + 1
-    total = np.bincount(class_ids, weights=pixels, minlength=n_classes)
-    target = val_fraction * total
-    held = np.zeros(n_classes)
-    train_left = np.bincount(class_ids, minlength=n_classes)
     rng = np.random.default_rng(seed)
-    for b in rng.permutation(block_ids.max() + 1):
-        members = np.flatnonzero(block_ids == b)
-        classes = class_ids[members]
-        adds = np.bincount(classes, weights=pixels[members], minlength=n_classes)
-        counts = np.bincount(classes, minlength=n_classes)
-        wanted = np.any((counts > 0) & (held < target))
-        too_much = np.any((held > 0) & (held + adds > 1.5 * target))
-        if not wanted or too_much or np.any((counts > 0) & (counts >= train_left)):
+    order = rng.permutation(block_ids.max() + 1)
+    counts = np.bincount(class_ids)
+    for c in np.argsort(counts, kind="stable"):
+        mine = np.flatnonzero(class_ids == c)
+        if len(mine) < 2:
             continue
-        val[members] = True
-        held += adds
-        train_left -= counts
+        target, held = val_fraction * pixels[mine].sum(), 0.0
+        groups = [g for g in (mine[block_ids[mine] == b] for b in order) if len(g)]
+        if len(groups) == 1:  # all in one block: hold out single polygons instead
+            groups = [np.array([i]) for i in rng.permutation(mine)]
+        for g in groups:
+            if held >= target:
+                break
+            if len(mine) - val[mine].sum() - len(g) >= 1:
+                val[g] = True
+                held += pixels[g].sum()
     return val
 
 
