@@ -153,6 +153,8 @@ def test_bad_input(inputs, tmp_path):
     save_file({"w": torch.zeros(2)}, str(not_a_model))
     with pytest.raises(InputError, match="no GeoLink encoder"):
         _run(inputs, tmp_path / "b.safetensors", model=str(not_a_model))
+    with pytest.raises(InputError, match="multiple of 32"):
+        _run(inputs, tmp_path / "e.safetensors", tile_size=48, head="fpn")
     with pytest.raises(InputError, match="must be a .safetensors"):
         _run(inputs, tmp_path / "c.tif")
     single = tmp_path / "single.geojson"
