@@ -198,6 +198,8 @@ def main() -> int:
     print(f"{'whole pipeline':<28}{f['windows_per_second']:>10.1f}")
     print(f"{'bare model, same windows':<28}{bare:>10.1f}")
     print(f"{'pipeline / bare':<28}{f['windows_per_second'] / bare:>10.2f}")
+    print(f"share of the task's time in the model: {f['seconds_model'] / f['seconds']:.1%} "
+          "(the rest: reading, normalising, blending, writing)")
     naip(work, model)
     return 0
 

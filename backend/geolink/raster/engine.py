@@ -32,7 +32,7 @@ GraphFor = Callable[[tuple], object]
 class Window:
     col: int
     row: int
-    image: np.ndarray  # [C, T, T] normalised float32
+    raw: np.ndarray  # [C, T, T] band values as read (a view into the strip)
     valid: np.ndarray  # [T, T] bool
 
 
@@ -125,11 +125,15 @@ class RowAccumulator:
                 values = self.acc[:, rows] / np.where(ok, wsum, 1.0)
                 values[:, ~ok] = 0.0
                 self.sink(self.top + r, values, ok)
-            self.acc[:, :cap - k] = self.acc[:, k:]
+            for r in range(0, cap - k, k):  # shift up in steps that do not overlap: no full-size temporary
+                rows = slice(r, min(r + k, cap - k))
+                src = slice(rows.start + k, rows.stop + k)
+                self.acc[:, rows] = self.acc[:, src]
+                self.wsum[rows] = self.wsum[src]
+                self.valid[rows] = self.valid[src]
             self.acc[:, cap - k:] = 0
-            for buf in (self.wsum, self.valid):
-                buf[:cap - k] = buf[k:]
-                buf[cap - k:] = 0
+            self.wsum[cap - k:] = 0
+            self.valid[cap - k:] = False
             self.top += k
             n -= k
 
@@ -141,16 +145,14 @@ def _block_any(valid: np.ndarray, factor: int) -> np.ndarray:
     return valid.reshape(h // factor, factor, w // factor, factor).any(axis=(1, 3))
 
 
-def iter_windows(source: Source, bands: Sequence[int], normalise: Normaliser, plan: WindowPlan):
-    """Windows in row-major order; each row of windows is read as one strip."""
+def iter_windows(source: Source, bands: Sequence[int], plan: WindowPlan):
+    """Windows in row-major order; each row of windows is read as one strip (raw values, normalised per batch)."""
     cols = plan.cols
     strip_width = cols[-1] + plan.tile
     for row in plan.rows:
         raw, valid = source.read(bands, 0, row, strip_width, plan.tile)
-        image = normalise(raw)
-        image[:, ~valid] = 0.0
         for col in cols:
-            yield Window(col, row, image[:, :, col:col + plan.tile], valid[:, col:col + plan.tile])
+            yield Window(col, row, raw[:, :, col:col + plan.tile], valid[:, col:col + plan.tile])
 
 
 def _batches(windows, size: int):
@@ -184,7 +186,7 @@ def run_windows(source: Source, bands: Sequence[int], normalise: Normaliser, pla
     acc = RowAccumulator(channels, plan.out_tile, plan.out_width, plan.out_height, sink)
     stats = RunStats()
     total = math.ceil(len(plan) / runtime.batch_size)
-    for batch in progress.steps(_batches(iter_windows(source, bands, normalise, plan), runtime.batch_size),
+    for batch in progress.steps(_batches(iter_windows(source, bands, plan), runtime.batch_size),
                                 total, message):
         stats.windows += len(batch)
         todo = [w for w in batch if w.valid.any()]
@@ -198,7 +200,9 @@ def run_windows(source: Source, bands: Sequence[int], normalise: Normaliser, pla
                 if all(g is None for g in graphs):
                     graphs = None
             t0 = time.monotonic()
-            outs = runtime.run(predict, np.stack([w.image for w in todo]), graphs)
+            valid = np.stack([w.valid for w in todo])[:, None]
+            images = np.where(valid, normalise(np.stack([w.raw for w in todo])), np.float32(0))
+            outs = runtime.run(predict, images, graphs)
             stats.seconds_model += time.monotonic() - t0
             if outs.shape[1] != channels:
                 raise ModelError(f"The model gave {outs.shape[1]} output channels; {channels} were expected.")
