@@ -156,7 +156,7 @@ def main() -> int:
     parser.add_argument("--model", action="append", default=[], help="base package(s) to fine-tune (default: default)")
     parser.add_argument("--head", default="fpn", choices=["fpn", "upernet", "linear"])
     parser.add_argument("--threads", type=int, default=2, help="torch and sklearn threads")
-    parser.add_argument("--epochs", type=int, default=40)
+    parser.add_argument("--epochs", type=int, default=25)
     args = parser.parse_args()
     if not RASTER.exists():
         print(f"skipped: {RASTER} missing (run `make data`)")

@@ -33,7 +33,7 @@ class Config:
     out: str = option(flag="--out", required=True, help="output model package (.safetensors)")
     osm: List[str] = option(default_factory=list, flag="--osm", metavar="FILE",
                             help="OSM files for OSM-aware heads (fused image + OSM features)")
-    epochs: int = option(40, flag="--epochs", help="most epochs (early stopping usually ends sooner)")
+    epochs: int = option(25, flag="--epochs", help="most epochs (early stopping may end sooner)")
     head: str = option("fpn", flag="--head", choices=HEADS,
                        help="task head: fpn (default, fast on a CPU), upernet (the paper's, 4x slower), linear")
     unfreeze: int = option(0, flag="--unfreeze", help="encoder blocks to train too, from the last (0: frozen)")
