@@ -7,7 +7,7 @@ APT_PACKAGES := qgis python3-qgis qgis-providers python3-gdal gdal-bin python3-v
 export QT_QPA_PLATFORM ?= offscreen
 export GEOLINK_BACKEND_PYTHON ?= $(CURDIR)/.venv/bin/python
 
-.PHONY: setup system data demo test bench package deploy lint clean
+.PHONY: setup system data demo test bench package deploy lint screenshot clean
 
 setup: system $(STAMP) data
 
@@ -43,6 +43,10 @@ package:
 
 deploy:
 	$(SYSPY) tools/package.py --deploy
+
+# The README's picture: the real QGIS window (Xvfb) with the dialog and a styled result.
+screenshot: setup
+	$(PY) tools/screenshot.py --out docs/screenshot.png
 
 lint: $(STAMP)
 	$(PY) -m ruff check geolink_qgis backend tests benchmarks tools

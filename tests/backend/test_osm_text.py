@@ -130,3 +130,16 @@ def test_priming_encodes_all_distinct_tags_in_one_go(tmp_path):
     assert prime_encoder(labels, cached) == 3
     embed_labels(labels[:2], cached, TagWeights({}))
     assert len(inner.calls) == 1 and sorted(inner.calls[0]) == ["amenity:cafe", "building:building", "roof shape:flat"]
+
+
+def test_clip_from_the_folder_the_plugin_names(tmp_path, monkeypatch):
+    import geolink.osm.text as text
+
+    monkeypatch.setattr(text, "_MODELS", {})
+    monkeypatch.setenv("GEOLINK_CLIP_DIR", str(tiny_clip_folder(tmp_path / "clip")))
+    encoder = get_text_encoder("clip", cached=False)
+    assert isinstance(encoder.model, CLIPTextModel) and encoder.name == "clip-vit-b16" and encoder.dim == 32
+    monkeypatch.setattr(text, "_MODELS", {})
+    monkeypatch.setenv("GEOLINK_CLIP_DIR", str(tmp_path / "empty"))
+    with pytest.raises(InputError, match="GEOLINK_CLIP_DIR"):
+        get_text_encoder("clip")

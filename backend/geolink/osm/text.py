@@ -193,6 +193,13 @@ def minilm_folder() -> Path:
 
 
 def _clip_folder() -> str:
+    """A saved CLIP folder named by GEOLINK_CLIP_DIR (the plugin's setting), else the Hugging Face cache."""
+    saved = os.environ.get("GEOLINK_CLIP_DIR")
+    if saved:
+        if not (Path(saved) / "config.json").is_file():
+            raise InputError(f"GEOLINK_CLIP_DIR={saved} is not a saved transformers model folder (no config.json).",
+                             hint="Point the GeoLink setting 'tag-encoder folder' at the folder save_pretrained wrote.")
+        return saved
     from huggingface_hub import snapshot_download
 
     try:
