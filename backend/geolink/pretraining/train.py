@@ -158,7 +158,7 @@ def pretrain(model: torch.nn.Module, dataset: PairsDataset, settings: TrainSetti
     elif ctx.main and csv_path.exists():
         csv_path.unlink()
     if start >= settings.steps:
-        return {"steps": start, "resumed_from": start}
+        return {"steps": start, "resumed_from": start, **(loss_summary(csv_path) if ctx.main else {})}
     step_fn = _LossModule(model, settings.mask_ratio, settings.osm_mask_ratio)
     if ctx.world > 1:
         from torch.nn.parallel import DistributedDataParallel
@@ -169,7 +169,7 @@ def pretrain(model: torch.nn.Module, dataset: PairsDataset, settings: TrainSetti
     weights = torch.tensor(settings.loss_weights, device=device)
     autocast = torch.autocast("cuda", dtype=torch.bfloat16) if device.type == "cuda" else contextlib.nullcontext()
     model.train()
-    history, t0 = [], time.monotonic()
+    t0 = time.monotonic()
     csv_file = open(csv_path, "a", newline="") if ctx.main else None
     writer = csv.writer(csv_file) if csv_file else None
     if writer and start == 0:
@@ -195,7 +195,6 @@ def pretrain(model: torch.nn.Module, dataset: PairsDataset, settings: TrainSetti
             optimizer.step()
             done = step + 1
             values = ctx.mean([loss.detach(), *losses.detach()])
-            history.append(values)
             elapsed = time.monotonic() - t0
             rate = (done - start) * settings.batch_size * ctx.world / max(elapsed, 1e-9)
             if writer:
@@ -222,9 +221,27 @@ def pretrain(model: torch.nn.Module, dataset: PairsDataset, settings: TrainSetti
     figures = {"steps": done, "resumed_from": start, "seconds": round(seconds, 1), "world_size": ctx.world,
                "images_per_s": round((done - start) * settings.batch_size * ctx.world / max(seconds, 1e-9), 2),
                "lr_peak": peak}
-    if history:
-        window = max(1, min(20, len(history) // 5))
-        for prefix, rows in (("first", history[:window]), ("final", history[-window:])):
-            means = torch.tensor(rows).mean(0).tolist()
-            figures.update({f"{prefix}_{k}": round(v, 5) for k, v in zip(("loss", *LOSS_NAMES), means)})
+    if ctx.main:
+        figures.update(loss_summary(csv_path))
     return figures
+
+
+def loss_summary(csv_path: Path, window: int = 20) -> dict:
+    """Mean losses over the first and the last `window` logged steps of a run (all its resumes included)."""
+    if not Path(csv_path).exists():
+        return {}
+    with open(csv_path, newline="") as f:
+        rows = list(csv.DictReader(f))
+    if not rows:
+        return {}
+    window = max(1, min(window, len(rows) // 5))
+    seconds, previous = 0.0, 0.0
+    for r in rows:  # elapsed_s restarts from 0 in each resumed segment
+        t = float(r["elapsed_s"])
+        seconds += t - previous if t >= previous else t
+        previous = t
+    out = {"logged_steps": len(rows), "train_seconds": round(seconds, 1)}
+    for prefix, part in (("first", rows[:window]), ("final", rows[-window:])):
+        for k in ("loss", *LOSS_NAMES):
+            out[f"{prefix}_{k}"] = round(sum(float(r[k]) for r in part) / len(part), 5)
+    return out
