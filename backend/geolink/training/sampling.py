@@ -77,10 +77,11 @@ def spatial_split(class_ids: np.ndarray, centroids: np.ndarray, pixels: np.ndarr
     class and kept apart in space.
 
     Polygons are grouped into square blocks of side `block` (map units). For each class (rarest first),
-    the class's polygons of one block at a time, blocks in a seeded random order, go to validation
-    until `val_fraction` of the class's pixels is held out, always leaving the class at least one
-    training polygon. So every class with two polygons or more is validated, and a validation polygon
-    never shares a block with a training polygon of its class (unless all of them share one block).
+    the class's polygons of one block at a time go to validation: first the block whose pixels come
+    nearest `val_fraction` of the class's, then others in a seeded random order while the share is
+    not reached and stays under 1.5 times it; the class always keeps at least one training polygon.
+    So every class with two polygons or more is validated, and a validation polygon never shares a
+    block with a training polygon of its class (unless all of them share one block).
     """
     n = len(class_ids)
     val = np.zeros(n, dtype=bool)
@@ -99,12 +100,15 @@ def spatial_split(class_ids: np.ndarray, centroids: np.ndarray, pixels: np.ndarr
         groups = [g for g in (mine[block_ids[mine] == b] for b in order) if len(g)]
         if len(groups) == 1:  # all in one block: hold out single polygons instead
             groups = [np.array([i]) for i in rng.permutation(mine)]
-        for g in groups:
-            if held >= target:
-                break
-            if len(mine) - val[mine].sum() - len(g) >= 1:
+        sizes = np.array([pixels[g].sum() for g in groups])
+        first = int(np.argmin(np.abs(sizes - target)))  # the group nearest the target, so a class is validated
+        for k in [first] + [k for k in range(len(groups)) if k != first]:
+            g = groups[k]
+            if held >= target or len(mine) - val[mine].sum() - len(g) < 1:
+                continue
+            if held == 0 or held + sizes[k] <= 1.5 * target:
                 val[g] = True
-                held += pixels[g].sum()
+                held += sizes[k]
     return val
 
 
