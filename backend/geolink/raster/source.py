@@ -22,7 +22,7 @@ IMAGENET_STD = (0.229, 0.224, 0.225)
 COLOR_NAMES = {"red": 3, "green": 4, "blue": 5, "nir": None}  # gdal.GCI_RedBand etc.
 
 
-CACHE_MAX = 256 * 2**20  # GDAL's block cache: enough for a strip of windows and a row of output blocks
+CACHE_MAX = 128 * 2**20  # GDAL block cache: a strip of 20,000 px windows and a row of output blocks fit
 
 
 def _gdal():
