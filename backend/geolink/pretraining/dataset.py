@@ -2,11 +2,11 @@
 
 from __future__ import annotations
 
-from typing import List, Optional, Sequence, Tuple
+from typing import List, Sequence, Tuple
 
 import torch
 
-from .augment import PairAugment, resize
+from .augment import PairAugment
 from .graphs import empty_graph, from_plain
 from .images import normalise
 
@@ -14,12 +14,10 @@ from .images import normalise
 class PairsDataset:
     """Samples are dicts {"name", "image": uint8 [3,H,W], "graph": plain graph dict or None}."""
 
-    def __init__(self, samples: List[dict], text_dim: int, augment: Optional[PairAugment] = None,
-                 size: int = 224, seed: int = 0):
+    def __init__(self, samples: List[dict], text_dim: int, augment: PairAugment, seed: int = 0):
         self.samples = samples
         self.text_dim = text_dim
         self.augment = augment
-        self.size = size
         self.seed = seed
 
     def __len__(self) -> int:
@@ -32,8 +30,6 @@ class PairsDataset:
     def item(self, index: int, draw: int = 0) -> Tuple[torch.Tensor, object]:
         """(normalised image [3,S,S], graph); `draw` selects the augmentation's random draw."""
         image, graph = self.samples[index]["image"], self.graph(index)
-        if self.augment is None:
-            return normalise(resize(image.float() / 255.0, self.size)[None])[0], graph
         gen = torch.Generator().manual_seed(hash((self.seed, index, draw)) & 0x7FFFFFFF)
         image, graph = self.augment(image, graph, gen)
         return normalise(image[None])[0], graph

@@ -90,8 +90,7 @@ def _run(config: Config, progress: Progress) -> dict:
     text_dim, native = model_info(model)
     if config.init and native != config.image_size:
         progress.warn(f"--init model was pretrained at {native} px; training at --image-size {config.image_size}.")
-    dataset = PairsDataset(samples, text_dim, PairAugment(size=config.image_size), size=config.image_size,
-                           seed=config.seed)
+    dataset = PairsDataset(samples, text_dim, PairAugment(size=config.image_size), seed=config.seed)
     settings = TrainSettings(steps=config.steps, batch_size=config.batch_size, lr=config.lr, warmup=config.warmup,
                              mask_ratio=config.mask_ratio, osm_mask_ratio=config.osm_mask_ratio,
                              checkpoint_every=config.checkpoint_every, seed=config.seed)
