@@ -19,7 +19,7 @@ from .. import layers
 from ..compat import FIELD_ANY, NUMBER_DOUBLE, NUMBER_INTEGER, SOURCE_VECTOR_POLYGON, add_advanced
 from .base import GeoLinkAlgorithm
 
-HEADS = ["upernet", "fpn", "linear"]
+HEADS = ["fpn", "upernet", "linear"]  # the first is the default: FPN trains about 4x faster than UPerNet on CPU
 
 
 class FinetuneAlgorithm(GeoLinkAlgorithm):
@@ -34,7 +34,7 @@ class FinetuneAlgorithm(GeoLinkAlgorithm):
             "early when it no longer improves. The report gives per-class precision, recall and IoU, accuracy and "
             "the confusion matrix. To choose the held-out polygons yourself, mark them 'val' in a split field.<br>"
             "<b>Output</b>: a model package (.safetensors); save it in the GeoLink model folder to find it by name.<br>"
-            "<b>Advanced</b>: epochs, head (upernet, fpn or linear), how many encoder blocks to unfreeze, the "
+            "<b>Advanced</b>: epochs, head (fpn, upernet or linear), how many encoder blocks to unfreeze, the "
             "validation share, and the usual device and tiling options.")
 
     LABELS, CLASS_FIELD, OUTPUT, REPORT, METRICS = "LABELS", "CLASS_FIELD", "OUTPUT", "REPORT", "METRICS"
