@@ -9,8 +9,10 @@
 3. Store the weights as float16 with the card's provenance (data, steps, time, losses, metrics).
 
 Each stage resumes: a stopped pretraining run continues from its checkpoint when run again.
+After `python benchmarks/bench_pretraining_value.py --json V.json`, `--repackage --value-json V.json`
+rewrites only the card of the built package, adding the measured value of the pretraining.
 
-    python tools/make_default_model.py [--steps 400] [--batch-size 32] [--threads 2] [--device auto]
+    python tools/make_default_model.py [--steps 240] [--batch-size 16] [--threads 2] [--device auto]
 """
 
 from __future__ import annotations
@@ -99,6 +101,24 @@ def card_provenance(pretraining: dict, finetuning: dict, args, seconds: float) -
         "date": time.strftime("%Y-%m-%d", time.gmtime())}
 
 
+def value_figures(path: Path) -> dict:
+    """The pretrained-vs-random summary written by benchmarks/bench_pretraining_value.py --json."""
+    result = json.loads(path.read_text())
+    return {"benchmark": "benchmarks/bench_pretraining_value.py", "options": result["options"],
+            "summary": result["summary"], "pretrained_minus_random": result["gain"]}
+
+
+def repackage(args) -> int:
+    from geolink.models import read_card
+
+    provenance = read_card(args.out)["provenance"]
+    if args.value_json:
+        provenance["pretraining_value"] = value_figures(args.value_json)
+    final_package(args.work / "finetuned.safetensors", args.out, provenance)
+    print(f"card rewritten: {args.out}")
+    return 0
+
+
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--work", type=Path, default=ROOT / ".cache" / "default-model")
@@ -114,7 +134,11 @@ def main() -> int:
                         help="head epochs; no early stopping: the train part has too few polygons per class to spare")
     parser.add_argument("--threads", type=int, default=2)
     parser.add_argument("--device", default="auto")
+    parser.add_argument("--value-json", type=Path, help="bench_pretraining_value.py --json output to record")
+    parser.add_argument("--repackage", action="store_true", help="only rewrite the default package's card")
     args = parser.parse_args()
+    if args.repackage:
+        return repackage(args)
     missing = [p for p in [*RASTERS, LABELS] if not p.exists()]
     if missing:
         print(f"missing: {', '.join(map(str, missing))} (run `make data`)")
@@ -127,6 +151,8 @@ def main() -> int:
     base = encoder_package(Path(pre["outputs"]["model"]), args.work / "encoder.safetensors")
     fine = finetune(base, args.work, args)
     provenance = card_provenance(pre["figures"], fine["figures"], args, time.monotonic() - t0)
+    if args.value_json:
+        provenance["pretraining_value"] = value_figures(args.value_json)
     final_package(Path(fine["outputs"]["model"]), args.out, provenance)
     print(f"default model: {args.out} ({args.out.stat().st_size / 1e6:.1f} MB)")
     return 0
