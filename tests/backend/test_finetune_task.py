@@ -74,6 +74,10 @@ def test_worker_job_writes_a_package_classify_can_use(inputs, tmp_path):
     assert [c["name"] for c in classes] == ["built-up", "cropland", "forest"]
     assert classes[2]["color"] == "#00ff00"
     assert model.card["provenance"]["task"] == "finetune"
+    norm = model.card["normalisation"]  # the percentile stretch trained with is kept, for crops and other scenes
+    assert len(norm["low"]) == len(norm["high"]) == 3 and all(lo < hi for lo, hi in zip(norm["low"], norm["high"]))
+    assert 0 < min(norm["low"]) and max(norm["high"]) < 10000  # Sentinel-2 L1C reflectance x 10000
+    assert norm["mean"] == NORM["mean"] and norm["std"] == NORM["std"] and norm["low_high_dtype"] == "UInt16"
     report = json.loads(open(result["outputs"]["report_json"]).read())
     cm = np.array(report["validation"]["confusion_matrix"])
     assert cm.shape == (3, 3) and cm.sum() == report["validation"]["pixels"] > 0

@@ -189,3 +189,16 @@ def test_gsd_in_metres_on_a_geographic_raster(data_dir, tmp_path):
     lat = (src.bounds[1] + src.bounds[3]) / 2
     assert src.pixel_size == pytest.approx(20.0 / (111_320 * np.cos(np.radians(lat))), rel=1e-6)
     assert 45 <= src.width <= 60  # 1 km wide at 20 m
+
+
+def test_a_trained_stretch_holds_for_its_data_type_only(data_dir, tmp_path):
+    s2 = Source(str(s2_crop(data_dir, tmp_path / "s2.tif", 0, 0, 64)))  # UInt16 reflectance
+    aerial = Source(str(data_dir / "OSBS_029.tif"))  # 8-bit RGB
+    card = {"normalisation": {"scale": 255.0, "mean": 0.0, "std": 1.0, "low": [400, 600, 900],
+                              "high": [1400, 1300, 1500], "low_high_dtype": "UInt16"}}
+    spec = ModelInput.from_card(card)
+    assert s2.dtype_name([1, 2, 3]) == "UInt16" and aerial.dtype_name([1, 2, 3]) == "Byte"
+    fitted = s2.normaliser(spec, [1, 2, 3])
+    assert fitted.low.tolist() == [400, 600, 900] and fitted.high.tolist() == [1400, 1300, 1500]
+    byte = aerial.normaliser(spec, [1, 2, 3])  # not the UInt16 stretch, which would clip every 8-bit pixel to 0
+    assert byte.low.tolist() == [0, 0, 0] and byte.high.tolist() == [255, 255, 255]

@@ -70,6 +70,8 @@ class Normaliser:
 
     The card's "normalisation" may give "low"/"high" (one per band or one for all: always used), "scale"
     (high, with low = 0: used for 8-bit rasters, and for any raster when "stretch" is "fixed"), and
+    "low_high_dtype" (when set, low/high hold only for rasters of that GDAL data type, e.g. "UInt16":
+    a fine-tuned package records the stretch it was trained with this way), and
     "mean"/"std" (default ImageNet's for 3 bands). Otherwise 8-bit rasters are taken as 0-255 and other
     types (uint16 reflectance, float) are stretched from the raster's own 2nd-98th percentiles
     ("low_percentile"/"high_percentile"), the rule the pretraining uses for them.
@@ -240,9 +242,13 @@ class Source:
         mean = _per_band(norm.get("mean", IMAGENET_MEAN if n == 3 else 0.0), n, "mean")
         std = _per_band(norm.get("std", IMAGENET_STD if n == 3 else 1.0), n, "std")
         byte = self.ds.GetRasterBand(bands[0]).DataType == _gdal().GDT_Byte
-        if "low" in norm or "high" in norm or ("scale" in norm and (byte or norm.get("stretch") == "fixed")):
+        fitted_on = norm.get("low_high_dtype")  # a stretch fitted on training data holds for that data type only
+        fixed = ("low" in norm or "high" in norm) and fitted_on in (None, self.dtype_name(bands))
+        if fixed:
             low = _per_band(norm.get("low", 0.0), n, "low")
             high = _per_band(norm.get("high", norm.get("scale", 255.0)), n, "high")
+        elif "scale" in norm and (byte or norm.get("stretch") == "fixed"):
+            low, high = np.zeros(n, np.float32), _per_band(norm["scale"], n, "scale")
         elif byte:
             low, high = np.zeros(n, np.float32), np.full(n, 255.0, np.float32)
         else:
@@ -298,6 +304,10 @@ class Source:
             ok &= band.GetMaskBand().ReadAsArray(c0, r0, c1 - c0, r1 - r0) > 0
         valid[sub] = ok
         return raw, valid
+
+    def dtype_name(self, bands: Sequence[int]) -> str:
+        """GDAL's name of the bands' data type ("Byte", "UInt16", "Float32"...)."""
+        return _gdal().GetDataTypeName(self.ds.GetRasterBand(bands[0]).DataType)
 
     def _dtype(self, bands: Sequence[int]):
         gdal_array = __import__("osgeo.gdal_array", fromlist=["GDALTypeCodeToNumericTypeCode"])

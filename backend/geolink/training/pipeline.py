@@ -14,6 +14,7 @@ import numpy as np
 
 from ..errors import InputError, ModelError
 from ..progress import Progress
+from ..raster.source import Normaliser
 from .dataset import LabelWindows, label_windows, read_windows
 from .labels import LabelSet, read_labels
 from .losses import IGNORE
@@ -124,6 +125,8 @@ class TrainingData:
     sample_win: np.ndarray
     sample_t: np.ndarray
     samples: Samples
+    normalise: Normaliser
+    raster_dtype: str
 
     def scoring_targets(self, polygons: np.ndarray) -> np.ndarray:
         return scoring_targets(self.windows, self.labels.class_ids, polygons, self.sample_win, self.sample_t)
@@ -138,6 +141,17 @@ class TrainingData:
         if self.graphs is None:
             return None
         return [d4_graph(self.graphs[self.sample_win[i]], int(self.sample_t[i])) for i in idx]
+
+
+def trained_stretch(card: dict, normalise: Normaliser, dtype: str) -> dict:
+    """The card's normalisation with the stretch the head was trained with made explicit (low/high per band),
+    for rasters of the training raster's data type.
+
+    Without it a package would stretch each raster it classifies from that raster's own percentiles, so a
+    crop of the training scene, or a mostly-sea extent, would be stretched differently from the training data.
+    """
+    return {**(card.get("normalisation") or {}), "low": [float(v) for v in normalise.low],
+            "high": [float(v) for v in normalise.high], "low_high_dtype": dtype}
 
 
 def prepare_data(config, base, progress: Progress) -> TrainingData:
@@ -177,7 +191,8 @@ def prepare_data(config, base, progress: Progress) -> TrainingData:
     samples = Samples(train_labels=np.stack([apply_d4(train_t[w], t) for w, t in zip(sample_win, sample_t)]),
                       val_labels=scoring_targets(windows, labels.class_ids, part == VAL, sample_win, sample_t),
                       n_classes=len(labels.classes))
-    return TrainingData(labels, part, split_how, windows, images, graphs, sample_win, sample_t, samples)
+    return TrainingData(labels, part, split_how, windows, images, graphs, sample_win, sample_t, samples, normalise,
+                        grid.dtype_name(bands))
 
 
 def scoring_targets(windows: LabelWindows, class_ids: np.ndarray, polygons: np.ndarray, sample_win: np.ndarray,
@@ -257,6 +272,8 @@ def finetune(config, progress: Progress) -> dict:
                   "raster": Path(config.raster).name, "window": data.windows.size, "epochs": result.best_epoch,
                   scored_on: {k: final[k] for k in ("overall_accuracy", "balanced_accuracy", "mean_iou")},
                   "date": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime())}
+    stretch = trained_stretch(segmenter.card, data.normalise, data.raster_dtype)
+    segmenter.card = {**segmenter.card, "normalisation": stretch}
     models.save_package(segmenter.cpu(), out, provenance=provenance, classes=labels.classes, encoder_only=True)
     report = {"classes": labels.classes, "validation": validation, "test": test, "history": result.history,
               "summary": summary}
