@@ -33,7 +33,6 @@ NUMBER_DOUBLE = _pick("ProcessingNumberParameterType", "Double", QgsProcessingPa
 SOURCE_VECTOR_ANY = _pick("ProcessingSourceType", "VectorAnyGeometry", QgsProcessing, "TypeVectorAnyGeometry")
 SOURCE_VECTOR_POLYGON = _pick("ProcessingSourceType", "VectorPolygon", QgsProcessing, "TypeVectorPolygon")
 FILE_BEHAVIOR_FILE = _pick("ProcessingFileParameterBehavior", "File", QgsProcessingParameterFile, "File")
-FILE_BEHAVIOR_FOLDER = _pick("ProcessingFileParameterBehavior", "Folder", QgsProcessingParameterFile, "Folder")
 FIELD_ANY = _pick("ProcessingFieldParameterDataType", "Any", QgsProcessingParameterField, "Any")
 RASTER_WRITE_OK = _pick("RasterFileWriterResult", "Success", QgsRasterFileWriter, "NoError")
 DISTANCE_METERS = _pick("DistanceUnit", "Meters", QgsUnitTypes, "DistanceMeters")
@@ -43,18 +42,6 @@ VECTOR_WRITE_OK = QgsVectorFileWriter.WriterError.NoError
 def add_advanced(param) -> None:
     """Mark a parameter as advanced (shown under "Advanced parameters")."""
     param.setFlags(param.flags() | FLAG_ADVANCED)
-
-
-def is_raster(layer) -> bool:
-    from qgis.core import QgsRasterLayer
-
-    return isinstance(layer, QgsRasterLayer)
-
-
-def is_vector(layer) -> bool:
-    from qgis.core import QgsVectorLayer
-
-    return isinstance(layer, QgsVectorLayer)
 
 
 def layer_filter(name: str):

@@ -24,6 +24,3 @@ def backend_source_dir() -> Path:
 def icon_path(name: str = "geolink.svg") -> str:
     return str(resources_dir() / "icons" / name)
 
-
-def style_path(name: str) -> Path:
-    return resources_dir() / "styles" / name

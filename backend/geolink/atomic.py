@@ -1,7 +1,7 @@
 """Atomic outputs: write to a partial file beside the target, rename when complete.
 
-An error, a cancel or a killed worker leaves at most `<name>.partial-*` files, which
-`remove_partials` deletes (the QGIS client calls it after killing a worker).
+An error or a cancel leaves nothing; a killed worker can leave `<stem>.partial-<pid><suffix>`
+files, which the QGIS client (geolink_qgis/worker_client.py) deletes by that name pattern.
 """
 
 from __future__ import annotations
@@ -42,13 +42,3 @@ def atomic_output(target: PathLike, sidecars: bool = True) -> Iterator[Path]:
 def _sidecars(tmp: Path) -> List[Path]:
     return [p for p in tmp.parent.glob(tmp.name + ".*") if p != tmp]
 
-
-def remove_partials(target: PathLike) -> List[Path]:
-    """Delete what an interrupted writer of `target` left behind; return what was removed."""
-    target = Path(target)
-    removed = []
-    for p in target.parent.glob(f"{target.stem}{PARTIAL_TAG}*"):
-        with contextlib.suppress(OSError):
-            p.unlink()
-            removed.append(p)
-    return removed

@@ -12,7 +12,7 @@ import os
 import struct
 import sys
 from pathlib import Path
-from typing import Iterable, List, Optional
+from typing import Iterable, List
 
 from .errors import InputError, ModelError
 
@@ -87,10 +87,3 @@ def resolve_model(name_or_path: str, extra: Iterable[str] = ()) -> Path:
     raise InputError(f"Model {name_or_path!r} not found.",
                      hint=f"Give a .safetensors or .pth path, or one of the installed models: {known}.")
 
-
-def find_packaged_model(name: Optional[str]) -> Optional[Path]:
-    """Like resolve_model but None instead of an error (for optional models)."""
-    try:
-        return resolve_model(name) if name else None
-    except InputError:
-        return None

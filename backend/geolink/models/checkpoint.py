@@ -22,7 +22,6 @@ from .config import ARCHS, GeoLinkConfig
 from .geolink import GeoLinkModel
 
 GAT_LIN = re.compile(r"^(osm_encoder\.convs\.\d+\.convs\.<[a-z_]+>)\.lin_(src|dst)\.weight$")
-ALIASES = ("patch_embed.",)  # the original's second name for img_encoder.patch_embed
 VIT_BY_WIDTH = {192: ARCHS["tiny"], 384: ARCHS["small"], 768: ARCHS["base"], 1024: ARCHS["large"],
                 1280: "vit_huge_patch16_224"}
 MAE_DECODER = re.compile(r"^(decoder_|mask_token$)")

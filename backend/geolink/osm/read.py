@@ -54,9 +54,6 @@ class OsmFeatures:
     def take(self, index: np.ndarray) -> OsmFeatures:
         return OsmFeatures(self.geoms[index], self.kinds[index], self.labels[index])
 
-    def of_kind(self, kind: int) -> OsmFeatures:
-        return self.take(np.flatnonzero(self.kinds == kind))
-
     @staticmethod
     def empty() -> OsmFeatures:
         return OsmFeatures(np.empty(0, dtype=object), np.empty(0, dtype=np.int8), np.empty(0, dtype=object))

@@ -29,7 +29,6 @@ class FeatureCache:
             self.layers = [np.zeros((n, *s), dtype=np.float16) for s in shapes]
         self.n = n
         self.on_disk = self._tmp is not None
-        self.nbytes = size
 
     def put(self, start: int, features: Sequence) -> None:
         for store, f in zip(self.layers, features):

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from typing import Iterable, List, Sequence, Tuple
+from typing import List, Sequence, Tuple
 
 import numpy as np
 
@@ -117,7 +117,3 @@ def classes_without(mask: np.ndarray, class_ids: np.ndarray, names: Sequence[str
     present = set(class_ids[mask].tolist())
     return [n for i, n in enumerate(names) if i not in present]
 
-
-def batches(items: Sequence, size: int) -> Iterable[Sequence]:
-    for i in range(0, len(items), size):
-        yield items[i:i + size]
