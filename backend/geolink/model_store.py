@@ -7,6 +7,7 @@ under "geolink_card". Folders searched, in order: those passed in, GEOLINK_MODEL
 
 from __future__ import annotations
 
+import hashlib
 import json
 import os
 import struct
@@ -39,6 +40,15 @@ def model_dirs(extra: Iterable[str] = ()) -> List[Path]:
             seen.add(key)
             unique.append(d)
     return unique
+
+
+def sha256_of(path: os.PathLike) -> str:
+    """SHA-256 of a file, read in 1 MB blocks (model packages and checkpoints are large)."""
+    digest = hashlib.sha256()
+    with open(path, "rb") as f:
+        for block in iter(lambda: f.read(1 << 20), b""):
+            digest.update(block)
+    return digest.hexdigest()
 
 
 def read_card(path: os.PathLike) -> dict:

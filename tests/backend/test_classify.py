@@ -48,8 +48,8 @@ def test_classify_s2_crop_grid_styles_nodata_and_provenance(model, data_dir, tmp
     classes = band.ReadAsArray()
     assert (classes[:30, :20] == 255).all() and (classes[30:] < 3).all() and (classes[:, 20:] < 3).all()
     assert ds.GetMetadataItem("GEOLINK_MODEL") == "tiny-landcover"
-    from geolink.raster.writer import file_sha256
-    assert ds.GetMetadataItem("GEOLINK_MODEL_SHA256") == file_sha256(model)
+    from geolink.model_store import sha256_of
+    assert ds.GetMetadataItem("GEOLINK_MODEL_SHA256") == sha256_of(model)
     assert "paletteEntry" in (tmp_path / "lc.qml").read_text()
     p = gdal.Open(str(prob)).ReadAsArray().astype(int)
     assert p.shape == (3, 96, 96) and (p[:, :30, :20] == 255).all()

@@ -134,7 +134,8 @@ def load_official(path: Path, layers: Sequence[int] = ()) -> GeoLinkModel:
         state = next((obj[k] for k in ("model", "state_dict", "model_state_dict") if isinstance(obj.get(k), Mapping)),
                      obj)
         model = _unimodal(_strip(state), path.name, layers)
-    from .package import default_card, sha256_of
+    from ..model_store import sha256_of
+    from .package import default_card
 
     model.card = default_card(model, provenance={"source": path.name, "source_sha256": sha256_of(path),
                                                  "source_format": "official GeoLink checkpoint"})

@@ -9,7 +9,6 @@ Weights may be stored as float16 (half the size); they are always loaded as floa
 
 from __future__ import annotations
 
-import hashlib
 import json
 import os
 from pathlib import Path
@@ -30,14 +29,6 @@ FORMAT = "geolink-model/1"
 IMAGENET = {"scale": 255.0, "mean": [0.485, 0.456, 0.406], "std": [0.229, 0.224, 0.225]}
 TEXT_ENCODER_BY_DIM = {512: "clip", 384: "minilm"}
 ALIAS_PREFIX = "patch_embed."  # a second name of img_encoder.patch_embed; stored once
-
-
-def sha256_of(path: os.PathLike) -> str:
-    digest = hashlib.sha256()
-    with open(path, "rb") as f:
-        for block in iter(lambda: f.read(1 << 20), b""):
-            digest.update(block)
-    return digest.hexdigest()
 
 
 def default_card(model: GeoLinkModel, provenance: Optional[dict] = None, **fields) -> dict:

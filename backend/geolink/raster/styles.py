@@ -18,13 +18,15 @@ QML_HEAD = "<!DOCTYPE qgis PUBLIC 'http://mrcc.com/qgis.dtd' 'SYSTEM'>\n<qgis ve
            "styleCategories=\"AllStyleCategories\">\n"
 
 
+def hue_colour(i: int) -> str:
+    """The i-th of a sequence of distinct '#rrggbb' colours (golden-angle hues)."""
+    r, g, b = colorsys.hsv_to_rgb((i * 0.618034) % 1.0, 0.55, 0.9)
+    return f"#{int(r * 255):02x}{int(g * 255):02x}{int(b * 255):02x}"
+
+
 def palette(n: int) -> List[str]:
-    """n distinct '#rrggbb' colours (golden-angle hues) for classes the card gives no colour."""
-    out = []
-    for i in range(n):
-        r, g, b = colorsys.hsv_to_rgb((i * 0.618034) % 1.0, 0.55, 0.9)
-        out.append(f"#{int(r * 255):02x}{int(g * 255):02x}{int(b * 255):02x}")
-    return out
+    """n distinct colours for classes the card gives no colour."""
+    return [hue_colour(i) for i in range(n)]
 
 
 def hex_to_rgb(colour: str) -> tuple:

@@ -4,13 +4,13 @@ from __future__ import annotations
 
 import contextlib
 import datetime
-import hashlib
 from pathlib import Path
 from typing import Dict, Iterator, Optional, Sequence
 
 import numpy as np
 
 from .. import __version__
+from ..model_store import sha256_of
 from .styles import hex_to_rgb
 
 
@@ -69,14 +69,6 @@ def set_classes(band, classes: Sequence[Dict[str, str]], nodata: Optional[int] =
     band.SetDescription("class")
 
 
-def file_sha256(path: Path, chunk: int = 1 << 20) -> str:
-    h = hashlib.sha256()
-    with open(path, "rb") as f:
-        for block in iter(lambda: f.read(chunk), b""):
-            h.update(block)
-    return h.hexdigest()
-
-
 def provenance(task: str, model_path: Path, card: dict, raster: str, osm: Sequence[str] = (),
                extra: Optional[Dict[str, object]] = None) -> Dict[str, str]:
     """GEOLINK_* metadata items: what made the output (model and its hash, inputs, OSM files and dates)."""
@@ -89,7 +81,7 @@ def provenance(task: str, model_path: Path, card: dict, raster: str, osm: Sequen
             osm_items.append(Path(p).name)
     meta = {"GEOLINK_TASK": task,
             "GEOLINK_MODEL": Path(model_path).stem,
-            "GEOLINK_MODEL_SHA256": file_sha256(Path(model_path)),
+            "GEOLINK_MODEL_SHA256": sha256_of(model_path),
             "GEOLINK_MODEL_ARCHITECTURE": str(card.get("architecture", "")),
             "GEOLINK_INPUT": Path(raster).name,
             "GEOLINK_OSM": "; ".join(osm_items) or "none (image only)",

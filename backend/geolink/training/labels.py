@@ -14,6 +14,7 @@ import numpy as np
 
 from ..errors import InputError
 from ..progress import Progress
+from ..raster.styles import hue_colour
 
 # Colours for common land-cover names; any other class takes the next colour of PALETTE.
 NAMED_COLORS = {
@@ -53,17 +54,10 @@ def class_colors(names: Sequence[str], given: Optional[Dict[str, str]] = None) -
         if color is None:
             color = NAMED_COLORS.get(name.strip().lower())
             if color is None or color in used:
-                color = next((c for c in PALETTE if c not in used), None) or _hue(len(out))
+                color = next((c for c in PALETTE if c not in used), None) or hue_colour(len(out))
         used.add(color)
         out.append({"name": name, "color": color})
     return out
-
-
-def _hue(i: int) -> str:
-    import colorsys
-
-    r, g, b = colorsys.hsv_to_rgb((i * 0.618034) % 1.0, 0.65, 0.9)
-    return f"#{int(r * 255):02x}{int(g * 255):02x}{int(b * 255):02x}"
 
 
 def _sorted_classes(values: Sequence) -> List[str]:
