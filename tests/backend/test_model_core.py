@@ -8,7 +8,7 @@ import torch
 
 from geolink.errors import InputError, ModelError
 from geolink.models import GeoLinkConfig, default_layers
-from geolink.models.graphs import RELATIONS, collate_graphs
+from geolink.models.graphs import IN_RELATIONS, OUT_RELATIONS, RELATIONS, collate_graphs
 from geolink.models.pos_embed import sincos_table
 from geolink.pretraining.graphs import empty_graph
 
@@ -100,12 +100,25 @@ def test_collate_offsets_edges_and_records_relations():
     gb = collate_graphs([a, None, b], TEXT_DIM)
     assert gb.num_graphs == 3 and gb.x["polygon"].shape == (3, TEXT_DIM) and gb.pos["polygon"].shape == (3, 4, 2)
     assert gb.batch["polygon"].tolist() == [0, 0, 2]
+    assert gb.starts == {"point": 0, "line": 3, "polygon": 6} and gb.node_graph.tolist() == [0, 0, 0, 0, 2, 2, 0, 0, 2]
     rel = ("point", "to", "line")
     assert gb.present[:, RELATIONS.index(rel)].tolist() == [True, False, True]
     assert gb.present[2].sum() == 3
-    n = a[rel].edge_index.shape[1]
-    assert torch.equal(gb.edges[rel][:, :n], a[rel].edge_index)
-    assert (gb.edges[("line", "to", "line")][:, a["line", "to", "line"].edge_index.shape[1]:] >= 1).all()
+    # every edge lands on flat rows: source node * 3 + its out-relation slot, target node * 3 + its in-relation slot
+    expect = []
+    for g, first in ((a, {"point": 0, "line": 3, "polygon": 6}), (b, {"point": 3, "line": 4, "polygon": 8})):
+        for r, (s, name, d) in enumerate(RELATIONS):
+            if (s, name, d) in g.edge_types:
+                for i, j in g[s, name, d].edge_index.t().tolist():
+                    expect.append(((first[s] + i) * 3 + OUT_RELATIONS[s].index(r),
+                                   (first[d] + j) * 3 + IN_RELATIONS[d].index(r)))
+    assert sorted(zip(gb.gat_src.tolist(), gb.gat_dst.tolist())) == sorted(expect)
+    assert torch.equal(gb.gat_target, gb.gat_dst // 3)
+    assert gb.reached.all()  # b has relations from points (without edges) into lines and polygons
+    bad = random_graph(1, 1, 1, seed=3)
+    bad["point", "to", "line"].edge_index[1, 0] = 5
+    with pytest.raises(InputError, match="edge to a node"):
+        collate_graphs([bad], TEXT_DIM)
 
 
 @torch.no_grad()
@@ -113,7 +126,7 @@ def test_fused_relations_equal_torch_geometric_heteroconv(model):
     """One graph with every relation: the batched encoder equals HeteroConv(GATConv per relation, mean) + ReLU."""
     g = random_graph(4, 5, 3, edges=9, seed=11)
     gb = collate_graphs([g], TEXT_DIM)
-    ours, reached = model.osm_encoder(gb, gb.x)
+    ours, reached = gb.split(model.osm_encoder(gb, gb.x)), gb.split(gb.reached)
     hetero = model.osm_encoder.convs[0]
     theirs = hetero({t: gb.x[t] for t in gb.x}, {rel: g[rel].edge_index for rel in RELATIONS})
     for t, v in theirs.items():

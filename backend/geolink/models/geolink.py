@@ -23,8 +23,9 @@ from torch import nn
 
 from ..errors import InputError, ModelError
 from .config import GeoLinkConfig, default_layers
-from .fusion import NodePadding, TwoWayAttentionBlock
+from .fusion import TwoWayAttentionBlock
 from .graphs import NODE_TYPES, GraphBatch, collate_graphs
+from .padding import NodePadding
 from .osm_encoder import OSMHeteroGAT, graph_layer_norm
 from .pos_embed import grid_points, sincos_2d, sincos_table, wide_float
 
@@ -166,21 +167,25 @@ class GeoLinkModel(nn.Module):
             raise InputError(f"The graph batch holds {gb.num_graphs} graphs for {batch_size} images.")
         return gb.to(device) if gb.num_nodes else None
 
-    def _node_embeddings(self, gb: GraphBatch, x: Dict[str, torch.Tensor]):
-        """Normalised GAT embeddings per type and the nodes that have one."""
-        h, reached = self.osm_encoder(gb, x)
-        whole_batch = self.config.osm_norm == "batch"
-        groups = 1 if whole_batch else gb.num_graphs
-        out = {}
-        for t in NODE_TYPES:  # unreached nodes go to an extra group, out of every statistic
-            group = torch.zeros_like(gb.batch[t]) if whole_batch else gb.batch[t]
-            group = torch.where(reached[t], group, torch.full_like(group, groups))
-            out[t] = graph_layer_norm(self.osm_norm[t], h[t], group, groups + 1)
-        return out, reached
+    def _node_embeddings(self, gb: GraphBatch, x: Dict[str, torch.Tensor]) -> torch.Tensor:
+        """Normalised GAT embeddings [N, osm_dim] in the batch's flat order (rows of unreached nodes:
+        out of every statistic, meaningless)."""
+        h = self.osm_encoder(gb, x)
+        per_graph = self.config.osm_norm == "graph"
+        groups = gb.num_graphs if per_graph else 1
+        group = gb.node_type * groups + (gb.node_graph if per_graph else 0)
+        group = torch.where(gb.reached, group, torch.full_like(group, len(NODE_TYPES) * groups))
+        weight = torch.stack([self.osm_norm[t].weight for t in NODE_TYPES])[gb.node_type]
+        bias = torch.stack([self.osm_norm[t].bias for t in NODE_TYPES])[gb.node_type]
+        return graph_layer_norm(h, group, len(NODE_TYPES) * groups + 1, self.osm_norm[NODE_TYPES[0]].eps, weight, bias)
 
-    def _node_pos(self, pos: torch.Tensor) -> torch.Tensor:
-        """A node's fusion position embedding: the mean over its position points (tile units x grid)."""
-        return sincos_2d(self.config.fusion_dim, pos * self.grid).mean(1).to(pos.dtype)
+    def _node_pos(self, pos: torch.Tensor, weight: Optional[torch.Tensor] = None) -> torch.Tensor:
+        """A node's fusion position embedding: the mean over its position points [N, K, 2] (tile units x
+        grid), or their weighted sum (zero-padded points, weight [N, K])."""
+        emb = sincos_2d(self.config.fusion_dim, pos * self.grid)
+        if weight is None:
+            return emb.mean(1).to(pos.dtype)
+        return torch.bmm(weight[:, None].to(emb.dtype), emb)[:, 0].to(pos.dtype)
 
     # ------------------------------------------------------------------ inference
     def fuse(self, patches: torch.Tensor, graphs, rows: int, cols: int) -> torch.Tensor:
@@ -190,11 +195,11 @@ class GeoLinkModel(nn.Module):
         query_pe = self._pos(self.fusion_img_pos_embed, rows, cols)
         nodes = node_pe = padding = None
         gb = self._graph_batch(graphs, b, patches.device)
-        if gb is not None:
-            h, reached = self._node_embeddings(gb, gb.x)
-            nodes = torch.cat([self.osm_node_fusion_mlp[t](h[t][reached[t]]) for t in NODE_TYPES])
-            node_pe = torch.cat([self._node_pos(gb.pos[t][reached[t]]) for t in NODE_TYPES])
-            padding = NodePadding(torch.cat([gb.batch[t][reached[t]] for t in NODE_TYPES]), b)
+        if gb is not None and gb.padding.num_nodes:
+            h = gb.split(self._node_embeddings(gb, gb.x))
+            nodes = torch.cat([self.osm_node_fusion_mlp[t](h[t]) for t in NODE_TYPES])[gb.fusion_nodes]
+            node_pe = self._node_pos(gb.fusion_pos, gb.fusion_pos_weight)
+            padding = gb.padding
         last = len(self.osm_cross_modal_encoder) - 1
         for i, blk in enumerate(self.osm_cross_modal_encoder):
             queries, nodes = blk(queries, query_pe, nodes, node_pe, padding, update_nodes=i < last)
@@ -266,7 +271,7 @@ class GeoLinkModel(nn.Module):
         masked = {t: self._choose(gb.batch[t], b, osm_mask_ratio) for t in NODE_TYPES}
         inputs = {t: torch.where(masked[t][:, None], self.osm_mask_token[t].to(gb.x[t].dtype), gb.x[t])
                   for t in NODE_TYPES}
-        h, reached = self._node_embeddings(gb, inputs)
+        h, reached = gb.split(self._node_embeddings(gb, inputs)), gb.split(gb.reached)
         contrast = self._contrastive_loss(z, gb, h, reached)
         osm = self._node_loss(z[:, 1:], fusion_pe, gb, h, {t: masked[t] & reached[t] for t in NODE_TYPES})
         return mae, contrast, osm

@@ -8,84 +8,167 @@ without nodes, or a missing node type all mean "no entities".
 The original averages, for each node type, over the relations a batch *has* (HeteroConv skips edge
 types absent from the data). To make every image's result independent of its batch neighbours,
 relation presence is recorded per graph (`present`) and applied per graph.
+
+Collating also lays every node of every type out in one flat list (point, line, polygon) and works
+out, on the CPU, every index the forward pass needs (GAT edge rows, relation weights, which nodes
+reach the fusion block and how they are padded per image), so the model runs a few dozen kernels
+whatever the batch holds.
 """
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, fields
+from itertools import accumulate
 from typing import Dict, List, Optional, Sequence, Tuple
 
 import torch
 
 from ..errors import InputError
+from .padding import NodePadding
 
 NODE_TYPES = ("point", "line", "polygon")
 POS_POINTS = {"point": 1, "line": 3, "polygon": 4}
+MAX_POS_POINTS = max(POS_POINTS.values())
 RELATIONS: Tuple[Tuple[str, str, str], ...] = tuple(
     (s, "to", d) for s, ds in (("point", ("point", "line", "polygon")), ("line", ("line", "point", "polygon")),
                                ("polygon", ("polygon", "point", "line"))) for d in ds)
+# the relations out of and into each node type, as indices into RELATIONS
+OUT_RELATIONS = {t: [r for r, rel in enumerate(RELATIONS) if rel[0] == t] for t in NODE_TYPES}
+IN_RELATIONS = {t: [r for r, rel in enumerate(RELATIONS) if rel[2] == t] for t in NODE_TYPES}
+_RELATION_INDEX = {rel: r for r, rel in enumerate(RELATIONS)}
 
 
 @dataclass
 class GraphBatch:
-    """Node features, positions and graph index per node type, global edge indices, relation flags."""
+    """A batch of OSM graphs: per node type (x, pos, batch), relation presence per graph, and the flat
+    layout of all nodes (type-major) with the indices the GAT and the fusion block use."""
 
     num_graphs: int
     x: Dict[str, torch.Tensor]  # [N_t, text_dim]
     pos: Dict[str, torch.Tensor]  # [N_t, K_t, 2] tile units
     batch: Dict[str, torch.Tensor]  # [N_t] graph index
-    edges: Dict[Tuple[str, str, str], torch.Tensor]  # [2, E] into the batched node lists
     present: torch.Tensor  # [B, len(RELATIONS)] bool: the graph has that edge type
+    starts: Dict[str, int]  # first flat row of each type
+    node_type: torch.Tensor  # [N] index into NODE_TYPES
+    node_graph: torch.Tensor  # [N]
+    reached: torch.Tensor  # [N] bool: the node's graph has a relation into its type (else no GAT embedding)
+    gat_src: torch.Tensor  # [E] each edge's source row in a [N * 3] table (flat node * 3 + out-relation of its type)
+    gat_dst: torch.Tensor  # [E] its target row in a [N * 3] table (flat node * 3 + in-relation of its type)
+    gat_target: torch.Tensor  # [E] its flat target node
+    gat_weight: torch.Tensor  # [E] 1 / number of relations into the target's type in its graph
+    gat_bias: torch.Tensor  # [N, len(RELATIONS)] the same weights per node and relation (for the biases)
+    fusion_nodes: torch.Tensor  # [M] flat rows of the reached nodes, the ones the fusion block sees
+    fusion_pos: torch.Tensor  # [M, 4, 2] their position points, zero-padded
+    fusion_pos_weight: torch.Tensor  # [M, 4] 1 / K per real point, 0 on padding
+    padding: NodePadding  # how the fusion nodes are padded per image
 
     @property
     def num_nodes(self) -> int:
-        return sum(int(v.shape[0]) for v in self.x.values())
+        return int(self.node_type.shape[0])
+
+    def split(self, flat: torch.Tensor) -> Dict[str, torch.Tensor]:
+        """Per-type views of a flat [N, ...] tensor."""
+        ends = list(self.starts.values())[1:] + [self.num_nodes]
+        return {t: flat[s:e] for (t, s), e in zip(self.starts.items(), ends)}
 
     def to(self, device, dtype: Optional[torch.dtype] = None) -> GraphBatch:
-        def conv(d):
-            return {k: v.to(device, dtype) for k, v in d.items()}
+        def move(t: torch.Tensor) -> torch.Tensor:
+            return t.to(device, dtype if t.is_floating_point() else None, non_blocking=True)
 
-        batch = {k: v.to(device) for k, v in self.batch.items()}
-        edges = {k: v.to(device) for k, v in self.edges.items()}
-        return GraphBatch(self.num_graphs, conv(self.x), conv(self.pos), batch, edges, self.present.to(device))
+        moved = {}
+        for f in fields(self):
+            v = getattr(self, f.name)
+            if isinstance(v, torch.Tensor):
+                v = move(v)
+            elif isinstance(v, NodePadding):
+                v = v.to(device)
+            elif isinstance(v, dict) and f.name != "starts":
+                v = {k: move(t) for k, t in v.items()}
+            moved[f.name] = v
+        return GraphBatch(**moved)
 
 
-def _nodes(graph, t: str, text_dim: int) -> torch.Tensor:
-    width = text_dim + 2 * POS_POINTS[t]
-    if graph is None or t not in graph.node_types or "x" not in graph[t]:
-        return torch.zeros(0, width)
-    x = graph[t].x
-    if x.dim() != 2 or x.shape[1] != width:
-        raise InputError(f"OSM graph {t} nodes have {x.shape[1] if x.dim() == 2 else x.dim()}-wide features; the model "
-                         f"expects {width} ({text_dim} text values + {2 * POS_POINTS[t]} positions).",
-                         hint="Build the graphs with the text encoder named in the model card.")
-    return x
+def _node_features(graph, text_dim: int) -> Dict[str, torch.Tensor]:
+    found = graph.collect("x", allow_empty=True) if graph is not None else {}
+    out = {}
+    for t in NODE_TYPES:
+        width = text_dim + 2 * POS_POINTS[t]
+        x = found.get(t)
+        if x is None:
+            x = torch.zeros(0, width)
+        elif x.dim() != 2 or x.shape[1] != width:
+            raise InputError(f"OSM graph {t} nodes have {x.shape[1] if x.dim() == 2 else x.dim()}-wide features; the "
+                             f"model expects {width} ({text_dim} text values + {2 * POS_POINTS[t]} positions).",
+                             hint="Build the graphs with the text encoder named in the model card.")
+        out[t] = x.detach().cpu().float()
+    return out
 
 
 def collate_graphs(graphs: Sequence, text_dim: int) -> GraphBatch:
-    """Batch a list of HeteroData (or None) into a GraphBatch; edge indices are offset per graph."""
+    """Batch a list of HeteroData (or None) into a GraphBatch, on the CPU (move it with .to())."""
     if isinstance(graphs, GraphBatch):
         return graphs
     n = len(graphs)
-    feats: Dict[str, List[torch.Tensor]] = {t: [_nodes(g, t, text_dim) for g in graphs] for t in NODE_TYPES}
-    counts = {t: torch.tensor([f.shape[0] for f in feats[t]], dtype=torch.long) for t in NODE_TYPES}
-    offsets = {t: torch.cumsum(counts[t], 0) - counts[t] for t in NODE_TYPES}
+    feats = [_node_features(g, text_dim) for g in graphs]
+    counts = {t: [f[t].shape[0] for f in feats] for t in NODE_TYPES}
+    totals = {t: sum(counts[t]) for t in NODE_TYPES}
+    starts = {t: sum(totals[u] for u in NODE_TYPES[:i]) for i, t in enumerate(NODE_TYPES)}
+    first = {t: [starts[t] + c for c in accumulate(counts[t][:-1], initial=0)] for t in NODE_TYPES}  # graph i's 1st row
+    rows = {t: torch.cat([f[t] for f in feats]) if n else torch.zeros(0, text_dim + 2 * POS_POINTS[t])
+            for t in NODE_TYPES}
+    x = {t: rows[t][:, :text_dim].contiguous() for t in NODE_TYPES}
+    pos = {t: rows[t][:, text_dim:].reshape(-1, POS_POINTS[t], 2) for t in NODE_TYPES}
+    batch = {t: torch.repeat_interleave(torch.arange(n), torch.tensor(counts[t], dtype=torch.long))
+             for t in NODE_TYPES}
     present = torch.zeros(n, len(RELATIONS), dtype=torch.bool)
-    edges = {}
-    for r, rel in enumerate(RELATIONS):
-        parts = []
-        for i, g in enumerate(graphs):
-            if g is None or rel not in g.edge_types or "edge_index" not in g[rel]:
+    parts, per_part = [], []  # edge_index blocks; (source offset, target offset, slots, node counts) of each
+    for i, g in enumerate(graphs):
+        for rel, ei in (g.collect("edge_index", allow_empty=True).items() if g is not None else ()):
+            r = _RELATION_INDEX.get(rel)
+            if r is None:
                 continue
             present[i, r] = True
-            ei = g[rel].edge_index
             if ei.numel():
-                parts.append(ei + torch.stack([offsets[rel[0]][i], offsets[rel[2]][i]])[:, None])
-        edges[rel] = torch.cat(parts, 1) if parts else torch.zeros(2, 0, dtype=torch.long)
-    x, pos, batch = {}, {}, {}
+                s, _, d = rel
+                parts.append(ei.cpu())
+                per_part.append((first[s][i], first[d][i], OUT_RELATIONS[s].index(r), IN_RELATIONS[d].index(r),
+                                 counts[s][i], counts[d][i], ei.shape[1]))
+    return GraphBatch(n, x, pos, batch, present, starts, **_flat_layout(n, starts, pos, batch, present, parts, per_part))
+
+
+def _flat_layout(n: int, starts: Dict[str, int], pos, batch, present, parts: List[torch.Tensor],
+                 per_part: List[tuple]) -> dict:
+    total = sum(int(b.shape[0]) for b in batch.values())
+    sizes = torch.tensor([batch[t].shape[0] for t in NODE_TYPES])
+    node_type = torch.repeat_interleave(torch.arange(len(NODE_TYPES)), sizes)
+    node_graph = torch.cat([batch[t] for t in NODE_TYPES])
+    # the relations into its type that the node's graph has, and the mean's weight over them
+    into = torch.cat([present[batch[t]][:, IN_RELATIONS[t]] for t in NODE_TYPES]).float()  # [N, 3]
+    reached = into.sum(1) > 0
+    weight = into / into.sum(1, keepdim=True).clamp(min=1)
+    gat_bias = torch.zeros(total, len(RELATIONS))
     for t in NODE_TYPES:
-        allx = torch.cat(feats[t], 0).float() if n else torch.zeros(0, text_dim + 2 * POS_POINTS[t])
-        x[t] = allx[:, :text_dim]
-        pos[t] = allx[:, text_dim:].reshape(-1, POS_POINTS[t], 2)
-        batch[t] = torch.repeat_interleave(torch.arange(n), counts[t])
-    return GraphBatch(n, x, pos, batch, edges, present)
+        at = slice(starts[t], starts[t] + batch[t].shape[0])
+        gat_bias[at, IN_RELATIONS[t]] = weight[at]
+    if parts:
+        edges = torch.cat(parts, 1)
+        info = torch.tensor(per_part, dtype=torch.long)
+        info = torch.repeat_interleave(info[:, :6], info[:, 6], 0)
+        if bool(((edges < 0) | (edges >= info[:, 4:6].t())).any()):
+            raise InputError("An OSM graph has an edge to a node it does not have.",
+                             hint="Rebuild the graphs (geolink osm-graph) or check the edge_index of each relation.")
+        source, target = edges[0] + info[:, 0], edges[1] + info[:, 1]
+        gat_src, gat_dst = source * 3 + info[:, 2], target * 3 + info[:, 3]
+    else:
+        gat_src = gat_dst = target = torch.zeros(0, dtype=torch.long)
+    fusion_nodes = torch.nonzero(reached).view(-1)
+    fusion_pos = torch.zeros(total, MAX_POS_POINTS, 2)
+    fusion_pos_weight = torch.zeros(total, MAX_POS_POINTS)
+    for t in NODE_TYPES:
+        k, at = POS_POINTS[t], slice(starts[t], starts[t] + batch[t].shape[0])
+        fusion_pos[at, :k] = pos[t]
+        fusion_pos_weight[at, :k] = 1.0 / k
+    return dict(node_type=node_type, node_graph=node_graph, reached=reached, gat_src=gat_src, gat_dst=gat_dst,
+                gat_target=target, gat_weight=weight.reshape(-1)[gat_dst], gat_bias=gat_bias,
+                fusion_nodes=fusion_nodes, fusion_pos=fusion_pos[fusion_nodes],
+                fusion_pos_weight=fusion_pos_weight[fusion_nodes], padding=NodePadding(node_graph[fusion_nodes], n))

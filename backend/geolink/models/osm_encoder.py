@@ -2,16 +2,15 @@
 
 from __future__ import annotations
 
-from typing import Dict, Tuple
+from typing import Dict, List, Optional, Tuple
 
 import torch
 import torch.nn.functional as F
-import torch_geometric
 from torch import nn
 from torch_geometric.nn import GATConv, HeteroConv
 from torch_geometric.utils import softmax
 
-from .graphs import NODE_TYPES, RELATIONS, GraphBatch
+from .graphs import IN_RELATIONS, NODE_TYPES, OUT_RELATIONS, RELATIONS, GraphBatch
 
 
 class OSMHeteroGAT(nn.Module):
@@ -19,9 +18,10 @@ class OSMHeteroGAT(nn.Module):
 
     The weights live in torch_geometric's HeteroConv/GATConv modules (the original's names). The
     forward computes the same function as running each GATConv (one head, no self loops) and
-    averaging, but for all nine relations at once: one projection per source type, one attention
-    softmax and one scatter over every edge. That keeps the OSM branch to a few dozen kernels, which
-    matters on CPUs where each kernel launch synchronises threads.
+    averaging, but for all nine relations at once: one projection per source type (which also
+    yields both attention scores), one softmax and one scatter over every edge of the batch, with
+    the edge rows and relation weights the collate step worked out. That keeps the OSM branch to a
+    few dozen kernels, which matters on CPUs where each kernel launch synchronises threads.
     """
 
     def __init__(self, in_channels: int = 512, out_channels: int = 128, layers: int = 1):
@@ -31,74 +31,67 @@ class OSMHeteroGAT(nn.Module):
             HeteroConv({rel: GATConv(in_channels if i == 0 else out_channels, out_channels, add_self_loops=False)
                         for rel in RELATIONS}, aggr="mean")
             for i in range(layers)])
+        self._derived: Dict[int, tuple] = {}
 
-    def forward(self, g: GraphBatch, x: Dict[str, torch.Tensor]) -> Tuple[Dict[str, torch.Tensor],
-                                                                         Dict[str, torch.Tensor]]:
-        """(node embeddings [N_t, out], reached [N_t] bool) per type. `x` replaces g.x (masked inputs).
+    def forward(self, g: GraphBatch, x: Dict[str, torch.Tensor]) -> torch.Tensor:
+        """Node embeddings [N, out] in the batch's flat order. `x` per type replaces g.x (masked inputs).
 
-        A node whose graph has no relation into its type gets no embedding in the original; it is
-        flagged unreached here (its row is 0) and left out downstream.
+        A node whose graph has no relation into its type gets no embedding in the original; its row
+        is 0 here and g.reached is False for it.
         """
-        count = {t: g.present[:, [r for r, rel in enumerate(RELATIONS) if rel[2] == t]][g.batch[t]].to(x[t].dtype)
-                 for t in NODE_TYPES}  # [N_t, 3]: which relations into t the node's graph has
+        h = x
         for hetero in self.convs:
-            x = self._layer(hetero, g, x, count)
-        return x, {t: count[t].sum(1) > 0 for t in NODE_TYPES}
+            flat = self._layer(hetero, g, h)
+            h = g.split(flat)
+        return flat
 
-    def _layer(self, hetero: HeteroConv, g: GraphBatch, x: Dict[str, torch.Tensor],
-               flags: Dict[str, torch.Tensor]) -> Dict[str, torch.Tensor]:
+    def _weights(self, hetero: HeteroConv) -> Tuple[List[torch.Tensor], torch.Tensor]:
+        """Per node type, one [3C + 6, D] projection: the messages of its three out-relations, their
+        source attention scores and the target scores of its three in-relations; and the nine biases.
+        Cached while gradients are off, keyed on the weights' storage and version."""
+        key = tuple((p.data_ptr(), p._version) for p in hetero.parameters())
+        cached = self._derived.get(id(hetero))
+        if cached is not None and cached[0] == key and not torch.is_grad_enabled():
+            return cached[1]
         c = self.out_channels
-        out_rels = {t: [rel for rel in RELATIONS if rel[0] == t] for t in NODE_TYPES}
-        in_rels = {t: [rel for rel in RELATIONS if rel[2] == t] for t in NODE_TYPES}
-        # rows of the flat tables: source table row = base + node * 3 + (relation among the type's out-relations)
-        proj, src_score, dst_score, src_base, dst_base = [], [], [], {}, {}
-        n_src = n_dst = 0
+        convs = [hetero.convs[rel] for rel in RELATIONS]
+        fused = []
         for t in NODE_TYPES:
-            convs = [hetero.convs[rel] for rel in out_rels[t]]
-            p = (x[t] @ torch.cat([cv.lin.weight for cv in convs]).t()).view(-1, len(convs), c)
-            proj.append(p.reshape(-1, c))
-            src_score.append((p * torch.cat([cv.att_src.view(1, c) for cv in convs])).sum(-1).reshape(-1))
-            src_base[t], n_src = n_src, n_src + p.shape[0] * len(convs)
-            convs = [hetero.convs[rel] for rel in in_rels[t]]
-            att = torch.stack([cv.lin.weight.t() @ cv.att_dst.view(c) for cv in convs], 1)  # [D, 3]
-            dst_score.append((x[t] @ att).reshape(-1))
-            dst_base[t], n_dst = n_dst, n_dst + x[t].shape[0] * len(convs)
-        src_rows, dst_rows = [], []
-        for rel in RELATIONS:
-            s, _, d = rel
-            e = g.edges[rel]
-            src_rows.append(src_base[s] + e[0] * len(out_rels[s]) + out_rels[s].index(rel))
-            dst_rows.append(dst_base[d] + e[1] * len(in_rels[d]) + in_rels[d].index(rel))
-        src_rows, dst_rows = torch.cat(src_rows), torch.cat(dst_rows)
-        logits = F.leaky_relu(torch.cat(src_score)[src_rows] + torch.cat(dst_score)[dst_rows],
+            outs, ins = [convs[r] for r in OUT_RELATIONS[t]], [convs[r] for r in IN_RELATIONS[t]]
+            weight = torch.cat([cv.lin.weight for cv in outs])  # [3C, D]
+            src = torch.block_diag(*[cv.att_src.view(1, c) for cv in outs]) @ weight
+            dst = torch.cat([cv.att_dst.view(1, c) @ cv.lin.weight for cv in ins])
+            fused.append(torch.cat([weight, src, dst]))
+        derived = fused, torch.stack([cv.bias for cv in convs])
+        if not torch.is_grad_enabled():
+            self._derived[id(hetero)] = key, derived
+        return derived
+
+    def _layer(self, hetero: HeteroConv, g: GraphBatch, x: Dict[str, torch.Tensor]) -> torch.Tensor:
+        c = self.out_channels
+        weights, bias = self._weights(hetero)
+        y = torch.cat([x[t] @ w.t() for t, w in zip(NODE_TYPES, weights)])  # [N, 3C + 6]
+        proj = y[:, :3 * c].reshape(-1, c)  # rows: node * 3 + out-relation
+        logits = F.leaky_relu(y[:, 3 * c: 3 * c + 3].reshape(-1)[g.gat_src] + y[:, 3 * c + 3:].reshape(-1)[g.gat_dst],
                               hetero.convs[RELATIONS[0]].negative_slope)
-        alpha = softmax(logits, dst_rows, num_nodes=n_dst)
-        agg = torch.zeros(n_dst, c, dtype=logits.dtype, device=logits.device)
-        agg.index_add_(0, dst_rows, torch.cat(proj)[src_rows] * alpha[:, None])
-        out = {}
-        for t in NODE_TYPES:
-            rels = in_rels[t]
-            bias = torch.stack([hetero.convs[rel].bias for rel in rels])  # [3, C]
-            per_rel = agg[dst_base[t]: dst_base[t] + x[t].shape[0] * len(rels)].view(-1, len(rels), c) + bias
-            f = flags[t]
-            out[t] = ((per_rel * f[..., None]).sum(1) / f.sum(1, keepdim=True).clamp(min=1)).relu()
-        return out
+        alpha = softmax(logits, g.gat_dst, num_nodes=y.shape[0] * 3) * g.gat_weight.to(logits.dtype)
+        messages = proj.index_select(0, g.gat_src) * alpha[:, None].to(proj.dtype)
+        agg = torch.zeros(g.num_nodes, c, dtype=proj.dtype, device=proj.device).index_add_(0, g.gat_target, messages)
+        return torch.addmm(agg, g.gat_bias.to(agg.dtype), bias.to(agg.dtype)).relu()
 
 
-def graph_layer_norm(norm: torch_geometric.nn.LayerNorm, x: torch.Tensor, batch: torch.Tensor,
-                     num_graphs: int) -> torch.Tensor:
+def graph_layer_norm(x: torch.Tensor, group: torch.Tensor, num_groups: int, eps: float,
+                     weight: Optional[torch.Tensor] = None, bias: Optional[torch.Tensor] = None) -> torch.Tensor:
     """torch_geometric's graph-mode LayerNorm (mean and biased std over a group's nodes and channels,
-    x / (std + eps), then the affine map) applied to each group of nodes (`batch`) on its own.
+    x / (std + eps), then the affine map, here per row) applied to each group of rows on its own.
 
-    The original calls it without a batch vector: one group, every node of the type in the batch.
+    The original calls it per node type without a batch vector: one group, every node of the type in the batch.
     """
     if not x.shape[0]:
         return x
-    n = torch.bincount(batch, minlength=num_graphs).clamp(min=1).to(x.dtype) * x.shape[1]
-    mean = x.new_zeros(num_graphs).index_add_(0, batch, x.sum(1)) / n
-    centred = x - mean[batch, None]
-    var = x.new_zeros(num_graphs).index_add_(0, batch, (centred * centred).sum(1)) / n
-    out = centred / (var.sqrt()[batch, None] + norm.eps)
-    if norm.weight is not None:
-        out = out * norm.weight + norm.bias
-    return out
+    n = torch.bincount(group, minlength=num_groups).clamp(min=1).to(x.dtype) * x.shape[1]
+    mean = x.new_zeros(num_groups).index_add_(0, group, x.sum(1)) / n
+    centred = x - mean[group, None]
+    var = x.new_zeros(num_groups).index_add_(0, group, (centred * centred).sum(1)) / n
+    out = centred / (var.sqrt()[group, None] + eps)
+    return out if weight is None else out * weight + bias

@@ -2,10 +2,12 @@
 
 The first half of the channels encodes x (the column, from the west edge), the second half y (the
 row, from the north edge); each half is [sin(p * w_k), cos(p * w_k)] with w_k = 10000^(-k / (D/4)).
-Computed in float64 (float32 on MPS) and returned in float32, so it matches the original's numpy tables.
+Computed in float64 (float32 on MPS), so the tables match the original's numpy ones.
 """
 
 from __future__ import annotations
+
+import math
 
 import torch
 
@@ -15,19 +17,15 @@ def wide_float(device: torch.device) -> torch.dtype:
     return torch.float32 if torch.device(device).type == "mps" else torch.float64
 
 
-def sincos_1d(dim: int, pos: torch.Tensor) -> torch.Tensor:
-    """[..., dim] embedding of positions `pos` [...]."""
-    dtype = wide_float(pos.device)
-    omega = torch.arange(dim // 2, dtype=dtype, device=pos.device) / (dim / 2.0)
-    angle = pos.to(dtype)[..., None] * (1.0 / 10000**omega)
-    return torch.cat([angle.sin(), angle.cos()], -1)
-
-
 def sincos_2d(dim: int, xy: torch.Tensor) -> torch.Tensor:
-    """[..., dim] embedding of points `xy` [..., 2] given in patch units (x, y)."""
+    """[..., dim] embedding of points `xy` [..., 2] given in patch units (x, y), in wide_float."""
     if dim % 4:
         raise ValueError(f"sin-cos position embeddings need a width divisible by 4, got {dim}")
-    return torch.cat([sincos_1d(dim // 2, xy[..., 0]), sincos_1d(dim // 2, xy[..., 1])], -1).float()
+    dtype = wide_float(xy.device)
+    omega = 1.0 / 10000 ** (torch.arange(dim // 4, dtype=dtype, device=xy.device) / (dim / 4.0))
+    phase = torch.cat([torch.zeros_like(omega), torch.full_like(omega, math.pi / 2)])  # cos(a) = sin(a + pi/2)
+    angle = torch.addcmul(phase, xy.to(dtype)[..., None], torch.cat([omega, omega]))  # [..., 2 (x, y), dim / 2]
+    return angle.sin_().reshape(*xy.shape[:-1], dim)
 
 
 def grid_points(rows: int, cols: int, native: int, device=None) -> torch.Tensor:
@@ -46,5 +44,5 @@ def grid_points(rows: int, cols: int, native: int, device=None) -> torch.Tensor:
 
 def sincos_table(dim: int, native: int) -> torch.Tensor:
     """[1, 1 + native**2, dim]: a zero row for the class token, then the native grid (the stored tables)."""
-    grid = sincos_2d(dim, grid_points(native, native, native))
+    grid = sincos_2d(dim, grid_points(native, native, native)).float()
     return torch.cat([torch.zeros(1, dim), grid], 0)[None]

@@ -80,8 +80,6 @@ class Runtime:
         import torch
 
         x = torch.from_numpy(np.ascontiguousarray(images)).to(self.device, non_blocking=True)
-        if graphs is not None:
-            graphs = [g.to(self.device) if g is not None else None for g in graphs]
         with torch.inference_mode():
             if self.autocast_dtype is not None:
                 with torch.autocast(self.device.type, dtype=self.autocast_dtype):

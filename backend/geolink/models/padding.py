@@ -1,0 +1,131 @@
+"""How a flat list of OSM nodes (all images of a batch together) is padded per image for attention.
+
+Images are sorted by node count and cut into groups whose padding wastes at most a quarter of the
+slots, so one dense tile does not make every image of a batch pay for its width. Widths are then
+rounded up to a multiple of 16: PyTorch's CPU flash-attention kernel runs about twice as fast on
+such key lengths (8 x 196 patches on 71 keys: 1.8 ms; on 80: 1.1 ms). Images without nodes are in
+no group: their attention output is 0.
+
+All groups share one packed buffer (group after group, image after image, `width` slots each), so
+padding is one copy and unpadding one gather, whatever the number of groups. Everything here is
+worked out once per batch, on the CPU, when graphs are collated; the forward pass only indexes.
+"""
+
+from __future__ import annotations
+
+from typing import List, Optional, Tuple
+
+import torch
+import torch.nn.functional as F
+
+
+class NodePadding:
+    MAX_WASTE = 0.25
+    ALIGN = 16
+
+    def __init__(self, batch: torch.Tensor, num_graphs: int):
+        """batch [N]: the image of each flat node."""
+        device = batch.device
+        batch = batch.cpu()
+        counts = torch.bincount(batch, minlength=num_graphs)
+        sizes = counts.tolist()
+        self.num_graphs, self.num_nodes = num_graphs, int(batch.shape[0])
+        self.has_nodes = counts > 0
+        self.all_have_nodes = bool(self.has_nodes.all())
+        ranked = sorted((i for i in range(num_graphs) if sizes[i]), key=lambda i: -sizes[i])
+        order: List[int] = []
+        # (first image in `order`, images, first packed slot, width, key mask [images, 1, 1, width] or None)
+        self.groups: List[Tuple[int, int, int, int, Optional[torch.Tensor]]] = []
+        image_slot = [0] * num_graphs  # each image's first packed slot
+        slots = 0
+        while ranked:
+            width, members = sizes[ranked[0]], [ranked.pop(0)]
+            filled = width
+            while ranked and filled + sizes[ranked[0]] >= (1 - self.MAX_WASTE) * width * (len(members) + 1):
+                filled += sizes[ranked[0]]
+                members.append(ranked.pop(0))
+            if len(members) == num_graphs:
+                members.sort()
+            width = -(-width // self.ALIGN) * self.ALIGN
+            mask = None
+            if any(sizes[i] != width for i in members):
+                mask = torch.arange(width)[None] < torch.tensor([sizes[i] for i in members])[:, None]
+                mask = mask[:, None, None, :]
+            for k, i in enumerate(members):
+                image_slot[i] = slots + k * width
+            self.groups.append((len(order), len(members), slots, width, mask))
+            order += members
+            slots += len(members) * width
+        self.num_slots = slots
+        rank = torch.sort(batch, stable=True).indices
+        within = torch.empty_like(batch)  # each node's place among its image's nodes
+        within[rank] = torch.arange(batch.shape[0]) - (torch.cumsum(counts, 0) - counts)[batch[rank]]
+        self.slot = torch.tensor(image_slot, dtype=torch.long)[batch] + within  # [N] each node's packed slot
+        identity = order == list(range(num_graphs))
+        self.order = None if identity else torch.tensor(order, dtype=torch.long)  # images, group by group
+        position = torch.zeros(num_graphs, dtype=torch.long)  # each image's row in `order` (0 without nodes)
+        position[order] = torch.arange(len(order))
+        self.position = None if identity else position
+        if device.type != "cpu":
+            self.to(device)
+
+    def to(self, device) -> NodePadding:
+        def move(t):
+            return None if t is None else t.to(device, non_blocking=True)
+
+        self.has_nodes, self.slot, self.order, self.position = (move(t) for t in (
+            self.has_nodes, self.slot, self.order, self.position))
+        self.groups = [(*g[:4], move(g[4])) for g in self.groups]
+        return self
+
+    def _pack(self, rows: torch.Tensor) -> torch.Tensor:
+        return rows.new_zeros(self.num_slots, rows.shape[1]).index_copy_(0, self.slot, rows)
+
+    def _sorted(self, images: torch.Tensor) -> torch.Tensor:
+        return images if self.order is None else images[self.order]
+
+    def _unsorted(self, parts: List[torch.Tensor]) -> torch.Tensor:
+        out = torch.cat(parts) if len(parts) > 1 else parts[0]
+        return out if self.position is None else out[self.position]
+
+    def nodes_attend_nodes(self, qkv: torch.Tensor, heads: int, dropout: float) -> torch.Tensor:
+        """qkv [N, 3C] -> [N, C]: each image's nodes attend to each other."""
+        packed, c = self._pack(qkv), qkv.shape[1] // 3
+        parts = []
+        for _, n, first, width, mask in self.groups:
+            q, k, v = packed[first: first + n * width].view(n, width, 3 * c).chunk(3, -1)
+            parts.append(attention(q, k, v, heads, mask, dropout).reshape(n * width, c))
+        return torch.cat(parts)[self.slot]
+
+    def patches_attend_nodes(self, q: torch.Tensor, kv: torch.Tensor, heads: int, dropout: float) -> torch.Tensor:
+        """q [B, L, C] patches, kv [N, 2C] -> [B, L, C]; rows of images without nodes are not meaningful
+        (the caller zeroes them)."""
+        packed, c, q = self._pack(kv), kv.shape[1] // 2, self._sorted(q)
+        parts = []
+        for at, n, first, width, mask in self.groups:
+            k, v = packed[first: first + n * width].view(n, width, 2 * c).chunk(2, -1)
+            parts.append(attention(q[at: at + n], k, v, heads, mask, dropout))
+        return self._unsorted(parts)
+
+    def nodes_attend_patches(self, q: torch.Tensor, kv: torch.Tensor, heads: int, dropout: float) -> torch.Tensor:
+        """q [N, C] nodes, kv [B, L, 2C] patches -> [N, C]."""
+        packed, c, kv = self._pack(q), q.shape[1], self._sorted(kv)
+        parts = []
+        for at, n, first, width, _ in self.groups:
+            k, v = kv[at: at + n].chunk(2, -1)
+            parts.append(attention(packed[first: first + n * width].view(n, width, c), k, v, heads, None,
+                                   dropout).reshape(n * width, c))
+        return torch.cat(parts)[self.slot]
+
+
+def attention(q: torch.Tensor, k: torch.Tensor, v: torch.Tensor, heads: int, mask: Optional[torch.Tensor],
+              dropout: float) -> torch.Tensor:
+    """Multi-head scaled-dot-product attention of projected [B, Lq, C] on [B, Lk, C] -> [B, Lq, C];
+    mask [B, 1, 1, Lk] True = attend."""
+    b, lq, c = q.shape
+
+    def split(t):
+        return t.view(b, t.shape[1], heads, c // heads).transpose(1, 2)
+
+    out = F.scaled_dot_product_attention(split(q), split(k), split(v), dropout_p=dropout, attn_mask=mask)
+    return out.transpose(1, 2).reshape(b, lq, c)
