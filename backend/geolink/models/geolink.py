@@ -25,8 +25,8 @@ from ..errors import InputError, ModelError
 from .config import GeoLinkConfig, default_layers
 from .fusion import TwoWayAttentionBlock
 from .graphs import NODE_TYPES, GraphBatch, collate_graphs
-from .padding import NodePadding
 from .osm_encoder import OSMHeteroGAT, graph_layer_norm
+from .padding import NodePadding
 from .pos_embed import grid_points, sincos_2d, sincos_table, wide_float
 
 PATCH = 16

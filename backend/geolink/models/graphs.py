@@ -133,7 +133,8 @@ def collate_graphs(graphs: Sequence, text_dim: int) -> GraphBatch:
                 parts.append(ei.cpu())
                 per_part.append((first[s][i], first[d][i], OUT_RELATIONS[s].index(r), IN_RELATIONS[d].index(r),
                                  counts[s][i], counts[d][i], ei.shape[1]))
-    return GraphBatch(n, x, pos, batch, present, starts, **_flat_layout(n, starts, pos, batch, present, parts, per_part))
+    layout = _flat_layout(n, starts, pos, batch, present, parts, per_part)
+    return GraphBatch(n, x, pos, batch, present, starts, **layout)
 
 
 def _flat_layout(n: int, starts: Dict[str, int], pos, batch, present, parts: List[torch.Tensor],
