@@ -3,10 +3,11 @@
 For ViT-T and ViT-L: tiles/s of the bare timm ViT (timm.create_model(arch)(images)), of encode()
 image-only and of encode() with one OSM graph per tile (graph collation included), and the ratios
 to the bare ViT. Graphs: the six UFZ graphs of ../shared when present (11-161 nodes), otherwise
-synthetic graphs of the same sizes. Runs are interleaved and the median is kept, so load from other
-processes hits every variant alike. CPU uses 2 threads (OMP_WAIT_POLICY=PASSIVE unless set); CUDA
-uses bf16 autocast and larger batches.
-The original implementation reaches 56% (ViT-T) and 69% (ViT-L) of the bare ViT on 2 CPU threads.
+synthetic graphs of the same sizes. Each round times the three variants back to back (in a rotating
+order); a ratio is the median over rounds of the round's ratio, so the drift of a shared machine's
+speed cancels out. CPU: 2 threads, OpenMP's default wait policy (as the worker runs); CUDA: bf16
+autocast and larger batches. The original implementation reaches 56% (ViT-T) and 69% (ViT-L) of
+the bare ViT on 2 CPU threads.
 
     .venv/bin/python benchmarks/bench_encode.py [--device cpu|cuda] [--repeats N] [--archs tiny,large]
 """
@@ -14,22 +15,16 @@ The original implementation reaches 56% (ViT-T) and 69% (ViT-L) of the bare ViT 
 from __future__ import annotations
 
 import argparse
-import os
 import statistics
 import sys
 import time
 from pathlib import Path
 
-# OpenMP threads that spin while waiting stall every small kernel when other processes share the cores
-# (as on the development machine); sleeping waits treat the bare ViT and encode() alike.
-os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")
-
-import torch  # noqa: E402
+import timm
+import torch
 
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT / "backend"))
-
-import timm  # noqa: E402
 
 from geolink.models import create_geolink  # noqa: E402
 from geolink.models.graphs import POS_POINTS, RELATIONS  # noqa: E402
@@ -86,29 +81,31 @@ def bench(arch: str, device: str, repeats: int) -> dict:
                                                                                                      enabled=False)
     runs = {"bare timm ViT": lambda: vit(images), "encode, image only": lambda: model.encode(images),
             "encode + OSM": lambda: model.encode(images, graphs)}
-    times = {k: [] for k in runs}
+    keys = list(runs)
+    times = {k: [] for k in keys}
     with torch.inference_mode(), autocast:
         for fn in runs.values():  # warm-up
             timed(fn, device)
-        for _ in range(repeats):
-            for key, fn in runs.items():
-                times[key].append(timed(fn, device))
+        for i in range(repeats):
+            for key in keys[i % 3:] + keys[:i % 3]:
+                times[key].append(timed(runs[key], device))
     rates = {k: batch / statistics.median(v) for k, v in times.items()}
+    ratios = {k: statistics.median(b / t for b, t in zip(times[keys[0]], times[k])) for k in keys[1:]}
     nodes = sum(g[t].num_nodes for g in graphs for t in g.node_types) / batch
-    return {"arch": name, "batch": batch, "rates": rates, "nodes": nodes, "source": source}
+    return {"arch": name, "batch": batch, "rates": rates, "ratios": ratios, "nodes": nodes, "source": source}
 
 
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--device", default="cuda" if torch.cuda.is_available() else "cpu", choices=["cpu", "cuda"])
     parser.add_argument("--repeats", type=int, default=0,
-                        help="timed runs per variant (default: 5 for ViT-T, 2 for ViT-L on CPU; 20 on GPU)")
+                        help="rounds (default: 15 for ViT-T, 3 for ViT-L on CPU; 20 on GPU)")
     parser.add_argument("--archs", default="tiny,large")
     args = parser.parse_args()
     torch.set_num_threads(2)
     results = []
     for arch in args.archs.split(","):
-        repeats = args.repeats or (20 if args.device == "cuda" else 5 if arch == "tiny" else 2)
+        repeats = args.repeats or (20 if args.device == "cuda" else 15 if arch == "tiny" else 3)
         r = bench(arch, args.device, repeats)
         results.append(r)
         print(f"{r['arch']}: batch {r['batch']}, {r['nodes']:.0f} OSM nodes per tile ({r['source']}), "
@@ -118,7 +115,8 @@ def main() -> int:
     print(f"{'model':<24}{'bare ViT':>12}{'image only':>20}{'with OSM':>20}")
     for r in results:
         bare, img, osm = (r["rates"][k] for k in ("bare timm ViT", "encode, image only", "encode + OSM"))
-        print(f"{r['arch']:<24}{bare:>12.2f}{img:>12.2f} ({img / bare:4.0%}){osm:>12.2f} ({osm / bare:4.0%})")
+        to_img, to_osm = r["ratios"]["encode, image only"], r["ratios"]["encode + OSM"]
+        print(f"{r['arch']:<24}{bare:>12.2f}{img:>12.2f} ({to_img:4.0%}){osm:>12.2f} ({to_osm:4.0%})")
     return 0
 
 

@@ -39,12 +39,13 @@ class TwoWayAttentionBlock(nn.Module):
         self.mlp = nn.Linear(dim, dim)
         self.norm4 = nn.LayerNorm(dim)
 
-    def forward(self, queries: torch.Tensor, query_pe: torch.Tensor, nodes: Optional[torch.Tensor],
-                node_pe: Optional[torch.Tensor], padding: Optional[NodePadding],
-                update_nodes: bool = True) -> Tuple[torch.Tensor, Optional[torch.Tensor]]:
+    def forward(self, queries: torch.Tensor, query_pe: Optional[torch.Tensor], nodes: Optional[torch.Tensor],
+                node_pe: Optional[torch.Tensor], padding: Optional[NodePadding], update_nodes: bool = True,
+                patch_q: Optional[torch.Tensor] = None) -> Tuple[torch.Tensor, Optional[torch.Tensor]]:
         """queries [B, L, C] (patches) with query_pe [1 or B, L, C]; nodes and node_pe [N, C] (flat, all
         images) placed by `padding`. `update_nodes=False` skips the steps that only change the nodes
-        (the patches' output does not depend on them)."""
+        (the patches' output does not depend on them); `patch_q`: the patches' queries for attending
+        to the nodes, when the caller has them already (see GeoLinkModel._fusion_queries)."""
         if nodes is None or padding is None or not padding.num_nodes:
             return self.norm2(queries), nodes
         p = self.dropout if self.training else 0.0
@@ -55,7 +56,9 @@ class TwoWayAttentionBlock(nn.Module):
         ti = self.cross_attn_token_to_image
         keyed = nodes + node_pe
         kv = torch.cat([_project(ti, keyed, 1), _project(ti, nodes, 2)], -1)
-        att = ti.out_proj(padding.patches_attend_nodes(_project(ti, queries + query_pe, 0), kv, ti.num_heads, p))
+        if patch_q is None:
+            patch_q = _project(ti, queries + query_pe, 0)
+        att = ti.out_proj(padding.patches_attend_nodes(patch_q, kv, ti.num_heads, p))
         if not padding.all_have_nodes:  # their attention rows are not meaningful; nor may out_proj's bias reach them
             att = att * padding.has_nodes[:, None, None].to(att.dtype)
         queries = self.norm2(queries + att)

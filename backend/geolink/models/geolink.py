@@ -23,6 +23,7 @@ from torch import nn
 
 from ..errors import InputError, ModelError
 from .config import GeoLinkConfig, default_layers
+from .derived import DerivedCache
 from .fusion import TwoWayAttentionBlock
 from .graphs import NODE_TYPES, GraphBatch, collate_graphs
 from .osm_encoder import OSMHeteroGAT, graph_layer_norm
@@ -58,6 +59,7 @@ class GeoLinkModel(nn.Module):
         self.layers = list(c.layers) if c.layers else default_layers(self.depth)
         self.cls_token = nn.Parameter(torch.zeros(1, 1, dim))
         self.img_pos_embed = _fixed(sincos_table(dim, self.grid))
+        self._derived = DerivedCache()
         if c.osm or c.pretraining:
             self.img_norm = nn.LayerNorm(dim)
         if c.osm:
@@ -191,19 +193,41 @@ class GeoLinkModel(nn.Module):
     def fuse(self, patches: torch.Tensor, graphs, rows: int, cols: int) -> torch.Tensor:
         """Patches [B, L, D] (a raw block output) + OSM graphs -> fused patches [B, L, fusion_dim]."""
         b = patches.shape[0]
-        queries = self.img_fusion_mlp(self.img_norm(patches))
-        query_pe = self._pos(self.fusion_img_pos_embed, rows, cols)
-        nodes = node_pe = padding = None
+        patches = self.img_norm(patches)
         gb = self._graph_batch(graphs, b, patches.device)
-        if gb is not None and gb.padding.num_nodes:
-            h = gb.split(self._node_embeddings(gb, gb.x))
-            nodes = torch.cat([self.osm_node_fusion_mlp[t](h[t]) for t in NODE_TYPES])[gb.fusion_nodes]
-            node_pe = self._node_pos(gb.fusion_pos, gb.fusion_pos_weight)
-            padding = gb.padding
+        if gb is None or not gb.padding.num_nodes:  # the image-only pathway
+            queries = self.img_fusion_mlp(patches)
+            for blk in self.osm_cross_modal_encoder:
+                queries, _ = blk(queries, None, None, None, None)
+            return queries
+        h = gb.split(self._node_embeddings(gb, gb.x))
+        nodes = torch.cat([self.osm_node_fusion_mlp[t](h[t]) for t in NODE_TYPES])[gb.fusion_nodes]
+        node_pe = self._node_pos(gb.fusion_pos, gb.fusion_pos_weight)
+        query_pe = self._pos(self.fusion_img_pos_embed, rows, cols)
+        queries, patch_q = self._fusion_queries(patches, rows, cols)
         last = len(self.osm_cross_modal_encoder) - 1
         for i, blk in enumerate(self.osm_cross_modal_encoder):
-            queries, nodes = blk(queries, query_pe, nodes, node_pe, padding, update_nodes=i < last)
+            queries, nodes = blk(queries, query_pe, nodes, node_pe, gb.padding, update_nodes=i < last,
+                                 patch_q=patch_q if i == 0 else None)
         return queries
+
+    def _fusion_queries(self, patches: torch.Tensor, rows: int, cols: int) -> Tuple[torch.Tensor, torch.Tensor]:
+        """(the fusion block's patch tokens, the first block's patch-to-node attention queries) in one
+        matmul: q = (x M' + m + pe) Wq' + bq = x (Wq M)' + (Wq m + bq) + pe Wq'."""
+        mlp, att = self.img_fusion_mlp, self.osm_cross_modal_encoder[0].cross_attn_token_to_image
+        d = mlp.out_features
+
+        def fold():
+            wq, bq = att.in_proj_weight[:d], att.in_proj_bias[:d]
+            return torch.cat([mlp.weight, wq @ mlp.weight]), torch.cat([mlp.bias, wq @ mlp.bias + bq])
+
+        def pe_q():
+            return self._pos(self.fusion_img_pos_embed, rows, cols) @ att.in_proj_weight[:d].t()
+
+        weight, bias = self._derived.get("queries", (mlp.weight, mlp.bias, att.in_proj_weight, att.in_proj_bias), fold)
+        pe = self._derived.get(("pe_q", rows, cols), (att.in_proj_weight, self.fusion_img_pos_embed), pe_q)
+        y = F.linear(patches, weight, bias)
+        return y[..., :d], y[..., d:] + pe
 
     def encode(self, images: torch.Tensor, graphs=None, layers: Optional[Sequence[int]] = None) -> List[torch.Tensor]:
         """Feature maps [B, C, H/16, W/16]: the raw ViT block outputs at `layers` (default self.layers),

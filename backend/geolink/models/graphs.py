@@ -36,6 +36,8 @@ RELATIONS: Tuple[Tuple[str, str, str], ...] = tuple(
 OUT_RELATIONS = {t: [r for r, rel in enumerate(RELATIONS) if rel[0] == t] for t in NODE_TYPES}
 IN_RELATIONS = {t: [r for r, rel in enumerate(RELATIONS) if rel[2] == t] for t in NODE_TYPES}
 _RELATION_INDEX = {rel: r for r, rel in enumerate(RELATIONS)}
+_OUT_SLOT = [OUT_RELATIONS[rel[0]].index(r) for r, rel in enumerate(RELATIONS)]
+_IN_SLOT = [IN_RELATIONS[rel[2]].index(r) for r, rel in enumerate(RELATIONS)]
 
 
 @dataclass
@@ -89,7 +91,7 @@ class GraphBatch:
 
 
 def _node_features(graph, text_dim: int) -> Dict[str, torch.Tensor]:
-    found = graph.collect("x", allow_empty=True) if graph is not None else {}
+    found = {t: store.get("x") for t, store in graph.node_items()} if graph is not None else {}
     out = {}
     for t in NODE_TYPES:
         width = text_dim + 2 * POS_POINTS[t]
@@ -116,23 +118,25 @@ def collate_graphs(graphs: Sequence, text_dim: int) -> GraphBatch:
     first = {t: [starts[t] + c for c in accumulate(counts[t][:-1], initial=0)] for t in NODE_TYPES}  # graph i's 1st row
     rows = {t: torch.cat([f[t] for f in feats]) if n else torch.zeros(0, text_dim + 2 * POS_POINTS[t])
             for t in NODE_TYPES}
-    x = {t: rows[t][:, :text_dim].contiguous() for t in NODE_TYPES}
+    x = {t: rows[t][:, :text_dim] for t in NODE_TYPES}
     pos = {t: rows[t][:, text_dim:].reshape(-1, POS_POINTS[t], 2) for t in NODE_TYPES}
     batch = {t: torch.repeat_interleave(torch.arange(n), torch.tensor(counts[t], dtype=torch.long))
              for t in NODE_TYPES}
     present = torch.zeros(n, len(RELATIONS), dtype=torch.bool)
     parts, per_part = [], []  # edge_index blocks; (source offset, target offset, slots, node counts) of each
+    has = []
     for i, g in enumerate(graphs):
-        for rel, ei in (g.collect("edge_index", allow_empty=True).items() if g is not None else ()):
-            r = _RELATION_INDEX.get(rel)
-            if r is None:
+        for rel, store in (g.edge_items() if g is not None else ()):
+            r, ei = _RELATION_INDEX.get(rel), store.get("edge_index")
+            if r is None or ei is None:
                 continue
-            present[i, r] = True
-            if ei.numel():
+            has.append(i * len(RELATIONS) + r)
+            if ei.shape[-1]:
                 s, _, d = rel
-                parts.append(ei.cpu())
-                per_part.append((first[s][i], first[d][i], OUT_RELATIONS[s].index(r), IN_RELATIONS[d].index(r),
-                                 counts[s][i], counts[d][i], ei.shape[1]))
+                parts.append(ei)
+                per_part.append((first[s][i], first[d][i], _OUT_SLOT[r], _IN_SLOT[r], counts[s][i], counts[d][i],
+                                 ei.shape[1]))
+    present.view(-1)[has] = True
     layout = _flat_layout(n, starts, pos, batch, present, parts, per_part)
     return GraphBatch(n, x, pos, batch, present, starts, **layout)
 
@@ -152,7 +156,7 @@ def _flat_layout(n: int, starts: Dict[str, int], pos, batch, present, parts: Lis
         at = slice(starts[t], starts[t] + batch[t].shape[0])
         gat_bias[at, IN_RELATIONS[t]] = weight[at]
     if parts:
-        edges = torch.cat(parts, 1)
+        edges = torch.cat(parts, 1).cpu()
         info = torch.tensor(per_part, dtype=torch.long)
         info = torch.repeat_interleave(info[:, :6], info[:, 6], 0)
         if bool(((edges < 0) | (edges >= info[:, 4:6].t())).any()):

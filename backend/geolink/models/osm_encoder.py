@@ -10,6 +10,7 @@ from torch import nn
 from torch_geometric.nn import GATConv, HeteroConv
 from torch_geometric.utils import softmax
 
+from .derived import DerivedCache
 from .graphs import IN_RELATIONS, NODE_TYPES, OUT_RELATIONS, RELATIONS, GraphBatch
 
 
@@ -31,7 +32,7 @@ class OSMHeteroGAT(nn.Module):
             HeteroConv({rel: GATConv(in_channels if i == 0 else out_channels, out_channels, add_self_loops=False)
                         for rel in RELATIONS}, aggr="mean")
             for i in range(layers)])
-        self._derived: Dict[int, tuple] = {}
+        self._derived = DerivedCache()
 
     def forward(self, g: GraphBatch, x: Dict[str, torch.Tensor]) -> torch.Tensor:
         """Node embeddings [N, out] in the batch's flat order. `x` per type replaces g.x (masked inputs).
@@ -47,12 +48,10 @@ class OSMHeteroGAT(nn.Module):
 
     def _weights(self, hetero: HeteroConv) -> Tuple[List[torch.Tensor], torch.Tensor]:
         """Per node type, one [3C + 6, D] projection: the messages of its three out-relations, their
-        source attention scores and the target scores of its three in-relations; and the nine biases.
-        Cached while gradients are off, keyed on the weights' storage and version."""
-        key = tuple((p.data_ptr(), p._version) for p in hetero.parameters())
-        cached = self._derived.get(id(hetero))
-        if cached is not None and cached[0] == key and not torch.is_grad_enabled():
-            return cached[1]
+        source attention scores and the target scores of its three in-relations; and the nine biases."""
+        return self._derived.get(id(hetero), hetero.parameters(), lambda: self._fold(hetero))
+
+    def _fold(self, hetero: HeteroConv) -> Tuple[List[torch.Tensor], torch.Tensor]:
         c = self.out_channels
         convs = [hetero.convs[rel] for rel in RELATIONS]
         fused = []
@@ -62,22 +61,20 @@ class OSMHeteroGAT(nn.Module):
             src = torch.block_diag(*[cv.att_src.view(1, c) for cv in outs]) @ weight
             dst = torch.cat([cv.att_dst.view(1, c) @ cv.lin.weight for cv in ins])
             fused.append(torch.cat([weight, src, dst]))
-        derived = fused, torch.stack([cv.bias for cv in convs])
-        if not torch.is_grad_enabled():
-            self._derived[id(hetero)] = key, derived
-        return derived
+        return fused, torch.stack([cv.bias for cv in convs])
 
     def _layer(self, hetero: HeteroConv, g: GraphBatch, x: Dict[str, torch.Tensor]) -> torch.Tensor:
         c = self.out_channels
         weights, bias = self._weights(hetero)
-        y = torch.cat([x[t] @ w.t() for t, w in zip(NODE_TYPES, weights)])  # [N, 3C + 6]
+        # [N, 3C + 6]; softmax and aggregation in float32, also under autocast
+        y = torch.cat([x[t] @ w.t() for t, w in zip(NODE_TYPES, weights)]).float()
         proj = y[:, :3 * c].reshape(-1, c)  # rows: node * 3 + out-relation
         logits = F.leaky_relu(y[:, 3 * c: 3 * c + 3].reshape(-1)[g.gat_src] + y[:, 3 * c + 3:].reshape(-1)[g.gat_dst],
                               hetero.convs[RELATIONS[0]].negative_slope)
-        alpha = softmax(logits, g.gat_dst, num_nodes=y.shape[0] * 3) * g.gat_weight.to(logits.dtype)
-        messages = proj.index_select(0, g.gat_src) * alpha[:, None].to(proj.dtype)
-        agg = torch.zeros(g.num_nodes, c, dtype=proj.dtype, device=proj.device).index_add_(0, g.gat_target, messages)
-        return torch.addmm(agg, g.gat_bias.to(agg.dtype), bias.to(agg.dtype)).relu()
+        alpha = softmax(logits, g.gat_dst, num_nodes=y.shape[0] * 3) * g.gat_weight.float()
+        messages = proj.index_select(0, g.gat_src) * alpha[:, None]
+        agg = torch.zeros(g.num_nodes, c, device=proj.device).index_add_(0, g.gat_target, messages)
+        return torch.addmm(agg, g.gat_bias.float(), bias.float()).relu()
 
 
 def graph_layer_norm(x: torch.Tensor, group: torch.Tensor, num_groups: int, eps: float,
@@ -89,6 +86,7 @@ def graph_layer_norm(x: torch.Tensor, group: torch.Tensor, num_groups: int, eps:
     """
     if not x.shape[0]:
         return x
+    x = x.float()  # statistics in float32, also under autocast
     n = torch.bincount(group, minlength=num_groups).clamp(min=1).to(x.dtype) * x.shape[1]
     mean = x.new_zeros(num_groups).index_add_(0, group, x.sum(1)) / n
     centred = x - mean[group, None]
