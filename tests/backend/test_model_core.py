@@ -174,3 +174,31 @@ def test_config_round_trip_and_arch_names():
         GeoLinkConfig.from_dict({**c.to_dict(), "bogus": 1})
     with pytest.raises(ModelError, match="multiple of the patch size"):
         GeoLinkConfig(img_size=100)
+
+
+def test_node_padding_packs_each_image_and_attends_within_it():
+    """Groups by similar node counts, widths a multiple of 16, and attention that never crosses images."""
+    from geolink.models.padding import NodePadding, attention
+
+    sizes = [70, 0, 3, 161, 71, 2]
+    batch = torch.repeat_interleave(torch.arange(len(sizes)), torch.tensor(sizes))
+    batch = batch[torch.randperm(batch.shape[0], generator=torch.Generator().manual_seed(0))]  # any node order
+    pad = NodePadding(batch, len(sizes))
+    assert [(n, width) for _, n, _, width, _ in pad.groups] == [(1, 176), (2, 80), (2, 16)]
+    assert pad.has_nodes.tolist() == [True, False, True, True, True, True] and not pad.all_have_nodes
+    assert len(set(pad.slot.tolist())) == pad.num_nodes and pad.num_slots == 176 + 2 * 80 + 2 * 16
+
+    heads, c = 2, 8
+    torch.manual_seed(0)
+    nodes = torch.randn(pad.num_nodes, 3 * c)
+    patches = torch.randn(len(sizes), 5, c)
+    mixed = pad.nodes_attend_nodes(nodes, heads, 0.0)
+    to_nodes = pad.patches_attend_nodes(patches, nodes[:, c:], heads, 0.0)
+    for image in range(len(sizes)):
+        mine = torch.nonzero(batch == image).view(-1)
+        if not len(mine):
+            continue
+        q, k, v = nodes[mine].chunk(3, -1)
+        assert max_err(mixed[mine], attention(q[None], k[None], v[None], heads, None, 0.0)[0]) < 1e-6
+        alone = attention(patches[image:image + 1], k[None], v[None], heads, None, 0.0)[0]
+        assert max_err(to_nodes[image], alone) < 1e-6

@@ -167,7 +167,9 @@ class GeoLinkModel(nn.Module):
         gb = collate_graphs(graphs, self.text_dim)
         if gb.num_graphs != batch_size:
             raise InputError(f"The graph batch holds {gb.num_graphs} graphs for {batch_size} images.")
-        return gb.to(device) if gb.num_nodes else None
+        if not gb.num_nodes:
+            return None
+        return gb if gb.node_type.device == torch.device(device) else gb.to(device)
 
     def _node_embeddings(self, gb: GraphBatch, x: Dict[str, torch.Tensor]) -> torch.Tensor:
         """Normalised GAT embeddings [N, osm_dim] in the batch's flat order (rows of unreached nodes:
