@@ -119,6 +119,9 @@ def test_collate_offsets_edges_and_records_relations():
     bad["point", "to", "line"].edge_index[1, 0] = 5
     with pytest.raises(InputError, match="edge to a node"):
         collate_graphs([bad], TEXT_DIM)
+    bad["point", "to", "line"].edge_index = torch.zeros(3, dtype=torch.long)
+    with pytest.raises(InputError, match="expected"):
+        collate_graphs([bad], TEXT_DIM)
 
 
 @torch.no_grad()

@@ -123,15 +123,19 @@ def collate_graphs(graphs: Sequence, text_dim: int) -> GraphBatch:
     batch = {t: torch.repeat_interleave(torch.arange(n), torch.tensor(counts[t], dtype=torch.long))
              for t in NODE_TYPES}
     present = torch.zeros(n, len(RELATIONS), dtype=torch.bool)
-    parts, per_part = [], []  # edge_index blocks; (source offset, target offset, slots, node counts) of each
-    has = []
+    # edge_index blocks and, for each, (first source row, first target row, out- and in-relation slots,
+    # source and target node counts, edges); `has`: the (graph, relation) pairs present
+    parts, per_part, has = [], [], []
     for i, g in enumerate(graphs):
         for rel, store in (g.edge_items() if g is not None else ()):
             r, ei = _RELATION_INDEX.get(rel), store.get("edge_index")
             if r is None or ei is None:
                 continue
+            if ei.dim() != 2 or ei.shape[0] != 2:
+                raise InputError(f"OSM graph relation {rel} has an edge_index of shape {list(ei.shape)}; "
+                                 "expected [2, E].")
             has.append(i * len(RELATIONS) + r)
-            if ei.shape[-1]:
+            if ei.shape[1]:
                 s, _, d = rel
                 parts.append(ei)
                 per_part.append((first[s][i], first[d][i], _OUT_SLOT[r], _IN_SLOT[r], counts[s][i], counts[d][i],
