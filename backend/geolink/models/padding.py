@@ -13,6 +13,7 @@ worked out once per batch, on the CPU, when graphs are collated; the forward pas
 
 from __future__ import annotations
 
+import copy
 from typing import List, Optional, Tuple
 
 import torch
@@ -67,16 +68,18 @@ class NodePadding:
         position[order] = torch.arange(len(order))
         self.position = None if identity else position
         if device.type != "cpu":
-            self.to(device)
+            self.__dict__.update(self.to(device).__dict__)
 
     def to(self, device) -> NodePadding:
+        """A copy on `device` (this one is left as it is)."""
         def move(t):
             return None if t is None else t.to(device, non_blocking=True)
 
-        self.has_nodes, self.slot, self.order, self.position = (move(t) for t in (
+        moved = copy.copy(self)
+        moved.has_nodes, moved.slot, moved.order, moved.position = (move(t) for t in (
             self.has_nodes, self.slot, self.order, self.position))
-        self.groups = [(*g[:4], move(g[4])) for g in self.groups]
-        return self
+        moved.groups = [(*g[:4], move(g[4])) for g in self.groups]
+        return moved
 
     def _pack(self, rows: torch.Tensor) -> torch.Tensor:
         return rows.new_zeros(self.num_slots, rows.shape[1]).index_copy_(0, self.slot, rows)
