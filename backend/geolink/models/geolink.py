@@ -376,7 +376,7 @@ class GeoLinkModel(nn.Module):
         rank, _ = self._random_rank(batch, gb.num_graphs)
         pick = rank < MAX_DECODED_NODES
         nodes, target = tokens[pick], labels[pick]
-        padding = NodePadding(batch[pick], gb.num_graphs)
+        padding = NodePadding(batch[pick], gb.num_graphs).to(visible.device)
         queries = self.img_fusion_mlp(visible)
         for blk in self.osm_cross_modal_encoder:
             queries, nodes = blk(queries, visible_pe, nodes, pe[pick], padding)

@@ -156,9 +156,13 @@ def _flat_layout(n: int, starts: Dict[str, int], pos, batch, present, parts: Lis
     reached = into.sum(1) > 0
     weight = into / into.sum(1, keepdim=True).clamp(min=1)
     gat_bias = torch.zeros(total, len(RELATIONS))
+    fusion_pos = torch.zeros(total, MAX_POS_POINTS, 2)
+    fusion_pos_weight = torch.zeros(total, MAX_POS_POINTS)
     for t in NODE_TYPES:
-        at = slice(starts[t], starts[t] + batch[t].shape[0])
+        k, at = POS_POINTS[t], slice(starts[t], starts[t] + batch[t].shape[0])
         gat_bias[at, IN_RELATIONS[t]] = weight[at]
+        fusion_pos[at, :k] = pos[t]
+        fusion_pos_weight[at, :k] = 1.0 / k
     if parts:
         edges = torch.cat(parts, 1).cpu()
         info = torch.tensor(per_part, dtype=torch.long)
@@ -171,12 +175,6 @@ def _flat_layout(n: int, starts: Dict[str, int], pos, batch, present, parts: Lis
     else:
         gat_src = gat_dst = target = torch.zeros(0, dtype=torch.long)
     fusion_nodes = torch.nonzero(reached).view(-1)
-    fusion_pos = torch.zeros(total, MAX_POS_POINTS, 2)
-    fusion_pos_weight = torch.zeros(total, MAX_POS_POINTS)
-    for t in NODE_TYPES:
-        k, at = POS_POINTS[t], slice(starts[t], starts[t] + batch[t].shape[0])
-        fusion_pos[at, :k] = pos[t]
-        fusion_pos_weight[at, :k] = 1.0 / k
     return dict(node_type=node_type, node_graph=node_graph, reached=reached, gat_src=gat_src, gat_dst=gat_dst,
                 gat_target=target, gat_weight=weight.reshape(-1)[gat_dst], gat_bias=gat_bias,
                 fusion_nodes=fusion_nodes, fusion_pos=fusion_pos[fusion_nodes],

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from typing import Dict, List, Optional, Tuple
+from typing import Dict, List, Tuple
 
 import torch
 import torch.nn.functional as F
@@ -77,8 +77,8 @@ class OSMHeteroGAT(nn.Module):
         return torch.addmm(agg, g.gat_bias.float(), bias.float()).relu()
 
 
-def graph_layer_norm(x: torch.Tensor, group: torch.Tensor, num_groups: int, eps: float,
-                     weight: Optional[torch.Tensor] = None, bias: Optional[torch.Tensor] = None) -> torch.Tensor:
+def graph_layer_norm(x: torch.Tensor, group: torch.Tensor, num_groups: int, eps: float, weight: torch.Tensor,
+                     bias: torch.Tensor) -> torch.Tensor:
     """torch_geometric's graph-mode LayerNorm (mean and biased std over a group's nodes and channels,
     x / (std + eps), then the affine map, here per row) applied to each group of rows on its own.
 
@@ -92,4 +92,4 @@ def graph_layer_norm(x: torch.Tensor, group: torch.Tensor, num_groups: int, eps:
     centred = x - mean[group, None]
     var = x.new_zeros(num_groups).index_add_(0, group, (centred * centred).sum(1)) / n
     out = centred / (var.sqrt()[group, None] + eps)
-    return out if weight is None else out * weight + bias
+    return out * weight + bias

@@ -25,8 +25,7 @@ class NodePadding:
     ALIGN = 16
 
     def __init__(self, batch: torch.Tensor, num_graphs: int):
-        """batch [N]: the image of each flat node."""
-        device = batch.device
+        """batch [N]: the image of each flat node. Built on the CPU; move it with .to()."""
         batch = batch.cpu()
         counts = torch.bincount(batch, minlength=num_graphs)
         sizes = counts.tolist()
@@ -67,8 +66,6 @@ class NodePadding:
         position = torch.zeros(num_graphs, dtype=torch.long)  # each image's row in `order` (0 without nodes)
         position[order] = torch.arange(len(order))
         self.position = None if identity else position
-        if device.type != "cpu":
-            self.__dict__.update(self.to(device).__dict__)
 
     def to(self, device) -> NodePadding:
         """A copy on `device` (this one is left as it is)."""
