@@ -19,10 +19,11 @@ import shapely
 
 SELF, DISJOINT, TOUCHES, OVERLAPS, COVERS, COVERED_BY, EQUALS, OTHER = range(8)
 CROSSES, WITHIN, NONE = 3, 3, 0
+LINE_IN_POLYGON = 4  # line covered by polygon / polygon covers line
 
 # One-hot column order of each edge type's edge_attr, as in the original (codes sorted ascending).
 SAME_DIM_CODES = (SELF, TOUCHES, OVERLAPS, COVERS, COVERED_BY, EQUALS)
-LINE_POLYGON_CODES = (TOUCHES, CROSSES, 4)  # 4 = line covered by polygon / polygon covers line
+LINE_POLYGON_CODES = (TOUCHES, CROSSES, LINE_IN_POLYGON)
 POINT_OTHER_CODES = (TOUCHES, WITHIN)
 
 II, IB, IE, BI, BB, BE, EI, EB, EE = range(9)
@@ -55,7 +56,7 @@ def line_polygon_class(m: str) -> int:
     if m[II] == "F":
         return _touch_or_disjoint(m)
     if _empty(m, IE, BE):
-        return 4
+        return LINE_IN_POLYGON
     if m[IE] != "F" or m[EI] != "F":
         return CROSSES
     return NONE
