@@ -195,13 +195,10 @@ class GeoLinkAlgorithm(QgsProcessingAlgorithm):
                     outputs: Optional[List[str]] = None) -> dict:
         """Run a backend task in a worker process; return its result event or raise QgsProcessingException."""
         fb = feedback or QgsProcessingFeedback()
-        levels = {"warning": fb.reportError, "error": fb.reportError, "debug": fb.pushDebugInfo}
+        levels = {"warning": fb.pushWarning, "error": fb.reportError, "debug": fb.pushDebugInfo}
 
         def log(level: str, message: str) -> None:
-            if level == "warning":
-                fb.reportError("Warning: " + message, False)
-            else:
-                levels.get(level, fb.pushInfo)(message)
+            levels.get(level, fb.pushInfo)(message)
 
         def progress(pct: float, message: str) -> None:
             fb.setProgress(pct)

@@ -27,6 +27,10 @@ class SignallingFeedback(QgsProcessingFeedback):
         super().pushInfo(info)
         self.message.emit(info, False)
 
+    def pushWarning(self, warning):  # noqa: N802
+        super().pushWarning(warning)
+        self.message.emit("Warning: " + warning, True)
+
     def reportError(self, error, fatalError=False):  # noqa: N802, N803
         super().reportError(error, fatalError)
         self.message.emit(error, True)

@@ -78,3 +78,17 @@ def test_finetune_and_import_from_qgis_process(installed_profile, data_dir, tmp_
     assert Path(res["finetune"]["OUTPUT"]).exists() and json.loads(res["finetune"]["METRICS"])
     if "import" in res:
         assert res["import"]["MODEL_NAME"] == "official" and Path(res["import"]["OUTPUT"]).exists()
+
+
+def test_backend_warnings_are_processing_warnings(installed_profile, data_dir, tmp_path, tiny_models):
+    """An OSM file with nothing in the raster's area: the run succeeds and says so as a warning, not an error."""
+    require_task("zones")
+    osm = tmp_path / "empty.geojson"
+    osm.write_text('{"type": "FeatureCollection", "features": []}')
+    out = qgis_process(installed_profile, "run", "geolink:zones", "--",
+                       f"INPUT={s2_crop(data_dir, tmp_path / 'in.tif', size=64)}", f"OSM_FILE={osm}",
+                       f"MODEL={tiny_models['segmentation']}", f"OUTPUT={tmp_path / 'zones.gpkg'}")
+    text = out.stdout + out.stderr
+    assert out.returncode == 0, text[-3000:]
+    assert "WARNING:\tThe OSM files hold no feature in the raster's area" in text
+    assert "ERROR:" not in text
