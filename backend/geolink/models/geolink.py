@@ -179,9 +179,11 @@ class GeoLinkModel(nn.Module):
         groups = gb.num_graphs if per_graph else 1
         group = gb.node_type * groups + (gb.node_graph if per_graph else 0)
         group = torch.where(gb.reached, group, torch.full_like(group, len(NODE_TYPES) * groups))
-        weight = torch.stack([self.osm_norm[t].weight for t in NODE_TYPES])[gb.node_type]
-        bias = torch.stack([self.osm_norm[t].bias for t in NODE_TYPES])[gb.node_type]
-        return graph_layer_norm(h, group, len(NODE_TYPES) * groups + 1, self.osm_norm[NODE_TYPES[0]].eps, weight, bias)
+        weight, bias = self._derived.get("osm_norm", self.osm_norm.parameters(), lambda: (
+            torch.stack([self.osm_norm[t].weight for t in NODE_TYPES]),
+            torch.stack([self.osm_norm[t].bias for t in NODE_TYPES])))
+        return graph_layer_norm(h, group, len(NODE_TYPES) * groups + 1, self.osm_norm[NODE_TYPES[0]].eps,
+                                weight[gb.node_type], bias[gb.node_type])
 
     def _node_pos(self, pos: torch.Tensor, weight: Optional[torch.Tensor] = None) -> torch.Tensor:
         """A node's fusion position embedding: the mean over its position points [N, K, 2] (tile units x

@@ -7,7 +7,9 @@ Computed in float64 (float32 on MPS), so the tables match the original's numpy o
 
 from __future__ import annotations
 
+import functools
 import math
+from typing import Tuple
 
 import torch
 
@@ -17,14 +19,21 @@ def wide_float(device: torch.device) -> torch.dtype:
     return torch.float32 if torch.device(device).type == "mps" else torch.float64
 
 
+@functools.lru_cache(maxsize=16)
+def _frequencies(dim: int, device: torch.device) -> Tuple[torch.Tensor, torch.Tensor]:
+    """(phase, frequency) per channel of one axis' half: [0] * D/4 + [pi/2] * D/4 (cos(a) = sin(a + pi/2)),
+    and the frequencies w_k twice. Made outside inference mode, so training may use them too."""
+    with torch.inference_mode(False):
+        omega = 1.0 / 10000 ** (torch.arange(dim // 4, dtype=wide_float(device), device=device) / (dim / 4.0))
+        return torch.cat([torch.zeros_like(omega), torch.full_like(omega, math.pi / 2)]), torch.cat([omega, omega])
+
+
 def sincos_2d(dim: int, xy: torch.Tensor) -> torch.Tensor:
     """[..., dim] embedding of points `xy` [..., 2] given in patch units (x, y), in wide_float."""
     if dim % 4:
         raise ValueError(f"sin-cos position embeddings need a width divisible by 4, got {dim}")
-    dtype = wide_float(xy.device)
-    omega = 1.0 / 10000 ** (torch.arange(dim // 4, dtype=dtype, device=xy.device) / (dim / 4.0))
-    phase = torch.cat([torch.zeros_like(omega), torch.full_like(omega, math.pi / 2)])  # cos(a) = sin(a + pi/2)
-    angle = torch.addcmul(phase, xy.to(dtype)[..., None], torch.cat([omega, omega]))  # [..., 2 (x, y), dim / 2]
+    phase, omega = _frequencies(dim, xy.device)
+    angle = torch.addcmul(phase, xy.to(phase.dtype)[..., None], omega)  # [..., 2 (x, y), dim / 2]
     return angle.sin_().reshape(*xy.shape[:-1], dim)
 
 
