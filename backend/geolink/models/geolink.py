@@ -171,24 +171,41 @@ class GeoLinkModel(nn.Module):
             return None
         return gb if gb.node_type.device == torch.device(device) else gb.to(device)
 
-    def _node_embeddings(self, gb: GraphBatch, x: Dict[str, torch.Tensor]) -> torch.Tensor:
+    def _node_embeddings(self, gb: GraphBatch, x: Dict[str, torch.Tensor], affine: bool = True) -> torch.Tensor:
         """Normalised GAT embeddings [N, osm_dim] in the batch's flat order (rows of unreached nodes:
-        out of every statistic, meaningless)."""
+        out of every statistic, meaningless); `affine=False` leaves out the per-type affine map."""
         h = self.osm_encoder(gb, x)
         per_graph = self.config.osm_norm == "graph"
         groups = gb.num_graphs if per_graph else 1
         group = gb.node_type * groups + (gb.node_graph if per_graph else 0)
         group = torch.where(gb.reached, group, torch.full_like(group, len(NODE_TYPES) * groups))
+        h = graph_layer_norm(h, group, len(NODE_TYPES) * groups + 1, self.osm_norm[NODE_TYPES[0]].eps)
+        if not affine:
+            return h
         weight, bias = self._derived.get("osm_norm", self.osm_norm.parameters(), lambda: (
             torch.stack([self.osm_norm[t].weight for t in NODE_TYPES]),
             torch.stack([self.osm_norm[t].bias for t in NODE_TYPES])))
-        return graph_layer_norm(h, group, len(NODE_TYPES) * groups + 1, self.osm_norm[NODE_TYPES[0]].eps,
-                                weight[gb.node_type], bias[gb.node_type])
+        return h * weight[gb.node_type] + bias[gb.node_type]
+
+    def _node_tokens(self, gb: GraphBatch) -> torch.Tensor:
+        """The fusion block's node tokens [M, fusion_dim] (reached nodes, flat order): osm_node_fusion_mlp
+        of the normalised embeddings, with the LayerNorm's per-type affine map folded into its weights."""
+        def fold():
+            out = []
+            for t in NODE_TYPES:
+                norm, mlp = self.osm_norm[t], self.osm_node_fusion_mlp[t]
+                out.append((mlp.weight * norm.weight, mlp.weight @ norm.bias + mlp.bias))
+            return out
+
+        params = list(self.osm_norm.parameters()) + list(self.osm_node_fusion_mlp.parameters())
+        h = gb.split(self._node_embeddings(gb, gb.x, affine=False))
+        tokens = torch.cat([F.linear(h[t], w, b) for t, (w, b) in zip(NODE_TYPES, self._derived.get("tokens", params, fold))])
+        return tokens if gb.fusion_nodes.shape[0] == gb.num_nodes else tokens[gb.fusion_nodes]
 
     def _node_pos(self, pos: torch.Tensor, weight: Optional[torch.Tensor] = None) -> torch.Tensor:
         """A node's fusion position embedding: the mean over its position points [N, K, 2] (tile units x
         grid), or their weighted sum (zero-padded points, weight [N, K])."""
-        emb = sincos_2d(self.config.fusion_dim, pos * self.grid)
+        emb = sincos_2d(self.config.fusion_dim, pos * self.grid, torch.float32)
         if weight is None:
             return emb.mean(1).to(pos.dtype)
         return torch.bmm(weight[:, None].to(emb.dtype), emb)[:, 0].to(pos.dtype)
@@ -204,8 +221,7 @@ class GeoLinkModel(nn.Module):
             for blk in self.osm_cross_modal_encoder:
                 queries, _ = blk(queries, None, None, None, None)
             return queries
-        h = gb.split(self._node_embeddings(gb, gb.x))
-        nodes = torch.cat([self.osm_node_fusion_mlp[t](h[t]) for t in NODE_TYPES])[gb.fusion_nodes]
+        nodes = self._node_tokens(gb)
         node_pe = self._node_pos(gb.fusion_pos, gb.fusion_pos_weight)
         query_pe = self._pos(self.fusion_img_pos_embed, rows, cols)
         queries, patch_q = self._fusion_queries(patches, rows, cols)

@@ -77,10 +77,9 @@ class OSMHeteroGAT(nn.Module):
         return torch.addmm(agg, g.gat_bias.float(), bias.float()).relu()
 
 
-def graph_layer_norm(x: torch.Tensor, group: torch.Tensor, num_groups: int, eps: float, weight: torch.Tensor,
-                     bias: torch.Tensor) -> torch.Tensor:
-    """torch_geometric's graph-mode LayerNorm (mean and biased std over a group's nodes and channels,
-    x / (std + eps), then the affine map, here per row) applied to each group of rows on its own.
+def graph_layer_norm(x: torch.Tensor, group: torch.Tensor, num_groups: int, eps: float) -> torch.Tensor:
+    """torch_geometric's graph-mode LayerNorm without its affine map (mean and biased std over a
+    group's nodes and channels, then x / (std + eps)) applied to each group of rows on its own.
 
     The original calls it per node type without a batch vector: one group, every node of the type in the batch.
     """
@@ -91,5 +90,4 @@ def graph_layer_norm(x: torch.Tensor, group: torch.Tensor, num_groups: int, eps:
     mean = x.new_zeros(num_groups).index_add_(0, group, x.sum(1)) / n
     centred = x - mean[group, None]
     var = x.new_zeros(num_groups).index_add_(0, group, (centred * centred).sum(1)) / n
-    out = centred / (var.sqrt()[group, None] + eps)
-    return out * weight + bias
+    return centred * (var.sqrt() + eps).reciprocal()[group, None]
