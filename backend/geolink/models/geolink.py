@@ -199,7 +199,8 @@ class GeoLinkModel(nn.Module):
 
         params = list(self.osm_norm.parameters()) + list(self.osm_node_fusion_mlp.parameters())
         h = gb.split(self._node_embeddings(gb, gb.x, affine=False))
-        tokens = torch.cat([F.linear(h[t], w, b) for t, (w, b) in zip(NODE_TYPES, self._derived.get("tokens", params, fold))])
+        folded = self._derived.get("tokens", params, fold)
+        tokens = torch.cat([F.linear(h[t], w, b) for t, (w, b) in zip(NODE_TYPES, folded)])
         return tokens if gb.fusion_nodes.shape[0] == gb.num_nodes else tokens[gb.fusion_nodes]
 
     def _node_pos(self, pos: torch.Tensor, weight: Optional[torch.Tensor] = None) -> torch.Tensor:
