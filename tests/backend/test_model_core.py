@@ -195,8 +195,8 @@ def test_node_padding_packs_each_image_and_attends_within_it():
     torch.manual_seed(0)
     nodes = torch.randn(pad.num_nodes, 3 * c)
     patches = torch.randn(len(sizes), 5, c)
-    mixed = pad.nodes_attend_nodes(nodes, heads, 0.0)
-    to_nodes = pad.patches_attend_nodes(patches, nodes[:, c:], heads, 0.0)
+    mixed = pad.nodes_attend_nodes(nodes[:, :2 * c], nodes[:, 2 * c:], heads, 0.0)
+    to_nodes = pad.patches_attend_nodes(patches, nodes[:, c:2 * c], nodes[:, 2 * c:], heads, 0.0)
     for image in range(len(sizes)):
         mine = torch.nonzero(batch == image).view(-1)
         if not len(mine):
@@ -205,3 +205,4 @@ def test_node_padding_packs_each_image_and_attends_within_it():
         assert max_err(mixed[mine], attention(q[None], k[None], v[None], heads, None, 0.0)[0]) < 1e-6
         alone = attention(patches[image:image + 1], k[None], v[None], heads, None, 0.0)[0]
         assert max_err(to_nodes[image], alone) < 1e-6
+    assert not to_nodes[1].any()  # the image without nodes

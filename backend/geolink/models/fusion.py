@@ -50,15 +50,15 @@ class TwoWayAttentionBlock(nn.Module):
             return self.norm2(queries), nodes
         p = self.dropout if self.training else 0.0
         sa = self.self_attn
-        qkv = torch.cat([_project(sa, nodes + node_pe, 0, 2), _project(sa, nodes, 2)], -1)
-        nodes = self.norm1(nodes + sa.out_proj(padding.nodes_attend_nodes(qkv, sa.num_heads, p)))
+        att = padding.nodes_attend_nodes(_project(sa, nodes + node_pe, 0, 2), _project(sa, nodes, 2), sa.num_heads, p)
+        nodes = self.norm1(nodes + sa.out_proj(att))
 
         ti = self.cross_attn_token_to_image
         keyed = nodes + node_pe
-        kv = torch.cat([_project(ti, keyed, 1), _project(ti, nodes, 2)], -1)
         if patch_q is None:
             patch_q = _project(ti, queries + query_pe, 0)
-        att = ti.out_proj(padding.patches_attend_nodes(patch_q, kv, ti.num_heads, p))
+        att = ti.out_proj(padding.patches_attend_nodes(patch_q, _project(ti, keyed, 1), _project(ti, nodes, 2),
+                                                       ti.num_heads, p))
         if not padding.all_have_nodes:  # their attention rows are not meaningful; nor may out_proj's bias reach them
             att = att * padding.has_nodes[:, None, None].to(att.dtype)
         queries = self.norm2(queries + att)

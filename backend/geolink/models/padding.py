@@ -14,7 +14,7 @@ worked out once per batch, on the CPU, when graphs are collated; the forward pas
 from __future__ import annotations
 
 import copy
-from typing import List, Optional, Tuple
+from typing import List, Optional, Sequence, Tuple
 
 import torch
 import torch.nn.functional as F
@@ -78,29 +78,43 @@ class NodePadding:
         moved.groups = [(*g[:4], move(g[4])) for g in self.groups]
         return moved
 
-    def _pack(self, rows: torch.Tensor) -> torch.Tensor:
-        return rows.new_zeros(self.num_slots, rows.shape[1]).index_copy_(0, self.slot, rows)
+    def _pack(self, columns: Sequence[torch.Tensor]) -> torch.Tensor:
+        """[N, C_i] blocks side by side in the packed layout [slots, sum C_i] (zeros on padding)."""
+        packed = columns[0].new_zeros(self.num_slots, sum(c.shape[1] for c in columns))
+        at = 0
+        for c in columns:
+            packed[:, at: at + c.shape[1]].index_copy_(0, self.slot, c)
+            at += c.shape[1]
+        return packed
+
+    def _unpack(self, parts: List[torch.Tensor]) -> torch.Tensor:
+        return (torch.cat(parts) if len(parts) > 1 else parts[0]).index_select(0, self.slot)
 
     def _sorted(self, images: torch.Tensor) -> torch.Tensor:
-        return images if self.order is None else images[self.order]
+        return images if self.order is None else images.index_select(0, self.order)
 
     def _unsorted(self, parts: List[torch.Tensor]) -> torch.Tensor:
-        out = torch.cat(parts) if len(parts) > 1 else parts[0]
-        return out if self.position is None else out[self.position]
+        if self.order is None:
+            return torch.cat(parts) if len(parts) > 1 else parts[0]
+        out = parts[0].new_zeros(self.num_graphs, *parts[0].shape[1:])
+        for (at, n, *_), part in zip(self.groups, parts):
+            out.index_copy_(0, self.order[at: at + n], part)
+        return out
 
-    def nodes_attend_nodes(self, qkv: torch.Tensor, heads: int, dropout: float) -> torch.Tensor:
-        """qkv [N, 3C] -> [N, C]: each image's nodes attend to each other."""
-        packed, c = self._pack(qkv), qkv.shape[1] // 3
+    def nodes_attend_nodes(self, qk: torch.Tensor, v: torch.Tensor, heads: int, dropout: float) -> torch.Tensor:
+        """qk [N, 2C] and v [N, C] -> [N, C]: each image's nodes attend to each other."""
+        packed, c = self._pack((qk, v)), v.shape[1]
         parts = []
         for _, n, first, width, mask in self.groups:
             q, k, v = packed[first: first + n * width].view(n, width, 3 * c).chunk(3, -1)
             parts.append(attention(q, k, v, heads, mask, dropout).reshape(n * width, c))
-        return torch.cat(parts)[self.slot]
+        return self._unpack(parts)
 
-    def patches_attend_nodes(self, q: torch.Tensor, kv: torch.Tensor, heads: int, dropout: float) -> torch.Tensor:
-        """q [B, L, C] patches, kv [N, 2C] -> [B, L, C]; rows of images without nodes are not meaningful
-        (the caller zeroes them)."""
-        packed, c, q = self._pack(kv), kv.shape[1] // 2, self._sorted(q)
+    def patches_attend_nodes(self, q: torch.Tensor, k: torch.Tensor, v: torch.Tensor, heads: int,
+                             dropout: float) -> torch.Tensor:
+        """q [B, L, C] patches, k and v [N, C] -> [B, L, C]; rows of images without nodes are 0 or not
+        meaningful (the caller zeroes them)."""
+        packed, c, q = self._pack((k, v)), v.shape[1], self._sorted(q)
         parts = []
         for at, n, first, width, mask in self.groups:
             k, v = packed[first: first + n * width].view(n, width, 2 * c).chunk(2, -1)
@@ -109,13 +123,13 @@ class NodePadding:
 
     def nodes_attend_patches(self, q: torch.Tensor, kv: torch.Tensor, heads: int, dropout: float) -> torch.Tensor:
         """q [N, C] nodes, kv [B, L, 2C] patches -> [N, C]."""
-        packed, c, kv = self._pack(q), q.shape[1], self._sorted(kv)
+        packed, c, kv = self._pack((q,)), q.shape[1], self._sorted(kv)
         parts = []
         for at, n, first, width, _ in self.groups:
             k, v = kv[at: at + n].chunk(2, -1)
             parts.append(attention(packed[first: first + n * width].view(n, width, c), k, v, heads, None,
                                    dropout).reshape(n * width, c))
-        return torch.cat(parts)[self.slot]
+        return self._unpack(parts)
 
 
 def attention(q: torch.Tensor, k: torch.Tensor, v: torch.Tensor, heads: int, mask: Optional[torch.Tensor],
