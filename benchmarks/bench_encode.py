@@ -1,6 +1,8 @@
 """GeoLink encode() throughput against the bare timm ViT forward on the same batch.
 
-For ViT-T and ViT-L: tiles/s of the bare timm ViT (timm.create_model(arch)(images)), of encode()
+For ViT-T and ViT-L: tiles/s of the bare timm ViT forward (the timm VisionTransformer inside the
+model, model.img_encoder(images): the same weight tensors as encode uses; two separately allocated
+ViTs ran up to 30% apart here, and which one was faster changed from process to process), of encode()
 image-only, of encode() with one OSM graph per tile (graph collation included) and with the same
 graphs collated beforehand (as a data loader would hand them over), and the ratios to the bare ViT.
 Graphs: the six UFZ graphs of ../shared when present (11-161 nodes), otherwise synthetic graphs of
@@ -21,7 +23,6 @@ import sys
 import time
 from pathlib import Path
 
-import timm
 import torch
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -74,14 +75,13 @@ def bench(arch: str, device: str, repeats: int) -> dict:
     batch = BATCH[(device, arch)]
     name = f"vit_{arch}_patch16_224"
     torch.manual_seed(0)
-    vit = timm.create_model(name, num_classes=0).to(device).eval()
     model = create_geolink(name, text_dim=512, pretraining=False).to(device).eval()
     images = torch.randn(batch, 3, 224, 224, device=device)
     graphs, source = graphs_for(batch)
     autocast = torch.autocast("cuda", dtype=torch.bfloat16) if device == "cuda" else torch.autocast("cpu",
                                                                                                      enabled=False)
     collated = collate_graphs(graphs, 512).to(device)  # what a data loader hands over
-    runs = {"bare": lambda: vit(images), "image only": lambda: model.encode(images),
+    runs = {"bare": lambda: model.img_encoder(images), "image only": lambda: model.encode(images),
             "with OSM": lambda: model.encode(images, graphs), "OSM collated": lambda: model.encode(images, collated)}
     keys = list(runs)
     times = {k: [] for k in keys}
