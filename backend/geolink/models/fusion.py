@@ -26,6 +26,18 @@ def _project(mha: nn.MultiheadAttention, x: torch.Tensor, first: int, parts: int
     return F.linear(x, mha.in_proj_weight[rows], mha.in_proj_bias[rows])
 
 
+def _plus_projected(x: torch.Tensor, proj: nn.Linear, y: torch.Tensor, keep: Optional[torch.Tensor]) -> torch.Tensor:
+    """x + proj(y) for [B, L, C] x and y, the bias only where `keep` [B, 1, 1] (y is 0 elsewhere). The matmul
+    accumulates into x + bias: one pass fewer over the patches (not under autocast, where the in-place
+    matmul would mix precisions)."""
+    bias = proj.bias if keep is None else proj.bias * keep.to(proj.bias.dtype)
+    if torch.is_autocast_enabled(x.device.type):
+        return x + F.linear(y, proj.weight) + bias
+    out = x + bias
+    out.view(-1, out.shape[-1]).addmm_(y.reshape(-1, y.shape[-1]), proj.weight.t())
+    return out
+
+
 class TwoWayAttentionBlock(nn.Module):
     def __init__(self, dim: int, num_heads: int, dropout: float = 0.1):
         super().__init__()
@@ -57,11 +69,9 @@ class TwoWayAttentionBlock(nn.Module):
         keyed = nodes + node_pe
         if patch_q is None:
             patch_q = _project(ti, queries + query_pe, 0)
-        att = ti.out_proj(padding.patches_attend_nodes(patch_q, _project(ti, keyed, 1), _project(ti, nodes, 2),
-                                                       ti.num_heads, p))
-        if not padding.all_have_nodes:  # their attention rows are not meaningful; nor may out_proj's bias reach them
-            att = att * padding.has_nodes[:, None, None].to(att.dtype)
-        queries = self.norm2(queries + att)
+        att = padding.patches_attend_nodes(patch_q, _project(ti, keyed, 1), _project(ti, nodes, 2), ti.num_heads, p)
+        keep = None if padding.all_have_nodes else padding.has_nodes[:, None, None]  # out_proj's bias only there
+        queries = self.norm2(_plus_projected(queries, ti.out_proj, att, keep))
         if update_nodes:
             it = self.cross_attn_image_to_token
             kv = torch.cat([_project(it, queries + query_pe, 1), _project(it, queries, 2)], -1)

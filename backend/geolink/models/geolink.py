@@ -248,7 +248,9 @@ class GeoLinkModel(nn.Module):
         weight, bias = self._derived.get("queries", (mlp.weight, mlp.bias, att.in_proj_weight, att.in_proj_bias), fold)
         pe = self._derived.get(("pe_q", rows, cols), (att.in_proj_weight, self.fusion_img_pos_embed), pe_q)
         y = F.linear(patches, weight, bias)
-        return y[..., :d], y[..., d:] + pe
+        q = y[..., d:]
+        q += pe  # in place: one pass fewer over the patches
+        return y[..., :d], q
 
     def encode(self, images: torch.Tensor, graphs=None, layers: Optional[Sequence[int]] = None) -> List[torch.Tensor]:
         """Feature maps [B, C, H/16, W/16]: the raw ViT block outputs at `layers` (default self.layers),

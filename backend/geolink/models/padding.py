@@ -112,8 +112,7 @@ class NodePadding:
 
     def patches_attend_nodes(self, q: torch.Tensor, k: torch.Tensor, v: torch.Tensor, heads: int,
                              dropout: float) -> torch.Tensor:
-        """q [B, L, C] patches, k and v [N, C] -> [B, L, C]; rows of images without nodes are 0 or not
-        meaningful (the caller zeroes them)."""
+        """q [B, L, C] patches, k and v [N, C] -> [B, L, C]; 0 for images without nodes."""
         packed, c, q = self._pack((k, v)), v.shape[1], self._sorted(q)
         parts = []
         for at, n, first, width, mask in self.groups:
