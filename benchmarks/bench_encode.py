@@ -8,9 +8,12 @@ graphs collated beforehand (as a data loader would hand them over), and the rati
 Graphs: the six UFZ graphs of ../shared when present (11-161 nodes), otherwise synthetic graphs of
 the same sizes. Each round times the variants back to back (in a rotating order); a ratio is the
 median over rounds of the round's ratio, so the drift of a shared machine's speed cancels out.
-CPU: 2 threads, OpenMP's default wait policy (as the worker runs); CUDA: bf16 autocast and larger
-batches. The original implementation reaches 56% (ViT-T) and 69% (ViT-L) of the bare ViT on 2 CPU
-threads.
+CPU: 2 threads, OpenMP's default wait policy (as the worker runs); on Linux the script re-runs itself
+with glibc's allocator set to keep freed memory (GLIBC_TUNABLES below): with the default settings
+PyTorch's large buffers are page-faulted in afresh on most calls, and the bare ViT's speed swung by up
+to 30% from process to process, which no number of rounds averages out (--default-allocator: as is).
+CUDA: bf16 autocast and larger batches. The original implementation reaches 56% (ViT-T) and 69% (ViT-L)
+of the bare ViT on 2 CPU threads.
 
     .venv/bin/python benchmarks/bench_encode.py [--device cpu|cuda] [--repeats N] [--archs tiny,large]
 """
@@ -18,6 +21,7 @@ threads.
 from __future__ import annotations
 
 import argparse
+import os
 import statistics
 import sys
 import time
@@ -31,6 +35,7 @@ sys.path.insert(0, str(ROOT / "backend"))
 from geolink.models import collate_graphs, create_geolink  # noqa: E402
 from geolink.models.graphs import POS_POINTS, RELATIONS  # noqa: E402
 
+KEEP_MEMORY = "glibc.malloc.mmap_threshold=1073741824:glibc.malloc.trim_threshold=4294967296"
 UFZ = ROOT.parent / "shared" / "geolink-examples" / "ufz_example" / "graph"
 # node counts of the six UFZ graphs (polygon, line, point) and their edges per relation, when they are absent
 UFZ_SIZES = [(11, 43, 16, 229), (22, 43, 6, 174), (3, 6, 0, 10), (1, 3, 0, 3), (2, 0, 0, 0), (47, 67, 47, 444)]
@@ -103,7 +108,10 @@ def main() -> int:
     parser.add_argument("--repeats", type=int, default=0,
                         help="rounds (default: 15 for ViT-T, 3 for ViT-L on CPU; 20 on GPU)")
     parser.add_argument("--archs", default="tiny,large")
+    parser.add_argument("--default-allocator", action="store_true", help="keep glibc's default allocator settings")
     args = parser.parse_args()
+    if sys.platform.startswith("linux") and not args.default_allocator and "GLIBC_TUNABLES" not in os.environ:
+        os.execve(sys.executable, [sys.executable, *sys.argv], {**os.environ, "GLIBC_TUNABLES": KEEP_MEMORY})
     torch.set_num_threads(2)
     results = []
     for arch in args.archs.split(","):
