@@ -1,10 +1,11 @@
 """How a flat list of OSM nodes (all images of a batch together) is padded per image for attention.
 
-Images are sorted by node count and cut into groups whose padding wastes at most a quarter of the
-slots, so one dense tile does not make every image of a batch pay for its width. Widths are then
-rounded up to a multiple of 16: PyTorch's CPU flash-attention kernel runs about twice as fast on
-such key lengths (8 x 196 patches on 71 keys: 1.8 ms; on 80: 1.1 ms). Images without nodes are in
-no group: their attention output is 0.
+Widths are multiples of 16: PyTorch's CPU flash-attention kernel runs about twice as fast on such
+key lengths (8 x 196 patches on 71 keys: 1.8 ms; on 80: 1.1 ms). Images are sorted by node count
+and cut into groups: an image joins the group before it when it rounds up to the same width, or
+when the group's padding then still wastes at most a quarter of its slots; so one dense tile does
+not make every image of a batch pay for its width. Images without nodes are in no group: their
+attention output is 0.
 
 All groups share one packed buffer (group after group, image after image, `width` slots each), so
 padding is one copy and unpadding one gather, whatever the number of groups. Everything here is
@@ -38,15 +39,19 @@ class NodePadding:
         self.groups: List[Tuple[int, int, int, int, Optional[torch.Tensor]]] = []
         image_slot = [0] * num_graphs  # each image's first packed slot
         slots = 0
+        def aligned(n: int) -> int:
+            return -(-n // self.ALIGN) * self.ALIGN
+
         while ranked:
-            width, members = sizes[ranked[0]], [ranked.pop(0)]
-            filled = width
-            while ranked and filled + sizes[ranked[0]] >= (1 - self.MAX_WASTE) * width * (len(members) + 1):
+            members = [ranked.pop(0)]
+            filled = sizes[members[0]]
+            width = aligned(filled)
+            while ranked and (aligned(sizes[ranked[0]]) == width or
+                              filled + sizes[ranked[0]] >= (1 - self.MAX_WASTE) * width * (len(members) + 1)):
                 filled += sizes[ranked[0]]
                 members.append(ranked.pop(0))
             if len(members) == num_graphs:
                 members.sort()
-            width = -(-width // self.ALIGN) * self.ALIGN
             mask = None
             if any(sizes[i] != width for i in members):
                 mask = torch.arange(width)[None] < torch.tensor([sizes[i] for i in members])[:, None]
