@@ -22,6 +22,7 @@ from itertools import accumulate
 from typing import Dict, List, Optional, Sequence, Tuple
 
 import torch
+import torch.nn.functional as F
 
 from ..errors import InputError
 from .padding import NodePadding
@@ -120,8 +121,11 @@ def collate_graphs(graphs: Sequence, text_dim: int) -> GraphBatch:
             for t in NODE_TYPES}
     x = {t: rows[t][:, :text_dim] for t in NODE_TYPES}
     pos = {t: rows[t][:, text_dim:].reshape(-1, POS_POINTS[t], 2) for t in NODE_TYPES}
-    batch = {t: torch.repeat_interleave(torch.arange(n), torch.tensor(counts[t], dtype=torch.long))
-             for t in NODE_TYPES}
+    # each flat node's (type, graph) block: type * n + graph
+    node_block = torch.repeat_interleave(torch.arange(len(NODE_TYPES) * n),
+                                         torch.tensor([c for t in NODE_TYPES for c in counts[t]], dtype=torch.long))
+    node_graph = node_block % max(n, 1)
+    batch = {t: node_graph[starts[t]: starts[t] + totals[t]] for t in NODE_TYPES}
     present = torch.zeros(n, len(RELATIONS), dtype=torch.bool)
     # edge_index blocks and, for each, (first source row, first target row, out- and in-relation slots,
     # source and target node counts, edges); `has`: the (graph, relation) pairs present
@@ -141,28 +145,26 @@ def collate_graphs(graphs: Sequence, text_dim: int) -> GraphBatch:
                 per_part.append((first[s][i], first[d][i], _OUT_SLOT[r], _IN_SLOT[r], counts[s][i], counts[d][i],
                                  ei.shape[1]))
     present.view(-1)[has] = True
-    layout = _flat_layout(n, starts, pos, batch, present, parts, per_part)
+    layout = _flat_layout(n, pos, node_block, node_graph, present, parts, per_part)
     return GraphBatch(n, x, pos, batch, present, starts, **layout)
 
 
-def _flat_layout(n: int, starts: Dict[str, int], pos, batch, present, parts: List[torch.Tensor],
-                 per_part: List[tuple]) -> dict:
-    total = sum(int(b.shape[0]) for b in batch.values())
-    sizes = torch.tensor([batch[t].shape[0] for t in NODE_TYPES])
-    node_type = torch.repeat_interleave(torch.arange(len(NODE_TYPES)), sizes)
-    node_graph = torch.cat([batch[t] for t in NODE_TYPES])
-    # the relations into its type that the node's graph has, and the mean's weight over them
-    into = torch.cat([present[batch[t]][:, IN_RELATIONS[t]] for t in NODE_TYPES]).float()  # [N, 3]
-    reached = into.sum(1) > 0
-    weight = into / into.sum(1, keepdim=True).clamp(min=1)
-    gat_bias = torch.zeros(total, len(RELATIONS))
-    fusion_pos = torch.zeros(total, MAX_POS_POINTS, 2)
-    fusion_pos_weight = torch.zeros(total, MAX_POS_POINTS)
-    for t in NODE_TYPES:
-        k, at = POS_POINTS[t], slice(starts[t], starts[t] + batch[t].shape[0])
-        gat_bias[at, IN_RELATIONS[t]] = weight[at]
-        fusion_pos[at, :k] = pos[t]
-        fusion_pos_weight[at, :k] = 1.0 / k
+def _flat_layout(n: int, pos, node_block: torch.Tensor, node_graph: torch.Tensor, present: torch.Tensor,
+                 parts: List[torch.Tensor], per_part: List[tuple]) -> dict:
+    """The flat-layout fields of a GraphBatch. What depends only on a node's type and graph (which
+    relations reach it, their mean's weights) is tabulated per (type, graph) block and gathered once."""
+    types = len(NODE_TYPES)
+    node_type = node_block // max(n, 1)
+    # per block: the relations into its type that its graph has, and the mean's weight over them
+    into = torch.stack([present[:, IN_RELATIONS[t]] for t in NODE_TYPES]).view(types * n, 3).float()
+    block_weight = into / into.sum(1, keepdim=True).clamp(min=1)
+    columns = torch.tensor([IN_RELATIONS[t] for t in NODE_TYPES]).repeat_interleave(n, 0)
+    block_bias = torch.zeros(types * n, len(RELATIONS)).scatter_(1, columns, block_weight)
+    reached = (into.sum(1) > 0)[node_block]
+    weight = block_weight[node_block]  # [N, 3]
+    fusion_pos = torch.cat([F.pad(pos[t], (0, 0, 0, MAX_POS_POINTS - POS_POINTS[t])) for t in NODE_TYPES])
+    point_weight = torch.tensor([[1.0 / POS_POINTS[t]] * POS_POINTS[t] + [0.0] * (MAX_POS_POINTS - POS_POINTS[t])
+                                 for t in NODE_TYPES])
     if parts:
         edges = torch.cat(parts, 1).cpu()
         info = torch.tensor(per_part, dtype=torch.long)
@@ -175,7 +177,9 @@ def _flat_layout(n: int, starts: Dict[str, int], pos, batch, present, parts: Lis
     else:
         gat_src = gat_dst = target = torch.zeros(0, dtype=torch.long)
     fusion_nodes = torch.nonzero(reached).view(-1)
+    every = fusion_nodes.shape[0] == node_block.shape[0]
     return dict(node_type=node_type, node_graph=node_graph, reached=reached, gat_src=gat_src, gat_dst=gat_dst,
-                gat_target=target, gat_weight=weight.reshape(-1)[gat_dst], gat_bias=gat_bias,
-                fusion_nodes=fusion_nodes, fusion_pos=fusion_pos[fusion_nodes],
-                fusion_pos_weight=fusion_pos_weight[fusion_nodes], padding=NodePadding(node_graph[fusion_nodes], n))
+                gat_target=target, gat_weight=weight.view(-1)[gat_dst], gat_bias=block_bias[node_block],
+                fusion_nodes=fusion_nodes, fusion_pos=fusion_pos if every else fusion_pos[fusion_nodes],
+                fusion_pos_weight=point_weight[node_type if every else node_type[fusion_nodes]],
+                padding=NodePadding(node_graph if every else node_graph[fusion_nodes], n))
