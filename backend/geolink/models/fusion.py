@@ -28,10 +28,10 @@ def _project(mha: nn.MultiheadAttention, x: torch.Tensor, first: int, parts: int
 
 def _plus_projected(x: torch.Tensor, proj: nn.Linear, y: torch.Tensor, keep: Optional[torch.Tensor]) -> torch.Tensor:
     """x + proj(y) for [B, L, C] x and y, the bias only where `keep` [B, 1, 1] (y is 0 elsewhere). The matmul
-    accumulates into x + bias: one pass fewer over the patches (not under autocast, where the in-place
-    matmul would mix precisions)."""
+    accumulates into x + bias: one pass fewer over the patches (when all three share a dtype: not under
+    autocast, whose lower-precision matmuls do not apply in place)."""
     bias = proj.bias if keep is None else proj.bias * keep.to(proj.bias.dtype)
-    if torch.is_autocast_enabled(x.device.type):
+    if not x.dtype == y.dtype == proj.weight.dtype:
         return x + F.linear(y, proj.weight) + bias
     out = x + bias
     out.view(-1, out.shape[-1]).addmm_(y.reshape(-1, y.shape[-1]), proj.weight.t())
