@@ -39,6 +39,7 @@ class NodePadding:
         self.groups: List[Tuple[int, int, int, int, Optional[torch.Tensor]]] = []
         image_slot = [0] * num_graphs  # each image's first packed slot
         slots = 0
+
         def aligned(n: int) -> int:
             return -(-n // self.ALIGN) * self.ALIGN
 
@@ -68,9 +69,6 @@ class NodePadding:
         self.slot = torch.tensor(image_slot, dtype=torch.long)[batch] + within  # [N] each node's packed slot
         identity = order == list(range(num_graphs))
         self.order = None if identity else torch.tensor(order, dtype=torch.long)  # images, group by group
-        position = torch.zeros(num_graphs, dtype=torch.long)  # each image's row in `order` (0 without nodes)
-        position[order] = torch.arange(len(order))
-        self.position = None if identity else position
 
     def to(self, device) -> NodePadding:
         """A copy on `device` (this one is left as it is)."""
@@ -78,8 +76,7 @@ class NodePadding:
             return None if t is None else t.to(device, non_blocking=True)
 
         moved = copy.copy(self)
-        moved.has_nodes, moved.slot, moved.order, moved.position = (move(t) for t in (
-            self.has_nodes, self.slot, self.order, self.position))
+        moved.has_nodes, moved.slot, moved.order = (move(t) for t in (self.has_nodes, self.slot, self.order))
         moved.groups = [(*g[:4], move(g[4])) for g in self.groups]
         return moved
 
