@@ -1,10 +1,9 @@
 """GeoLink encode() throughput against the bare timm ViT forward on the same batch.
 
 For ViT-T and ViT-L: tiles/s of the bare timm ViT forward (the timm VisionTransformer inside the
-model, model.img_encoder(images): the same weight tensors as encode uses; two separately allocated
-ViTs ran up to 30% apart here, and which one was faster changed from process to process), of encode()
-image-only, of encode() with one OSM graph per tile (graph collation included) and with the same
-graphs collated beforehand (as a data loader would hand them over), and the ratios to the bare ViT.
+model, model.img_encoder(images): the very weights encode uses), of encode() image-only, of encode()
+with one OSM graph per tile (graph collation included) and with the same graphs collated beforehand
+(as a data loader would hand them over), and the ratios to the bare ViT.
 Graphs: the six UFZ graphs of ../shared when present (11-161 nodes), otherwise synthetic graphs of
 the same sizes. Each round times the variants back to back (in a rotating order); a ratio is the
 median over rounds of the round's ratio, so the drift of a shared machine's speed cancels out.
