@@ -19,7 +19,12 @@ torch.set_num_threads(2)
 
 @pytest.fixture(scope="module")
 def model():
-    return tiny_model().eval()
+    m = tiny_model().eval()
+    with torch.no_grad():
+        for name, p in m.named_parameters():
+            if name.endswith("bias"):  # zero at initialisation, which would hide a misplaced bias
+                p.normal_(std=0.1)
+    return m
 
 
 def graphs():
@@ -136,10 +141,15 @@ def test_fused_relations_equal_torch_geometric_heteroconv(model):
         assert reached[t].all() and max_err(ours[t], v.relu()) < 1e-5
 
 
-def test_autocast_bfloat16_runs(model):
-    with torch.no_grad(), torch.autocast("cpu", dtype=torch.bfloat16):
-        feats = model.encode(torch.randn(2, 3, 32, 32), graphs()[:2])
-    assert all(torch.isfinite(f.float()).all() for f in feats)
+def test_autocast_bfloat16_is_close_to_float32(model):
+    """bf16 autocast on the CPU (the second image has no OSM: the masked output projection path)."""
+    images, gs = torch.randn(2, 3, 32, 32), graphs()[:2]
+    with torch.no_grad():
+        ref = model.encode(images, gs)
+        with torch.autocast("cpu", dtype=torch.bfloat16):
+            feats = model.encode(images, gs)
+    for f, r in zip(feats, ref):
+        assert torch.isfinite(f.float()).all() and max_err(f.float(), r) < 0.05 * r.abs().max()
 
 
 def test_pretrain_losses_train_every_part():
