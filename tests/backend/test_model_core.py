@@ -5,10 +5,11 @@ from __future__ import annotations
 import numpy as np
 import pytest
 import torch
+import torch_geometric
 
 from geolink.errors import InputError, ModelError
 from geolink.models import GeoLinkConfig, default_layers
-from geolink.models.graphs import IN_RELATIONS, OUT_RELATIONS, RELATIONS, collate_graphs
+from geolink.models.graphs import IN_RELATIONS, NODE_TYPES, OUT_RELATIONS, RELATIONS, collate_graphs
 from geolink.models.pos_embed import sincos_table
 from geolink.pretraining.graphs import empty_graph
 
@@ -19,11 +20,16 @@ torch.set_num_threads(2)
 
 @pytest.fixture(scope="module")
 def model():
+    """Biases and LayerNorm scales are 0 and 1 at initialisation (and in the fidelity oracle), which would
+    hide a misplaced bias or affine map: here they are random, as in trained weights."""
     m = tiny_model().eval()
     with torch.no_grad():
         for name, p in m.named_parameters():
-            if name.endswith("bias"):  # zero at initialisation, which would hide a misplaced bias
+            if name.endswith("bias"):
                 p.normal_(std=0.1)
+        for module in m.modules():
+            if isinstance(module, (torch.nn.LayerNorm, torch_geometric.nn.LayerNorm)):
+                module.weight.normal_(1.0, 0.1)
     return m
 
 
@@ -87,6 +93,29 @@ def test_image_without_nodes_takes_the_image_only_path(model):
     mixed = model.encode(images, [random_graph(2, 2, 2), empty_graph(TEXT_DIM), None], layers=[3])[0]
     assert torch.isfinite(mixed).all()
     assert max_err(mixed[1:], raw[1:]) < 1e-5 and max_err(mixed[:1], raw[:1]) > 1e-3
+
+
+@torch.no_grad()
+def test_fused_map_equals_the_plain_modules(model):
+    """encode's fused map (folded weights, packed attention) equals running the original's modules as
+    they are on one image: GAT, torch_geometric LayerNorm per node type, node MLPs, nn.MultiheadAttention."""
+    g, image = random_graph(3, 4, 2, edges=8, seed=4), torch.randn(1, 3, 32, 32)
+    fused = model.encode(image, [g], layers=[3])[0].flatten(2).transpose(1, 2)
+
+    x = model._with_cls(model._patch_tokens(image)[0])
+    for blk in model.img_encoder.blocks:
+        x = blk(x)
+    gb = collate_graphs([g], TEXT_DIM)
+    h = gb.split(model.osm_encoder(gb, gb.x))
+    nodes = torch.cat([model.osm_node_fusion_mlp[t](model.osm_norm[t](h[t])) for t in NODE_TYPES])[None]
+    node_pe = torch.cat([model._node_pos(gb.pos[t]) for t in NODE_TYPES])[None]
+    queries = model.img_fusion_mlp(model.img_norm(x[:, 1:]))
+    query_pe = model.fusion_img_pos_embed[:, 1:]
+    block = model.osm_cross_modal_encoder[0]
+    keys = nodes + node_pe
+    nodes = block.norm1(nodes + block.self_attn(keys, keys, nodes, need_weights=False)[0])
+    att = block.cross_attn_token_to_image(queries + query_pe, nodes + node_pe, nodes, need_weights=False)[0]
+    assert max_err(fused, block.norm2(queries + att)) < 1e-5
 
 
 @torch.no_grad()
