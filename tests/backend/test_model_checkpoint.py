@@ -37,6 +37,10 @@ def official(tmp_path_factory):
 
     torch.manual_seed(0)
     model = create_geolink("vit_tiny_patch16_224", text_dim=TEXT, vit_overrides={"depth": 2}).eval()
+    with torch.no_grad():
+        for name, p in model.named_parameters():
+            if name.endswith("bias"):  # 0 at initialisation: a bias loaded into the wrong place would not show
+                p.normal_(std=0.1)
     state = official_state(model)
     path = tmp_path_factory.mktemp("ckpt") / "geolink_tiny.pth"
     config = {"architecture": "vit_tiny_patch16_224", "num_classes": 0, "global_pool": "",
@@ -62,6 +66,9 @@ def test_official_checkpoint_loads_exactly(official):
     with torch.no_grad():
         a, b = model.encode(image, graph, [0, 1]), loaded.encode(image, graph)
     assert all(torch.equal(x, y) for x, y in zip(a, b))
+    ours = loaded.state_dict()
+    assert ours.keys() == model.state_dict().keys()
+    assert all(torch.equal(ours[k], v) for k, v in model.state_dict().items())
 
 
 def _save_variant(path, config, state):
