@@ -74,8 +74,8 @@ class TwoWayAttentionBlock(nn.Module):
         queries = self.norm2(_plus_projected(queries, ti.out_proj, att, keep))
         if update_nodes:
             it = self.cross_attn_image_to_token
-            kv = torch.cat([_project(it, queries + query_pe, 1), _project(it, queries, 2)], -1)
-            att = padding.nodes_attend_patches(_project(it, keyed, 0), kv, it.num_heads, p)
+            att = padding.nodes_attend_patches(_project(it, keyed, 0), _project(it, queries + query_pe, 1),
+                                               _project(it, queries, 2), it.num_heads, p)
             nodes = self.norm3(nodes + it.out_proj(att))
             nodes = self.norm4(self.mlp(nodes))
         return queries, nodes

@@ -182,9 +182,8 @@ class GeoLinkModel(nn.Module):
         h = graph_layer_norm(h, group, len(NODE_TYPES) * groups + 1, self.osm_norm[NODE_TYPES[0]].eps)
         if not affine:
             return h
-        weight, bias = self._derived.get("osm_norm", self.osm_norm.parameters(), lambda: (
-            torch.stack([self.osm_norm[t].weight for t in NODE_TYPES]),
-            torch.stack([self.osm_norm[t].bias for t in NODE_TYPES])))
+        weight = torch.stack([self.osm_norm[t].weight for t in NODE_TYPES])
+        bias = torch.stack([self.osm_norm[t].bias for t in NODE_TYPES])
         return h * weight[gb.node_type] + bias[gb.node_type]
 
     def _node_tokens(self, gb: GraphBatch) -> torch.Tensor:

@@ -122,14 +122,14 @@ class NodePadding:
             parts.append(attention(q[at: at + n], k, v, heads, mask, dropout))
         return self._unsorted(parts)
 
-    def nodes_attend_patches(self, q: torch.Tensor, kv: torch.Tensor, heads: int, dropout: float) -> torch.Tensor:
-        """q [N, C] nodes, kv [B, L, 2C] patches -> [N, C]."""
-        packed, c, kv = self._pack((q,)), q.shape[1], self._sorted(kv)
+    def nodes_attend_patches(self, q: torch.Tensor, k: torch.Tensor, v: torch.Tensor, heads: int,
+                             dropout: float) -> torch.Tensor:
+        """q [N, C] nodes, k and v [B, L, C] patches -> [N, C]."""
+        packed, c, k, v = self._pack((q,)), q.shape[1], self._sorted(k), self._sorted(v)
         parts = []
         for at, n, first, width, _ in self.groups:
-            k, v = kv[at: at + n].chunk(2, -1)
-            parts.append(attention(packed[first: first + n * width].view(n, width, c), k, v, heads, None,
-                                   dropout).reshape(n * width, c))
+            parts.append(attention(packed[first: first + n * width].view(n, width, c), k[at: at + n], v[at: at + n],
+                                   heads, None, dropout).reshape(n * width, c))
         return self._unpack(parts)
 
 
