@@ -140,11 +140,16 @@ class GeoLinkModel(nn.Module):
         return layers
 
     def _pos(self, table: torch.Tensor, rows: int, cols: int) -> torch.Tensor:
-        """[1, rows*cols, C] patch position embeddings for a rows x cols grid (stored table at the native size)."""
+        """[1, rows*cols, C] patch position embeddings for a rows x cols grid (the stored table at the native
+        size; other sizes are evaluated once per size, device and dtype while gradients are off)."""
         if rows == cols == self.grid:
             return table[:, 1:]
-        pts = grid_points(rows, cols, self.grid, table.device)
-        return sincos_2d(table.shape[-1], pts).to(table.dtype)[None]
+
+        def evaluate():
+            pts = grid_points(rows, cols, self.grid, table.device)
+            return sincos_2d(table.shape[-1], pts).to(table.dtype)[None]
+
+        return self._derived.get(("pos", table.shape[-1], rows, cols, table.device, table.dtype), (), evaluate)
 
     def _patch_tokens(self, images: torch.Tensor) -> Tuple[torch.Tensor, int, int]:
         if images.dim() != 4 or images.shape[1] != self.config.in_chans:
