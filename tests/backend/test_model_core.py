@@ -8,7 +8,7 @@ import torch
 import torch_geometric
 
 from geolink.errors import InputError, ModelError
-from geolink.models import GeoLinkConfig, default_layers
+from geolink.models import GeoLinkConfig, create_geolink, default_layers
 from geolink.models.graphs import IN_RELATIONS, NODE_TYPES, OUT_RELATIONS, RELATIONS, collate_graphs
 from geolink.models.pos_embed import sincos_table
 from geolink.pretraining.graphs import empty_graph
@@ -18,11 +18,9 @@ from .model_helpers import TEXT_DIM, max_err, random_graph, tiny_model
 torch.set_num_threads(2)
 
 
-@pytest.fixture(scope="module")
-def model():
+def with_random_affine(m: torch.nn.Module) -> torch.nn.Module:
     """Biases and LayerNorm scales are 0 and 1 at initialisation (and in the fidelity oracle), which would
     hide a misplaced bias or affine map: here they are random, as in trained weights."""
-    m = tiny_model().eval()
     with torch.no_grad():
         for name, p in m.named_parameters():
             if name.endswith("bias"):
@@ -30,7 +28,12 @@ def model():
         for module in m.modules():
             if isinstance(module, (torch.nn.LayerNorm, torch_geometric.nn.LayerNorm)):
                 module.weight.normal_(1.0, 0.1)
-    return m
+    return m.eval()
+
+
+@pytest.fixture(scope="module")
+def model():
+    return with_random_affine(tiny_model())
 
 
 def graphs():
@@ -95,27 +98,45 @@ def test_image_without_nodes_takes_the_image_only_path(model):
     assert max_err(mixed[1:], raw[1:]) < 1e-5 and max_err(mixed[:1], raw[:1]) > 1e-3
 
 
-@torch.no_grad()
-def test_fused_map_equals_the_plain_modules(model):
-    """encode's fused map (folded weights, packed attention) equals running the original's modules as
-    they are on one image: GAT, torch_geometric LayerNorm per node type, node MLPs, nn.MultiheadAttention."""
-    g, image = random_graph(3, 4, 2, edges=8, seed=4), torch.randn(1, 3, 32, 32)
-    fused = model.encode(image, [g], layers=[3])[0].flatten(2).transpose(1, 2)
-
+def plain_fused_map(model, image: torch.Tensor, graph) -> torch.Tensor:
+    """The fused map [1, L, C] computed with the original's modules as they are on one image: the ViT blocks,
+    GAT, torch_geometric LayerNorm per node type, node MLPs, nn.MultiheadAttention."""
     x = model._with_cls(model._patch_tokens(image)[0])
     for blk in model.img_encoder.blocks:
         x = blk(x)
-    gb = collate_graphs([g], TEXT_DIM)
+    gb = collate_graphs([graph], model.text_dim)
     h = gb.split(model.osm_encoder(gb, gb.x))
     nodes = torch.cat([model.osm_node_fusion_mlp[t](model.osm_norm[t](h[t])) for t in NODE_TYPES])[None]
     node_pe = torch.cat([model._node_pos(gb.pos[t]) for t in NODE_TYPES])[None]
     queries = model.img_fusion_mlp(model.img_norm(x[:, 1:]))
-    query_pe = model.fusion_img_pos_embed[:, 1:]
+    query_pe = model._pos(model.fusion_img_pos_embed, image.shape[2] // 16, image.shape[3] // 16)
     block = model.osm_cross_modal_encoder[0]
     keys = nodes + node_pe
     nodes = block.norm1(nodes + block.self_attn(keys, keys, nodes, need_weights=False)[0])
     att = block.cross_attn_token_to_image(queries + query_pe, nodes + node_pe, nodes, need_weights=False)[0]
-    assert max_err(fused, block.norm2(queries + att)) < 1e-5
+    return block.norm2(queries + att)
+
+
+@torch.no_grad()
+def test_fused_map_equals_the_plain_modules(model):
+    """encode's fused map (folded weights, packed attention) equals the original's modules run as they are."""
+    g, image = random_graph(3, 4, 2, edges=8, seed=4), torch.randn(1, 3, 32, 32)
+    fused = model.encode(image, [g], layers=[3])[0].flatten(2).transpose(1, 2)
+    assert max_err(fused, plain_fused_map(model, image, g)) < 1e-5
+
+
+@pytest.mark.parametrize("arch", ["tiny", "small", "base", "large"])
+@torch.no_grad()
+def test_every_vit_size_equals_the_plain_modules(arch):
+    """The real widths and head counts of each ViT size (three blocks deep to stay small), CLIP-wide tag
+    embeddings, the original's fusion sizes, a non-square non-native input: encode equals the plain modules."""
+    torch.manual_seed(0)
+    model = with_random_affine(create_geolink(arch, text_dim=512, img_size=64, vit_overrides={"depth": 3},
+                                              pretraining=False))
+    g, image = random_graph(6, 5, 4, edges=10, seed=7, text_dim=512), torch.randn(1, 3, 48, 80)
+    feats = model.encode(image, [g], layers=[0, 2])
+    assert [f.shape[1] for f in feats] == [model.embed_dim, 256]
+    assert max_err(feats[1].flatten(2).transpose(1, 2), plain_fused_map(model, image, g)) < 1e-5
 
 
 @torch.no_grad()
