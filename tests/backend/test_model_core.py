@@ -140,6 +140,31 @@ def test_every_vit_size_equals_the_plain_modules(arch):
 
 
 @torch.no_grad()
+def test_fusion_node_cap_is_deterministic_and_per_image(model):
+    """max_fusion_nodes keeps an evenly spaced subset of each image's nodes (every type keeps its share);
+    the other images, and the graph encoder's statistics, are untouched."""
+    big, small = random_graph(9, 7, 5, edges=10, seed=8), random_graph(2, 1, 1, seed=9)
+    gb = collate_graphs([big, small, None], TEXT_DIM, max_fusion_nodes=8)
+    kept = gb.fusion_nodes
+    assert torch.bincount(gb.node_graph[kept], minlength=3).tolist() == [8, 4, 0]
+    assert torch.bincount(gb.node_type[kept][gb.node_graph[kept] == 0], minlength=3).tolist() == [2, 3, 3]
+    assert gb.reached.all()  # every node still goes through the GAT and its LayerNorm
+
+    images = torch.randn(3, 3, 32, 32)
+    full = model.encode(images, [big, small, None])[-1]
+    model.max_fusion_nodes = 8
+    try:
+        capped = model.encode(images, [big, small, None])[-1]
+        alone = model.encode(images[:1], [big])[-1]
+    finally:
+        model.max_fusion_nodes = None
+    assert max_err(capped[0], full[0]) > 1e-3 and max_err(capped[:1], alone) < 1e-5
+    assert max_err(capped[1:], full[1:]) < 1e-5
+    with pytest.raises(InputError, match="at least 1"):
+        collate_graphs([big], TEXT_DIM, max_fusion_nodes=0)
+
+
+@torch.no_grad()
 def test_nodes_no_relation_reaches_are_left_out(model):
     """Point nodes in a graph without point relations get no embedding (as in the original) and no say."""
     no_point_rel = [r for r in RELATIONS if "point" not in (r[0], r[2])]

@@ -39,7 +39,12 @@ def _fixed(table: torch.Tensor) -> nn.Parameter:
 
 
 class GeoLinkModel(nn.Module):
-    """GeoLink. `encode(images, graphs, layers)` gives the downstream feature maps."""
+    """GeoLink. `encode(images, graphs, layers)` gives the downstream feature maps.
+
+    `max_fusion_nodes` (default None: every node) caps the OSM nodes of each image that enter the fusion
+    block (see collate_graphs): its attention costs time quadratic in them, and dense city tiles hold
+    thousands, where the original was trained with at most 50.
+    """
 
     def __init__(self, config: GeoLinkConfig, card: Optional[dict] = None):
         super().__init__()
@@ -56,6 +61,7 @@ class GeoLinkModel(nn.Module):
         self.patch_embed = vit.patch_embed  # the original's alias (its keys appear twice in checkpoints)
         dim = vit.embed_dim
         self.embed_dim, self.depth, self.grid = dim, len(vit.blocks), c.img_size // PATCH
+        self.max_fusion_nodes: Optional[int] = None
         self.layers = list(c.layers) if c.layers else default_layers(self.depth)
         self.cls_token = nn.Parameter(torch.zeros(1, 1, dim))
         self.img_pos_embed = _fixed(sincos_table(dim, self.grid))
@@ -169,7 +175,7 @@ class GeoLinkModel(nn.Module):
             return None
         if not isinstance(graphs, GraphBatch) and len(graphs) != batch_size:
             raise InputError(f"Got {len(graphs)} graphs for {batch_size} images; give one per image (or None).")
-        gb = collate_graphs(graphs, self.text_dim)
+        gb = collate_graphs(graphs, self.text_dim, self.max_fusion_nodes)
         if gb.num_graphs != batch_size:
             raise InputError(f"The graph batch holds {gb.num_graphs} graphs for {batch_size} images.")
         if not gb.num_nodes:

@@ -107,10 +107,18 @@ def _node_features(graph, text_dim: int) -> Dict[str, torch.Tensor]:
     return out
 
 
-def collate_graphs(graphs: Sequence, text_dim: int) -> GraphBatch:
-    """Batch a list of HeteroData (or None) into a GraphBatch, on the CPU (move it with .to())."""
+def collate_graphs(graphs: Sequence, text_dim: int, max_fusion_nodes: Optional[int] = None) -> GraphBatch:
+    """Batch a list of HeteroData (or None) into a GraphBatch, on the CPU (move it with .to()).
+
+    max_fusion_nodes: at most that many nodes of each image enter the fusion block (all of them still
+    go through the graph encoder and its normalisation, as in the original, which keeps 50 at random);
+    the kept ones are evenly spaced over the image's nodes in their order (points, lines, polygons), so
+    the choice is deterministic and each type keeps its share. None: every node.
+    """
     if isinstance(graphs, GraphBatch):
         return graphs
+    if max_fusion_nodes is not None and max_fusion_nodes < 1:
+        raise InputError(f"The number of OSM nodes to fuse per image must be at least 1, got {max_fusion_nodes}.")
     n = len(graphs)
     feats = [_node_features(g, text_dim) for g in graphs]
     counts = {t: [f[t].shape[0] for f in feats] for t in NODE_TYPES}
@@ -145,12 +153,12 @@ def collate_graphs(graphs: Sequence, text_dim: int) -> GraphBatch:
                 per_part.append((first[s][i], first[d][i], _OUT_SLOT[r], _IN_SLOT[r], counts[s][i], counts[d][i],
                                  ei.shape[1]))
     present.view(-1)[has] = True
-    layout = _flat_layout(n, pos, node_block, node_graph, present, parts, per_part)
+    layout = _flat_layout(n, pos, node_block, node_graph, present, parts, per_part, max_fusion_nodes)
     return GraphBatch(n, x, pos, batch, present, starts, **layout)
 
 
 def _flat_layout(n: int, pos, node_block: torch.Tensor, node_graph: torch.Tensor, present: torch.Tensor,
-                 parts: List[torch.Tensor], per_part: List[tuple]) -> dict:
+                 parts: List[torch.Tensor], per_part: List[tuple], max_fusion_nodes: Optional[int]) -> dict:
     """The flat-layout fields of a GraphBatch. What depends only on a node's type and graph (which
     relations reach it, their mean's weights) is tabulated per (type, graph) block and gathered once."""
     types = len(NODE_TYPES)
@@ -177,9 +185,24 @@ def _flat_layout(n: int, pos, node_block: torch.Tensor, node_graph: torch.Tensor
     else:
         gat_src = gat_dst = target = torch.zeros(0, dtype=torch.long)
     fusion_nodes = torch.nonzero(reached).view(-1)
+    if max_fusion_nodes is not None:
+        fusion_nodes = _evenly_capped(fusion_nodes, node_graph[fusion_nodes], n, max_fusion_nodes)
     every = fusion_nodes.shape[0] == node_block.shape[0]
     return dict(node_type=node_type, node_graph=node_graph, reached=reached, gat_src=gat_src, gat_dst=gat_dst,
                 gat_target=target, gat_weight=weight.view(-1)[gat_dst], gat_bias=block_bias[node_block],
                 fusion_nodes=fusion_nodes, fusion_pos=fusion_pos if every else fusion_pos[fusion_nodes],
                 fusion_pos_weight=point_weight[node_type if every else node_type[fusion_nodes]],
                 padding=NodePadding(node_graph if every else node_graph[fusion_nodes], n))
+
+
+def _evenly_capped(nodes: torch.Tensor, graph: torch.Tensor, num_graphs: int, k: int) -> torch.Tensor:
+    """`nodes` (flat rows, image `graph`) with each image cut to k: its nodes of rank floor(j * n / k), j < k."""
+    counts = torch.bincount(graph, minlength=num_graphs)
+    if not nodes.shape[0] or int(counts.max()) <= k:
+        return nodes
+    order = torch.sort(graph, stable=True).indices
+    rank = torch.empty_like(graph)
+    rank[order] = torch.arange(graph.shape[0]) - (torch.cumsum(counts, 0) - counts)[graph[order]]
+    n = counts[graph]
+    j = (rank * k + n - 1) // n  # the first pick at or after this rank
+    return nodes[(n <= k) | ((j < k) & (j * n // k == rank))]
