@@ -55,7 +55,7 @@ class GeoLinkAlgorithm(QgsProcessingAlgorithm):
 
     INPUT, OSM, OSM_FILE, MODEL, EXTENT = "INPUT", "OSM", "OSM_FILE", "MODEL", "EXTENT"
     DEVICE, TILE_SIZE, OVERLAP, BATCH_SIZE, GSD = "DEVICE", "TILE_SIZE", "OVERLAP", "BATCH_SIZE", "GSD"
-    BANDS, NATIVE = "BANDS", "NATIVE"
+    BANDS, NATIVE, OSM_MAX_NODES = "BANDS", "NATIVE", "OSM_MAX_NODES"
     MAP_TASK = False  # classify, zones, embed: the backend's raster engine (extent, bands, native resolution)
 
     def __init__(self):
@@ -123,6 +123,9 @@ class GeoLinkAlgorithm(QgsProcessingAlgorithm):
                                              defaultValue="", optional=True),
                 QgsProcessingParameterBoolean(self.NATIVE, "Process at the raster's own resolution",
                                               defaultValue=False),
+                QgsProcessingParameterNumber(self.OSM_MAX_NODES, "At most this many OSM entities per tile in the "
+                                             "fusion (0: all; bounds the time of dense city tiles)", NUMBER_INTEGER,
+                                             defaultValue=0, minValue=0),
             ]
         for param in params:
             add_advanced(param)
@@ -185,6 +188,10 @@ class GeoLinkAlgorithm(QgsProcessingAlgorithm):
                 config["bands"] = bands
             if parameters.get(self.NATIVE) and self.parameterAsBoolean(parameters, self.NATIVE, context):
                 config["native"] = True
+            cap = self.parameterAsInt(parameters, self.OSM_MAX_NODES, context) \
+                if parameters.get(self.OSM_MAX_NODES) not in (None, "") else 0
+            if cap > 0:
+                config["osm_max_nodes"] = cap
             if self._extent:
                 config["extent"] = self._extent
         return config

@@ -95,10 +95,20 @@ def test_osm_graphs_reach_the_windows(model, data_dir, tmp_path):
         ("highway:residential", [(0, 10), (64, 12)]), ("building:yes", [(5, 5), (9, 5), (9, 9), (5, 9), (5, 5)]),
         ("amenity:school", [(40, 40)])])
     plain = run(model, raster, tmp_path / "plain.tif")
-    fused = run(model, raster, tmp_path / "fused.tif", osm=[str(osm)])
+    fused = run(model, raster, tmp_path / "fused.tif", osm=[str(osm)], probabilities=str(tmp_path / "fused_p.tif"))
     assert plain["figures"]["windows_with_osm"] == 0
     assert 0 < fused["figures"]["windows_with_osm"] < fused["figures"]["windows"]
     assert "osm.geojson" in gdal.Open(str(tmp_path / "fused.tif")).GetMetadataItem("GEOLINK_OSM")
+    assert gdal.Open(str(tmp_path / "fused.tif")).GetMetadataItem("GEOLINK_OSM_MAX_NODES") is None
+
+    # --osm-max-nodes 1: one entity per window enters the fusion, recorded in the output's metadata
+    run(model, raster, tmp_path / "capped.tif", osm=[str(osm)], osm_max_nodes=1,
+        probabilities=str(tmp_path / "capped_p.tif"))
+    assert gdal.Open(str(tmp_path / "capped.tif")).GetMetadataItem("GEOLINK_OSM_MAX_NODES") == "1"
+    assert (read(tmp_path / "capped_p.tif") != read(tmp_path / "fused_p.tif")).any()
+    with pytest.raises(InputError, match="osm-max-nodes"):
+        run(model, raster, tmp_path / "bad.tif", osm=[str(osm)], osm_max_nodes=-1)
+    assert not (tmp_path / "bad.tif").exists()
 
 
 def test_cancel_mid_run_leaves_no_output(model, data_dir, tmp_path):

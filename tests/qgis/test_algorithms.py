@@ -47,6 +47,17 @@ def test_map_algorithms_default_everything_but_input_and_output(qgis_app, alg_id
                 "finetune": {"INPUT", "LABELS", "CLASS_FIELD"}}[alg_id]
     assert mandatory == expected
     assert len(a.shortHelpString()) > 200
+    cap = a.parameterDefinition("OSM_MAX_NODES")
+    assert (cap is not None) == (alg_id in MAP_TASKS)
+    if cap is not None:
+        assert cap.flags() & FLAG_ADVANCED and cap.defaultValue() == 0
+
+
+def test_osm_entity_cap_reaches_the_backend_config_only_when_set(qgis_app):
+    a, context = alg("classify"), QgsProcessingContext()
+    assert a.engine_config({"OSM_MAX_NODES": 64}, context)["osm_max_nodes"] == 64
+    assert "osm_max_nodes" not in a.engine_config({"OSM_MAX_NODES": 0}, context)
+    assert "osm_max_nodes" not in a.engine_config({}, context)
 
 
 def test_classify_accepts_input_and_output_alone(qgis_app, data_dir, tmp_path):

@@ -49,7 +49,7 @@ def test_classify_embed_zones_from_qgis_process(installed_profile, data_dir, tmp
     res = run_all(installed_profile, {
         "classes": ("classify", dict(INPUT=raster, MODEL=tiny_models["segmentation"], OUTPUT=tmp_path / "classes.tif")),
         "embed": ("embed", dict(INPUT=raster, MODEL=tiny_models["encoder"], OUTPUT=tmp_path / "emb.tif")),
-        "zones": ("zones", dict(INPUT=raster, OSM_FILE=osm, MODEL=tiny_models["segmentation"],
+        "zones": ("zones", dict(INPUT=raster, OSM_FILE=osm, MODEL=tiny_models["segmentation"], OSM_MAX_NODES=16,
                                 OUTPUT=tmp_path / "zones.gpkg"))})
     ds = gdal.Open(res["classes"]["OUTPUT"])
     ds.GetMetadata()  # makes GDAL 3.6's GeoTIFF driver read the .aux.xml holding the category names
@@ -57,6 +57,7 @@ def test_classify_embed_zones_from_qgis_process(installed_profile, data_dir, tmp
     assert gdal.Open(res["embed"]["OUTPUT"]).RasterCount > 3 and Path(res["embed"]["PREVIEW"]).exists()
     zones = gdal.OpenEx(res["zones"]["OUTPUT"])
     assert zones.GetLayer(0).GetFeatureCount() > 0
+    assert zones.GetMetadataItem("GEOLINK_OSM_MAX_NODES") == "16"
 
 
 def test_finetune_and_import_from_qgis_process(installed_profile, data_dir, tmp_path, tiny_models, repo_root):

@@ -16,6 +16,10 @@ class RasterOptions:
     osm: List[str] = option(default_factory=list, flag="--osm", metavar="FILE",
                             help="OSM files (.osm/.pbf, GeoJSON/GPKG/SHP with OSM tags), reprojected to the raster's "
                                  "CRS; each window gets the graph of the features inside it (none: image only)")
+    osm_max_nodes: int = option(0, flag="--osm-max-nodes", metavar="N",
+                                help="at most N OSM entities of each window enter the image-OSM fusion, an evenly "
+                                     "spaced deterministic subset (0: all). The fusion's time grows with the square "
+                                     "of their number: this bounds it in dense city windows")
     model: str = option("default", flag="--model", metavar="MODEL",
                         help="model package: 'default', an installed model's name or a .safetensors path")
     device: str = option("auto", flag="--device", choices=DEVICE_CHOICES,

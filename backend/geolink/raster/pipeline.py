@@ -44,6 +44,15 @@ def load_model(spec: str, device) -> Loaded:
     return Loaded(module.to(device).eval(), dict(card), Path(path))
 
 
+def cap_fusion_nodes(module, k: Optional[int]) -> None:
+    """Set the GeoLink encoder(s) in `module` to fuse at most k OSM nodes per window (None: all)."""
+    from ..models import GeoLinkModel
+
+    for m in module.modules():
+        if isinstance(m, GeoLinkModel):
+            m.max_fusion_nodes = k
+
+
 def text_encoder_of(card: dict) -> Optional[str]:
     """The tag text encoder a model's OSM branch was trained with; None for an image-only model."""
     spec = card.get("text_encoder")
@@ -135,7 +144,10 @@ def prepare(options: RasterOptions, progress: Progress, patch_outputs: bool = Fa
     overlap -= overlap % factor
     plan = WindowPlan(source.width, source.height, tile, overlap, factor)
     graphs = None
+    if options.osm_max_nodes < 0:
+        raise InputError(f"--osm-max-nodes must be 0 (every entity) or more, got {options.osm_max_nodes}.")
     if options.osm:
+        cap_fusion_nodes(model.module, options.osm_max_nodes or None)
         progress.update(2, "Reading OSM")
         text_encoder = text_encoder_of(model.card)
         graphs = OsmGraphs(options.osm, source, text_encoder, str(runtime.device), progress.sub(2, 5))

@@ -70,8 +70,9 @@ def set_classes(band, classes: Sequence[Dict[str, str]], nodata: Optional[int] =
 
 
 def provenance(task: str, model_path: Path, card: dict, raster: str, osm: Sequence[str] = (),
-               extra: Optional[Dict[str, object]] = None) -> Dict[str, str]:
-    """GEOLINK_* metadata items: what made the output (model and its hash, inputs, OSM files and dates)."""
+               extra: Optional[Dict[str, object]] = None, osm_max_nodes: int = 0) -> Dict[str, str]:
+    """GEOLINK_* metadata items: what made the output (model and its hash, inputs, OSM files and dates, the
+    cap on fused OSM entities when one was set)."""
     osm_items = []
     for p in osm:
         try:
@@ -88,6 +89,8 @@ def provenance(task: str, model_path: Path, card: dict, raster: str, osm: Sequen
             "GEOLINK_VERSION": __version__,
             "GEOLINK_CREATED": datetime.datetime.now(datetime.timezone.utc).strftime("%Y-%m-%dT%H:%M:%SZ"),
             "TIFFTAG_SOFTWARE": f"GeoLink {__version__}"}
+    if osm and osm_max_nodes:
+        meta["GEOLINK_OSM_MAX_NODES"] = str(osm_max_nodes)
     for k, v in (extra or {}).items():
         meta[f"GEOLINK_{k.upper()}"] = str(v)
     return meta

@@ -38,7 +38,8 @@ def run(config: Config, progress: Progress) -> dict:
     classes = class_table(require_classes(job.model))
     src = job.source
     meta = provenance("classify", job.model.path, job.model.card, config.raster, config.osm,
-                      {"classes": ";".join(c["name"] for c in classes), "pixel_size": src.pixel_size})
+                      {"classes": ";".join(c["name"] for c in classes), "pixel_size": src.pixel_size},
+                      osm_max_nodes=config.osm_max_nodes)
     with contextlib.ExitStack() as stack:
         out = stack.enter_context(geotiff(stack.enter_context(atomic_output(config.out)), src.width, src.height, 1,
                                           "uint8", src.geotransform, src.wkt, NODATA, meta))

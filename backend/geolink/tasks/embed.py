@@ -128,7 +128,8 @@ def run(config: Config, progress: Progress) -> dict:
     gt[1] *= patch
     gt[5] *= patch
     meta = provenance("embed", job.model.path, job.model.card, config.raster, config.osm,
-                      {"layer": config.layer or "last", "channels": channels, "patch_size": patch})
+                      {"layer": config.layer or "last", "channels": channels, "patch_size": patch},
+                      osm_max_nodes=config.osm_max_nodes)
     preview = config.preview or default_preview(config.out)
     with contextlib.ExitStack() as stack:
         feats = stack.enter_context(geotiff(stack.enter_context(atomic_output(config.out)), plan.out_width,

@@ -51,7 +51,8 @@ def run(config: Config, progress: Progress) -> dict:
     classes = class_table(require_classes(job.model))
     src = job.source
     meta = provenance("zones", job.model.path, job.model.card, config.raster, config.osm,
-                      {"classes": ";".join(c["name"] for c in classes)})
+                      {"classes": ";".join(c["name"] for c in classes)},
+                      osm_max_nodes=config.osm_max_nodes)
     with tempfile.TemporaryDirectory(prefix="geolink-zones-") as tmp:
         tmp = Path(tmp)
         with contextlib.ExitStack() as stack:
