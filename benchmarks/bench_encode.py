@@ -3,7 +3,8 @@
 For ViT-T and ViT-L: tiles/s of the bare timm ViT forward (the timm VisionTransformer inside the
 model, model.img_encoder(images): the very weights encode uses), of encode() image-only, of encode()
 with one OSM graph per tile (graph collation included) and with the same graphs collated beforehand
-(as a data loader would hand them over), and the ratios to the bare ViT.
+(as a data loader would hand them over), the same with at most 50 nodes per tile entering the fusion
+block (the original's budget: it fuses at most 50, chosen at random), and the ratios to the bare ViT.
 Graphs: the six UFZ graphs of ../shared when present (11-161 nodes), otherwise synthetic graphs of
 the same sizes. Each round times the variants back to back (in a rotating order); a ratio is the
 median over rounds of the round's ratio, so the drift of a shared machine's speed cancels out.
@@ -13,6 +14,9 @@ PyTorch's large buffers are page-faulted in afresh on most calls, and the bare V
 to 30% from process to process, which no number of rounds averages out (--default-allocator: as is).
 CUDA: bf16 autocast and larger batches. The original implementation reaches 56% (ViT-T) and 69% (ViT-L)
 of the bare ViT on 2 CPU threads.
+
+Then one ViT-T tile with 500, 2,000 and 8,000 OSM nodes, every node fused and at most 512
+(--osm-max-nodes): what dense city tiles cost.
 
     .venv/bin/python benchmarks/bench_encode.py [--device cpu|cuda] [--repeats N] [--archs tiny,large]
 """
@@ -25,6 +29,7 @@ import statistics
 import sys
 import time
 from pathlib import Path
+from typing import List
 
 import torch
 
@@ -38,6 +43,8 @@ KEEP_MEMORY = "glibc.malloc.mmap_threshold=1073741824:glibc.malloc.trim_threshol
 UFZ = ROOT.parent / "shared" / "geolink-examples" / "ufz_example" / "graph"
 # node counts of the six UFZ graphs (polygon, line, point) and their edges per relation, when they are absent
 UFZ_SIZES = [(11, 43, 16, 229), (22, 43, 6, 174), (3, 6, 0, 10), (1, 3, 0, 3), (2, 0, 0, 0), (47, 67, 47, 444)]
+ORIGINAL_BUDGET = 50  # the original fuses at most 50 nodes per image (chosen at random)
+DENSE_NODES = (500, 2000, 8000)  # OSM nodes in one tile: a town, a city district, a dense city centre
 BATCH = {("cpu", "tiny"): 8, ("cpu", "large"): 2, ("cuda", "tiny"): 256, ("cuda", "large"): 64}
 
 
@@ -85,8 +92,10 @@ def bench(arch: str, device: str, repeats: int) -> dict:
     autocast = torch.autocast("cuda", dtype=torch.bfloat16) if device == "cuda" else torch.autocast("cpu",
                                                                                                      enabled=False)
     collated = collate_graphs(graphs, 512).to(device)  # what a data loader hands over
+    capped = collate_graphs(graphs, 512, max_fusion_nodes=ORIGINAL_BUDGET).to(device)
     runs = {"bare": lambda: model.img_encoder(images), "image only": lambda: model.encode(images),
-            "with OSM": lambda: model.encode(images, graphs), "OSM collated": lambda: model.encode(images, collated)}
+            "with OSM": lambda: model.encode(images, graphs), "OSM collated": lambda: model.encode(images, collated),
+            "collated, <=50 fused": lambda: model.encode(images, capped)}
     keys = list(runs)
     times = {k: [] for k in keys}
     with torch.inference_mode(), autocast:
@@ -99,6 +108,26 @@ def bench(arch: str, device: str, repeats: int) -> dict:
     ratios = {k: statistics.median(b / t for b, t in zip(times[keys[0]], times[k])) for k in keys[1:]}
     nodes = sum(g[t].num_nodes for g in graphs for t in g.node_types) / batch
     return {"arch": name, "batch": batch, "rates": rates, "ratios": ratios, "nodes": nodes, "source": source}
+
+
+def dense_tiles(device: str, cap: int = 512) -> List[tuple]:
+    """(nodes, ms per tile with every node fused, ms with at most `cap` fused) for one ViT-T tile with
+    synthetic graphs as dense as city tiles get: the fusion attention is quadratic in the nodes."""
+    torch.manual_seed(0)
+    model = create_geolink("vit_tiny_patch16_224", text_dim=512, pretraining=False).to(device).eval()
+    image = torch.randn(1, 3, 224, 224, device=device)
+    with torch.inference_mode():
+        model.encode(image)
+        rows = [(0, min(timed(lambda: model.encode(image), device) for _ in range(3)) * 1e3, None)]
+        for n in DENSE_NODES:
+            graph = [synthetic_graph(n // 2, n // 4, n - n // 2 - n // 4, 6 * n, seed=n)]
+            row = [n]
+            for k in (None, cap):
+                model.max_fusion_nodes = k
+                model.encode(image, graph)  # warm-up
+                row.append(min(timed(lambda g=graph: model.encode(image, g), device) for _ in range(3)) * 1e3)
+            rows.append(tuple(row))
+    return rows
 
 
 def main() -> int:
@@ -121,12 +150,18 @@ def main() -> int:
               f"median of {repeats}", flush=True)
     where = torch.cuda.get_device_name() + ", bf16 autocast" if args.device == "cuda" else "CPU, 2 threads"
     print(f"\nencode throughput on {where} (tiles/s; ratio to the bare timm ViT). with OSM: a list of graphs,")
-    print("collated inside encode; OSM collated: a GraphBatch made beforehand (collate_graphs), as a data loader would")
-    print(f"{'model':<24}{'bare ViT':>12}" + "".join(f"{k:>20}" for k in ("image only", "with OSM", "OSM collated")))
+    print("collated inside encode; OSM collated: a GraphBatch made beforehand (collate_graphs), as a data loader "
+          "would;")
+    print(f"<=50 fused: the same with at most {ORIGINAL_BUDGET} nodes per tile in the fusion block (max_fusion_nodes), "
+          "the original's budget")
+    columns = ("image only", "with OSM", "OSM collated", "collated, <=50 fused")
+    print(f"{'model':<24}{'bare ViT':>12}" + "".join(f"{k:>22}" for k in columns))
     for r in results:
-        cells = "".join(f"{r['rates'][k]:>12.2f} ({r['ratios'][k]:4.0%})" for k in ("image only", "with OSM",
-                                                                                   "OSM collated"))
+        cells = "".join(f"{r['rates'][k]:>14.2f} ({r['ratios'][k]:4.0%})" for k in columns)
         print(f"{r['arch']:<24}{r['rates']['bare']:>12.2f}{cells}")
+    print(f"\none dense ViT-T tile on {where} (ms): every node fused, and at most 512 (--osm-max-nodes 512)")
+    for n, every, capped in dense_tiles(args.device):
+        print(f"{n:>6} nodes {every:>8.0f}" + (f"{capped:>8.0f}" if capped is not None else "  (image only)"))
     return 0
 
 
