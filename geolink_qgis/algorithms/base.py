@@ -104,7 +104,7 @@ class GeoLinkAlgorithm(QgsProcessingAlgorithm):
 
     def add_engine_options(self) -> None:
         """Advanced: processing extent, device, tile size, overlap, batch size, ground sample distance (and for the
-        map tasks, band mapping and native resolution)."""
+        map tasks, band mapping, native resolution and the cap on fused OSM entities per tile)."""
         params = [
             QgsProcessingParameterExtent(self.EXTENT, "Processing extent (required for web layers)", optional=True),
             QgsProcessingParameterEnum(self.DEVICE, "Device", DEVICE_CHOICES, defaultValue=0),

@@ -20,8 +20,10 @@ class ClassifyAlgorithm(GeoLinkAlgorithm):
             "'Train classifier from labelled polygons'.<br>"
             "<b>Class probabilities</b> (optional): a multi-band raster with one probability band per class.<br>"
             "<b>Advanced</b>: device (the GeoLink settings' choice by default), tile size, overlap between tiles "
-            "(blended, so no seams show), batch size, ground sample distance, and a processing extent (needed for "
-            "web layers, which are downloaded at that extent and resolution first).")
+            "(blended, so no seams show), batch size, ground sample distance, a processing extent (needed for "
+            "web layers, which are downloaded at that extent and resolution first), and a cap on the OSM entities "
+            "per tile that enter the fusion (dense city tiles hold thousands, and the fusion's time grows with the "
+            "square of their number).")
 
     MAP_TASK = True
     OUTPUT, PROBABILITIES = "OUTPUT", "PROBABILITIES"
