@@ -27,7 +27,7 @@ from .derived import DerivedCache
 from .fusion import TwoWayAttentionBlock
 from .graphs import NODE_TYPES, GraphBatch, collate_graphs
 from .osm_encoder import OSMHeteroGAT, graph_layer_norm
-from .padding import NodePadding
+from .padding import NodePadding, rank_within
 from .pos_embed import grid_points, sincos_2d, sincos_table, wide_float
 
 PATCH = 16
@@ -359,10 +359,7 @@ class GeoLinkModel(nn.Module):
         dtype = wide_float(batch.device)
         order = torch.argsort(batch.to(dtype) + torch.rand(batch.shape[0], device=batch.device, dtype=dtype))
         counts = torch.bincount(batch, minlength=num_graphs)
-        rank = torch.empty_like(batch)
-        starts = torch.cumsum(counts, 0) - counts
-        rank[order] = torch.arange(batch.shape[0], device=batch.device) - starts[batch[order]]
-        return rank, counts
+        return rank_within(batch, counts, order), counts
 
     def _choose(self, batch: torch.Tensor, num_graphs: int, ratio: float) -> torch.Tensor:
         """Per graph, round(n * ratio) nodes (at least 1, at most n) chosen at random."""

@@ -25,7 +25,7 @@ import torch
 import torch.nn.functional as F
 
 from ..errors import InputError
-from .padding import NodePadding
+from .padding import NodePadding, rank_within
 
 NODE_TYPES = ("point", "line", "polygon")
 POS_POINTS = {"point": 1, "line": 3, "polygon": 4}
@@ -200,9 +200,6 @@ def _evenly_capped(nodes: torch.Tensor, graph: torch.Tensor, num_graphs: int, k:
     counts = torch.bincount(graph, minlength=num_graphs)
     if not nodes.shape[0] or int(counts.max()) <= k:
         return nodes
-    order = torch.sort(graph, stable=True).indices
-    rank = torch.empty_like(graph)
-    rank[order] = torch.arange(graph.shape[0]) - (torch.cumsum(counts, 0) - counts)[graph[order]]
-    n = counts[graph]
+    rank, n = rank_within(graph, counts), counts[graph]
     j = (rank * k + n - 1) // n  # the first pick at or after this rank
     return nodes[(n <= k) | ((j < k) & (j * n // k == rank))]

@@ -63,9 +63,7 @@ class NodePadding:
             order += members
             slots += len(members) * width
         self.num_slots = slots
-        rank = torch.sort(batch, stable=True).indices
-        within = torch.empty_like(batch)  # each node's place among its image's nodes
-        within[rank] = torch.arange(batch.shape[0]) - (torch.cumsum(counts, 0) - counts)[batch[rank]]
+        within = rank_within(batch, counts)  # each node's place among its image's nodes
         self.slot = torch.tensor(image_slot, dtype=torch.long)[batch] + within  # [N] each node's packed slot
         identity = order == list(range(num_graphs))
         self.order = None if identity else torch.tensor(order, dtype=torch.long)  # images, group by group
@@ -131,6 +129,16 @@ class NodePadding:
             parts.append(attention(packed[first: first + n * width].view(n, width, c), k[at: at + n], v[at: at + n],
                                    heads, None, dropout).reshape(n * width, c))
         return self._unpack(parts)
+
+
+def rank_within(group: torch.Tensor, counts: torch.Tensor, order: Optional[torch.Tensor] = None) -> torch.Tensor:
+    """Each row's rank among the rows of its group (`counts`: rows per group), ranked in `order` (a
+    permutation of the rows; default: their own order)."""
+    if order is None:
+        order = torch.sort(group, stable=True).indices
+    rank = torch.empty_like(group)
+    rank[order] = torch.arange(group.shape[0], device=group.device) - (torch.cumsum(counts, 0) - counts)[group[order]]
+    return rank
 
 
 def attention(q: torch.Tensor, k: torch.Tensor, v: torch.Tensor, heads: int, mask: Optional[torch.Tensor],
