@@ -32,6 +32,7 @@ OSM_FILE_FILTER = "OSM and vector files (*.osm *.pbf *.gpkg *.geojson *.json *.s
 # Processing parameter -> (backend config field, the value that means "the backend's default": not sent).
 ENGINE_OPTIONS = {"TILE_SIZE": ("tile_size", 0), "OVERLAP": ("overlap", -1), "BATCH_SIZE": ("batch_size", 0),
                   "GSD": ("gsd", 0)}
+MAP_OPTIONS = {"OSM_MAX_NODES": ("osm_max_nodes", 0)}  # the same, for the map tasks only
 
 
 @dataclass
@@ -173,7 +174,7 @@ class GeoLinkAlgorithm(QgsProcessingAlgorithm):
         """The advanced options the user changed, under the backend's config names (unset ones are left out, so
         the backend's defaults apply)."""
         config = {}
-        for param, (key, unset) in ENGINE_OPTIONS.items():
+        for param, (key, unset) in {**ENGINE_OPTIONS, **(MAP_OPTIONS if self.MAP_TASK else {})}.items():
             if param in parameters and parameters[param] not in (None, ""):
                 value = self.parameterAsDouble(parameters, param, context)
                 if value != unset:
@@ -188,10 +189,6 @@ class GeoLinkAlgorithm(QgsProcessingAlgorithm):
                 config["bands"] = bands
             if parameters.get(self.NATIVE) and self.parameterAsBoolean(parameters, self.NATIVE, context):
                 config["native"] = True
-            cap = self.parameterAsInt(parameters, self.OSM_MAX_NODES, context) \
-                if parameters.get(self.OSM_MAX_NODES) not in (None, "") else 0
-            if cap > 0:
-                config["osm_max_nodes"] = cap
             if self._extent:
                 config["extent"] = self._extent
         return config
