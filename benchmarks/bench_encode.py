@@ -45,6 +45,7 @@ UFZ = ROOT.parent / "shared" / "geolink-examples" / "ufz_example" / "graph"
 UFZ_SIZES = [(11, 43, 16, 229), (22, 43, 6, 174), (3, 6, 0, 10), (1, 3, 0, 3), (2, 0, 0, 0), (47, 67, 47, 444)]
 ORIGINAL_BUDGET = 50  # the original fuses at most 50 nodes per image (chosen at random)
 DENSE_NODES = (500, 2000, 8000)  # OSM nodes in one tile: a town, a city district, a dense city centre
+DENSE_CAP = 512  # --osm-max-nodes for the dense tiles
 BATCH = {("cpu", "tiny"): 8, ("cpu", "large"): 2, ("cuda", "tiny"): 256, ("cuda", "large"): 64}
 
 
@@ -110,7 +111,7 @@ def bench(arch: str, device: str, repeats: int) -> dict:
     return {"arch": name, "batch": batch, "rates": rates, "ratios": ratios, "nodes": nodes, "source": source}
 
 
-def dense_tiles(device: str, cap: int = 512) -> List[tuple]:
+def dense_tiles(device: str, cap: int = DENSE_CAP) -> List[tuple]:
     """(nodes, ms per tile with every node fused, ms with at most `cap` fused) for one ViT-T tile with
     synthetic graphs as dense as city tiles get: the fusion attention is quadratic in the nodes."""
     torch.manual_seed(0)
@@ -159,7 +160,8 @@ def main() -> int:
     for r in results:
         cells = "".join(f"{r['rates'][k]:>14.2f} ({r['ratios'][k]:4.0%})" for k in columns)
         print(f"{r['arch']:<24}{r['rates']['bare']:>12.2f}{cells}")
-    print(f"\none dense ViT-T tile on {where} (ms): every node fused, and at most 512 (--osm-max-nodes 512)")
+    print(f"\none dense ViT-T tile on {where} (ms): every node fused, and at most {DENSE_CAP} "
+          f"(--osm-max-nodes {DENSE_CAP})")
     for n, every, capped in dense_tiles(args.device):
         print(f"{n:>6} nodes {every:>8.0f}" + (f"{capped:>8.0f}" if capped is not None else "  (image only)"))
     return 0
