@@ -30,6 +30,8 @@ def _add_arguments(parser: argparse.ArgumentParser, config_cls: type) -> None:
         if is_list:
             kwargs["nargs"] = "+"
             kwargs["type"] = base_type((typing.get_args(tp) or (str,))[0])
+            if not meta.get("positional"):
+                kwargs["action"] = "extend"  # `--osm a b` and `--osm a --osm b` both give [a, b]
         elif tp is bool:
             kwargs["action"] = argparse.BooleanOptionalAction
         elif tp in (int, float):

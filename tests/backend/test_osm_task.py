@@ -33,6 +33,17 @@ def test_cli_writes_a_graph(tmp_path, capsys):
     assert "polygon_nodes" in capsys.readouterr().out
 
 
+def test_a_repeated_list_option_adds_up():
+    """`--osm a --osm b` gives both files (argparse's nargs="+" alone keeps only the last)."""
+    from geolink.cli import build_parser
+
+    parser = build_parser()
+    for argv in (["--osm", "a.pbf", "--osm", "b.geojson", "c.gpkg"], ["--osm", "a.pbf", "b.geojson", "c.gpkg"]):
+        args = parser.parse_args(["classify", "--raster", "r.tif", "--out", "o.tif", *argv])
+        assert args.osm == ["a.pbf", "b.geojson", "c.gpkg"]
+    assert parser.parse_args(["classify", "--raster", "r.tif", "--out", "o.tif"]).osm is None
+
+
 def test_bounds_in_another_crs(tmp_path):
     out = tmp_path / "g.pt"
     # the same tile in EPSG:3067 (ETRS-TM35FIN) metres
