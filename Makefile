@@ -21,7 +21,7 @@ system:
 	fi
 
 # The backend venv (torch, timm, torch_geometric, smp, the geolink package); redone when its inputs change.
-$(STAMP): backend/pyproject.toml geolink_qgis/backend_installer.py
+$(STAMP): backend/pyproject.toml backend/constraints.txt geolink_qgis/backend_installer.py
 	$(SYSPY) -m geolink_qgis.backend_installer --venv .venv --backend backend --editable --extras dev
 	touch $(STAMP)
 

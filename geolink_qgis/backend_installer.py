@@ -18,7 +18,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Callable, List, Optional
 
-TORCH_SPECS = ["torch==2.15.0", "torchvision==0.29.2"]
+CONSTRAINTS_FILE = "constraints.txt"  # beside pyproject.toml: the backend's version pins
+TORCH_PACKAGES = ["torch", "torchvision"]
 # torch's own index carries the CUDA builds for Windows; on Linux PyPI's torch is the CUDA build.
 TORCH_CUDA_INDEX = "https://download.pytorch.org/whl/cu128"
 MIN_FREE_BYTES = 7 * 1024**3
@@ -155,8 +156,9 @@ def install(plan: InstallPlan, log: Log = print) -> Path:
         _run([str(plan.base_python), "-m", "venv", "--system-site-packages", str(plan.venv)], log,
              "Creating the Python environment")
     constraints = write_constraints(plan.venv, host_numpy_version(plan.base_python))
-    pip = [str(py), "-m", "pip", "install", "--disable-pip-version-check", "-c", str(constraints)]
-    torch_cmd = pip + TORCH_SPECS
+    pins = plan.backend_source / CONSTRAINTS_FILE
+    pip = [str(py), "-m", "pip", "install", "--disable-pip-version-check", "-c", str(pins), "-c", str(constraints)]
+    torch_cmd = pip + TORCH_PACKAGES
     if plan.torch_index:
         torch_cmd += ["--index-url", plan.torch_index, "--extra-index-url", "https://pypi.org/simple"]
     log("Installing PyTorch (a large download, several minutes)")
