@@ -8,10 +8,11 @@ from pathlib import Path
 from typing import List, Optional, Sequence
 
 from ..errors import InputError, ModelError
+from ..models.card import ModelCard
 from ..progress import Progress
 from .engine import Predict, RunStats, Runtime, Sink, run_windows
 from .options import RasterOptions
-from .source import ModelInput, Normaliser, Source, parse_band_list, parse_extent
+from .source import Normaliser, Source, parse_band_list, parse_extent
 from .windows import WindowPlan
 
 
@@ -20,7 +21,7 @@ class Loaded:
     """A model package ready to run."""
 
     module: object
-    card: dict
+    card: ModelCard
     path: Path
 
     @property
@@ -28,20 +29,15 @@ class Loaded:
         """The package's file name: what the user chose it by (a fine-tuned card may keep its base's name)."""
         return self.path.stem
 
-    @property
-    def classes(self) -> list:
-        return list((self.card.get("head") or {}).get("classes") or [])
+    @classmethod
+    def open(cls, spec: str, device) -> Loaded:
+        """The package `spec` (a path or an installed model's name, e.g. 'default') on `device`, in eval mode."""
+        from ..model_store import resolve_model
+        from ..models import load_model
 
-
-def load_model(spec: str, device) -> Loaded:
-    """The package `spec` (a path or an installed model's name, e.g. 'default') on `device`, in eval mode."""
-    from ..model_store import read_card, resolve_model
-    from ..models import load_model as load_package
-
-    path = resolve_model(spec or "default")
-    module = load_package(str(path))
-    card = getattr(module, "card", None) or (read_card(path) if path.suffix == ".safetensors" else {})
-    return Loaded(module.to(device).eval(), dict(card), Path(path))
+        path = resolve_model(spec or "default")
+        module = load_model(path)
+        return cls(module.to(device).eval(), module.card, Path(path))
 
 
 def cap_fusion_nodes(module, k: Optional[int]) -> None:
@@ -51,14 +47,6 @@ def cap_fusion_nodes(module, k: Optional[int]) -> None:
     for m in module.modules():
         if isinstance(m, GeoLinkModel):
             m.max_fusion_nodes = k
-
-
-def text_encoder_of(card: dict) -> Optional[str]:
-    """The tag text encoder a model's OSM branch was trained with; None for an image-only model."""
-    spec = card.get("text_encoder")
-    if isinstance(spec, dict):
-        spec = spec.get("name")
-    return str(spec) if spec else None
 
 
 class OsmGraphs:
@@ -126,8 +114,8 @@ def prepare(options: RasterOptions, progress: Progress, patch_outputs: bool = Fa
     With `patch_outputs` the outputs are one pixel per model patch (embeddings), else per pixel."""
     runtime = Runtime(options.device, options.batch_size, progress)
     progress.update(0, "Loading the model")
-    model = load_model(options.model, runtime.device)
-    spec = ModelInput.from_card(model.card)
+    model = Loaded.open(options.model, runtime.device)
+    spec = model.card
     gsd = None if options.native else (options.gsd or spec.gsd)
     source = Source(options.raster, parse_extent(options.extent), gsd)
     bands = source.choose_bands(spec.bands, parse_band_list(options.bands))
@@ -135,7 +123,7 @@ def prepare(options: RasterOptions, progress: Progress, patch_outputs: bool = Fa
     progress.log(f"Raster {source.width} x {source.height} px at {source.pixel_size:g} "
                  f"{f'(resampled from {native:g})' if native else '(native)'}; "
                  f"bands {bands} -> {', '.join(spec.bands)}; {runtime.describe()}")
-    normalise = source.normaliser(spec, bands)
+    normalise = source.normaliser(spec.normalisation, bands)
     tile = options.tile_size or spec.input_size
     if tile % spec.patch_size:
         raise InputError(f"The tile size ({tile}) must be a multiple of the model's patch size ({spec.patch_size}).")
@@ -149,7 +137,7 @@ def prepare(options: RasterOptions, progress: Progress, patch_outputs: bool = Fa
     if options.osm:
         cap_fusion_nodes(model.module, options.osm_max_nodes or None)
         progress.update(2, "Reading OSM")
-        text_encoder = text_encoder_of(model.card)
+        text_encoder = model.card.text_encoder_name
         graphs = OsmGraphs(options.osm, source, text_encoder, str(runtime.device), progress.sub(2, 5))
         if not len(graphs.inside):
             progress.warn("The OSM files hold no feature in the raster's area; using the image alone.")
@@ -159,11 +147,10 @@ def prepare(options: RasterOptions, progress: Progress, patch_outputs: bool = Fa
 
 
 def require_classes(model: Loaded) -> list:
-    head = model.card.get("head") or {}
-    if not model.classes or str(head.get("type", "segmentation")) not in ("segmentation", "seg", "classification"):
+    if not model.card.predicts_classes:
         raise ModelError(f"The model {model.name} has no segmentation head with classes.",
                          hint="Use a model fine-tuned with 'geolink finetune', or 'geolink embed' for features.")
-    return model.classes
+    return model.card.classes
 
 
 def require_valid(stats: RunStats) -> None:
