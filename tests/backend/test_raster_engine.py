@@ -9,8 +9,8 @@ import pytest
 import torch
 
 from geolink.errors import Cancelled, InputError
+from geolink.inference.engine import RowAccumulator, Runtime, run_windows
 from geolink.progress import Progress
-from geolink.raster.engine import RowAccumulator, Runtime, run_windows
 from geolink.raster.source import Source, parse_band_list, parse_extent
 from geolink.raster.windows import WindowPlan, axis_starts, blend_weights
 

@@ -1,19 +1,22 @@
-"""What classify, embed and zones share: the model, the raster grid, the windows, the OSM graphs."""
+"""An inference job: what classify, embed and zones share (the model, the raster grid, the windows, the OSM
+graphs), with what a task asks of it: run the engine, its figures, its provenance, its output rasters."""
 
 from __future__ import annotations
 
+import contextlib
 import time
 from dataclasses import dataclass
 from pathlib import Path
-from typing import List, Optional, Sequence
+from typing import Dict, Iterator, List, Optional, Sequence
 
 from ..errors import InputError, ModelError
 from ..models.card import ModelCard
 from ..progress import Progress
+from ..raster.source import Normaliser, Source, parse_band_list, parse_extent
+from ..raster.windows import WindowPlan
+from ..raster.writer import Handle, geotiff, provenance
 from .engine import Predict, RunStats, Runtime, Sink, run_windows
 from .options import RasterOptions
-from .source import Normaliser, Source, parse_band_list, parse_extent
-from .windows import WindowPlan
 
 
 @dataclass
@@ -77,7 +80,7 @@ class OsmGraphs:
 
 @dataclass
 class Job:
-    """Everything a raster task needs to run the engine."""
+    """Everything a raster task needs to run the engine and write its outputs."""
 
     options: RasterOptions
     model: Loaded
@@ -87,14 +90,26 @@ class Job:
     plan: WindowPlan
     runtime: Runtime
     graphs: Optional[OsmGraphs]
-    progress: Progress
+
+    @property
+    def classes(self) -> list:
+        """The model's classes [{name, color}]; a model without a head that predicts them is refused."""
+        if not self.model.card.predicts_classes:
+            raise ModelError(f"The model {self.model.name} has no segmentation head with classes.",
+                             hint="Use a model fine-tuned with 'geolink finetune', or 'geolink embed' for features.")
+        return self.model.card.classes
 
     def run(self, predict: Predict, channels: int, sink: Sink, progress: Progress, message: str) -> RunStats:
+        """Stream every window through `predict` into `sink`; refused (so no output is kept) when every window
+        was nodata."""
         t0 = time.monotonic()
         graph_for = self.graphs if self.graphs is not None and self.graphs.encoder is not None else None
         stats = run_windows(self.source, self.bands, self.normalise, self.plan, predict, channels, sink,
                             self.runtime, progress, graph_for, message)
         stats.seconds = time.monotonic() - t0
+        if stats.windows and stats.skipped == stats.windows:
+            raise InputError("Every pixel of the raster (or of the processing extent) is nodata; nothing to process.",
+                             hint="Check the raster's nodata value and the processing extent.")
         return stats
 
     def figures(self, stats: RunStats) -> dict:
@@ -106,6 +121,25 @@ class Job:
                 "pixel_size": self.source.pixel_size, "tile": self.plan.tile, "overlap": self.plan.overlap,
                 "device": str(self.runtime.device), "batch_size": self.runtime.batch_size,
                 "model": self.model.name, "bands": self.bands}
+
+    def provenance(self, task: str, **extra) -> Dict[str, str]:
+        """The GEOLINK_* metadata of this job's outputs (writer.provenance), with `extra` items."""
+        o = self.options
+        return provenance(task, self.model.path, self.model.card, o.raster, o.osm, extra, o.osm_max_nodes)
+
+    @contextlib.contextmanager
+    def output_raster(self, path, bands: int, dtype: str, nodata: Optional[float] = None,
+                      metadata: Optional[Dict[str, str]] = None, block_rows: int = 256) -> Iterator[Handle]:
+        """A GeoTIFF on the job's output grid (the raster's, or one pixel per patch for patch outputs), written
+        to a temporary name and renamed to `path` only when the block completes."""
+        from ..atomic import atomic_output
+
+        gt = list(self.source.geotransform)
+        gt[1] *= self.plan.factor
+        gt[5] *= self.plan.factor
+        with atomic_output(path) as tmp, geotiff(tmp, self.plan.out_width, self.plan.out_height, bands, dtype, gt,
+                                                 self.source.wkt, nodata, metadata, block_rows) as handle:
+            yield handle
 
 
 def prepare(options: RasterOptions, progress: Progress, patch_outputs: bool = False,
@@ -143,18 +177,4 @@ def prepare(options: RasterOptions, progress: Progress, patch_outputs: bool = Fa
             progress.warn("The OSM files hold no feature in the raster's area; using the image alone.")
         elif text_encoder is None:
             progress.warn(f"The model {model.name} has no OSM branch: it uses the image alone.")
-    return Job(options, model, source, bands, normalise, plan, runtime, graphs, progress)
-
-
-def require_classes(model: Loaded) -> list:
-    if not model.card.predicts_classes:
-        raise ModelError(f"The model {model.name} has no segmentation head with classes.",
-                         hint="Use a model fine-tuned with 'geolink finetune', or 'geolink embed' for features.")
-    return model.card.classes
-
-
-def require_valid(stats: RunStats) -> None:
-    """Refuse (and so leave no output) when every window was nodata."""
-    if stats.windows and stats.skipped == stats.windows:
-        raise InputError("Every pixel of the raster (or of the processing extent) is nodata; nothing to process.",
-                         hint="Check the raster's nodata value and the processing extent.")
+    return Job(options, model, source, bands, normalise, plan, runtime, graphs)
