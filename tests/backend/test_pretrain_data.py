@@ -9,9 +9,9 @@ import pytest
 import torch
 
 from geolink.errors import InputError
+from geolink.osm.graph_edit import from_plain, positions, subgraph, to_plain
 from geolink.pretraining.augment import PairAugment, crop_pair, flip_pair
 from geolink.pretraining.dataset import step_indices
-from geolink.pretraining.graphs import from_plain, positions, subgraph, to_plain
 from geolink.pretraining.prepare import find_pairs, tile_windows
 from geolink.pretraining.safe_pickle import load_plain_pickle, read_bbox
 

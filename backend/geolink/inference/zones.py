@@ -25,7 +25,7 @@ MINOR_WAYS = {"highway:footway", "highway:path", "highway:steps", "highway:cycle
 
 def way_lines(labels: Sequence[str], kinds: np.ndarray, geoms: np.ndarray) -> np.ndarray:
     """The line features that bound zones (see module doc), from OsmFeatures' arrays."""
-    from ..osm.read import LINE
+    from ..osm.format import LINE
 
     keep = []
     for i, (label, kind) in enumerate(zip(labels, kinds)):
