@@ -80,17 +80,6 @@ def find_pairs(root: os.PathLike) -> List[dict]:
     return found
 
 
-def tile_windows(width: int, height: int, size: int, stride: int) -> List[tuple]:
-    """(col, row) of square windows covering the raster; the last row/column is shifted inside."""
-    def starts(n: int) -> List[int]:
-        if n <= size:
-            return [0]
-        s = list(range(0, n - size + 1, stride))
-        return s if s[-1] == n - size else s + [n - size]
-
-    return [(c, r) for r in starts(height) for c in starts(width)]
-
-
 def prepare_pairs(root: os.PathLike, encoder, progress: Progress) -> List[dict]:
     """Pairs as the original converter sees them: every feature of the GeoJSON files, unclipped."""
     from ..osm.graph import build_graph
@@ -110,27 +99,22 @@ def prepare_rasters(rasters: Sequence[str], osm: Sequence[str], bands: Sequence[
                     tile_stride: Optional[int], text_encoder: str, progress: Progress) -> List[dict]:
     """Square tiles of each raster; with OSM, each tile's clipped features as its graph (None when it has none)."""
     from ..osm.window_graphs import WindowGraphs
+    from ..raster.windows import window_grid
 
     samples = []
     for n, path in enumerate(rasters):
         sub = progress.sub(100.0 * n / len(rasters), 100.0 * (n + 1) / len(rasters))
-        raster = RasterImage(str(path), tuple(bands))
+        raster = RasterImage(str(path), tuple(bands), georeferenced=bool(osm))  # OSM needs a north-up CRS grid
+        source = raster.source
         width, height = raster.size
         size = min(tile_size, width, height)
-        windows = tile_windows(width, height, size, tile_stride or size)
-        gt = raster.geotransform
-        area = (gt[0], gt[3] + height * gt[5], gt[0] + width * gt[1], gt[3])
-        graphs = WindowGraphs.from_files(list(osm), raster.crs_wkt, area, text_encoder) if osm else None
+        windows = window_grid(width, height, size, tile_stride or size)
+        graphs = WindowGraphs.from_files(list(osm), source.wkt, source.bounds, text_encoder) if osm else None
         for col, row in sub.steps(windows, len(windows), f"Tiling {Path(path).name}"):
             sample = {"name": f"{Path(path).stem}_{col}_{row}", "image": raster.read(col, row, size, size),
                       "graph": None}
             if graphs is not None:
-                if gt[2] or gt[4]:
-                    raise InputError(f"{path} is rotated; OSM pairs need a north-up raster.",
-                                     hint="Warp it first (gdalwarp) or pretrain on it without --osm.")
-                west, north = gt[0] + col * gt[1], gt[3] + row * gt[5]
-                bounds = (west, north + size * gt[5], west + size * gt[1], north)
-                graph = graphs(bounds)
+                graph = graphs(source.window_bounds(col, row, size, size))
                 sample["graph"] = to_plain(graph) if graph is not None else None
             samples.append(sample)
     return samples
