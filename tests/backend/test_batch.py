@@ -257,8 +257,9 @@ def test_a_two_node_ray_cluster_survives_losing_a_node(model, data_dir, shared_d
     naip, osm = naip_rasters(shared_dir, folder)
     rasters += naip
     out = tmp_path / "out"
-    args = [*enter, sys.executable, "-m", "geolink.cli", "--quiet", "batch", "classify", "--rasters", *map(str, rasters),
-            "--out-dir", str(out), "--engine", "ray", "--ray-address", address, "--workers", "2",
+    args = [*enter, sys.executable, "-m", "geolink.cli", "--quiet", "batch", "classify",
+            "--rasters", *map(str, rasters), "--out-dir", str(out), "--engine", "ray", "--ray-address", address,
+            "--workers", "2",
             "--model", str(model), "--device", "cpu", "--osm", *map(str, osm)]
     run = subprocess.Popen(args, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=env)
     while done_count(out) < 2:
