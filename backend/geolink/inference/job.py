@@ -8,10 +8,11 @@ import functools
 import time
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Dict, Iterator, List, Optional, Sequence
+from typing import Dict, Iterator, List, Optional
 
 from ..errors import InputError, ModelError
 from ..models.card import ModelCard
+from ..osm.window_graphs import WindowGraphs
 from ..progress import Progress
 from ..raster.source import Normaliser, Source, parse_band_list, parse_extent
 from ..raster.windows import WindowPlan
@@ -60,32 +61,6 @@ def cap_fusion_nodes(module, k: Optional[int]) -> None:
             m.max_fusion_nodes = k
 
 
-class OsmGraphs:
-    """The OSM read once for the whole raster (in its CRS) and indexed; called with a window's bounds, the
-    graph of the features inside it (None without features, or for a model without an OSM branch).
-    The tags of the features inside the raster are text-encoded up front in large batches."""
-
-    def __init__(self, paths: Sequence[str], source: Source, text_encoder: Optional[str], device: str,
-                 progress: Progress):
-        from ..osm import OsmFeatures, OsmIndex, TagWeights, get_text_encoder
-        from ..osm.text import prime_encoder
-
-        self.index = OsmIndex.from_files(list(paths), source.wkt, progress)
-        self.inside = self.index.query(source.bounds) if len(self.index) else OsmFeatures.empty()
-        self.encoder = get_text_encoder(text_encoder, device=device) if text_encoder and len(self.inside) else None
-        if self.encoder is not None:
-            prime_encoder(list(self.inside.labels), self.encoder)
-        self.weights = TagWeights.from_json()
-
-    def __call__(self, bounds: tuple):
-        from ..osm import build_graph
-
-        if self.encoder is None:
-            return None
-        features = self.index.query(bounds)
-        return build_graph(features, bounds, self.encoder, self.weights) if len(features) else None
-
-
 @dataclass
 class Job:
     """Everything a raster task needs to run the engine and write its outputs."""
@@ -97,7 +72,7 @@ class Job:
     normalise: Normaliser
     plan: WindowPlan
     runtime: Runtime
-    graphs: Optional[OsmGraphs]
+    graphs: Optional[WindowGraphs]
 
     @property
     def classes(self) -> list:
@@ -180,7 +155,8 @@ def prepare(options: RasterOptions, progress: Progress, patch_outputs: bool = Fa
     if options.osm:
         progress.update(2, "Reading OSM")
         text_encoder = model.card.text_encoder_name
-        graphs = OsmGraphs(options.osm, source, text_encoder, str(runtime.device), progress.sub(2, 5))
+        graphs = WindowGraphs.from_files(options.osm, source.wkt, source.bounds, text_encoder, str(runtime.device),
+                                         progress.sub(2, 5))
         if not len(graphs.inside):
             progress.warn("The OSM files hold no feature in the raster's area; using the image alone.")
         elif text_encoder is None:

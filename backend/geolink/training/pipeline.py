@@ -299,16 +299,18 @@ def _window_graphs(config, grid, positions: Sequence[Tuple[int, int]], size: int
     if not encoder.has_osm:
         progress.warn("The base model is image-only: the OSM files are not used.")
         return None
-    from ..osm import OsmIndex, build_graph, get_text_encoder
+    text_encoder = encoder.card.text_encoder_name
+    if text_encoder is None:
+        progress.warn("The base model's card names no tag text encoder: the OSM files are not used.")
+        return None
+    from ..osm.window_graphs import WindowGraphs
 
-    index = OsmIndex.from_files(config.osm, grid.wkt, progress.sub(0, 40))
-    if not len(index):
+    graphs = WindowGraphs.from_files(config.osm, grid.wkt, grid.bounds, text_encoder, progress=progress.sub(0, 40))
+    if graphs.encoder is None:
         progress.warn("The OSM files hold no feature over the raster; training on the image alone.")
         return None
-    text = get_text_encoder(encoder.card.text_encoder_name or "minilm")
     bounds = [grid.window_bounds(x, y, size, size) for x, y in positions]
-    return [build_graph(index.query(b), b, text)
-            for b in progress.sub(40, 100).steps(bounds, len(bounds), "Building OSM graphs")]
+    return [graphs(b) for b in progress.sub(40, 100).steps(bounds, len(bounds), "Building OSM graphs")]
 
 
 def _score(module, forward, data: TrainingData, polygons: np.ndarray, batch_size: int) -> dict:
