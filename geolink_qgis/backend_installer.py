@@ -37,8 +37,7 @@ TORCH_CUDA_INDEX = "https://download.pytorch.org/whl/cu128"
 MIN_PYTHON = (3, 9)
 MARKER = "geolink-backend.json"  # in the venv: {"status": "installing" | "complete", ...}
 KILL_GRACE_S = 3.0
-REPAIR_HINT = "Open GeoLink ▸ Settings and click Repair backend."
-RETRY = "then try again (GeoLink ▸ Settings ▸ Repair backend, or `make setup`)."
+RETRY = "then try again."  # the dialog then names the button (Repair backend); the CLI reruns the command
 VERIFY = "import geolink, torch, timm, torch_geometric; print('backend ok', torch.__version__)"
 
 Log = Callable[[str], None]
@@ -76,8 +75,10 @@ def qgis_python(prefix: Path, executable: Path, system: str, version: Tuple[int,
     """QGIS's own Python, found from where QGIS runs, never from PATH: a pyenv or conda `python3` on PATH lacks
     QGIS's GDAL. Layouts: Linux /usr/bin/python3.X (sys.prefix /usr); Windows OSGeo4W and the standalone
     installer <root>/apps/Python3X/python.exe (sys.prefix), beside <root>/bin/qgis-bin.exe; macOS QGIS.app's
-    Contents/MacOS/bin/python3 or its Python.framework. Outside QGIS (make setup, the CLI) it is this Python."""
-    if executable.name and executable.stem.lower().startswith("python") and executable.is_file():
+    Contents/MacOS/bin/python3 or its Python.framework. Outside QGIS (make setup, the CLI) it is this Python.
+    sys.executable counts only when it lies under sys.prefix: embedded in QGIS on Linux, Python fills it in
+    by searching PATH for `python3`, which finds a pyenv shim when there is one."""
+    if executable.stem.lower().startswith("python") and prefix in executable.parents and executable.is_file():
         return executable
     major, minor = version
     if system == "Windows":
@@ -186,11 +187,21 @@ def write_marker(venv: Path, status: str, **details: str) -> None:
 class BackendState:
     status: str  # "ready", "missing" or "incomplete"
     python: str
-    message: str
+    summary: str  # what is the matter, without what to click
 
     @property
     def ready(self) -> bool:
         return self.status == "ready"
+
+    @property
+    def button(self) -> str:
+        """The settings' button that deals with this state."""
+        return {"missing": "Install backend", "incomplete": "Repair backend"}.get(self.status, "Reinstall backend")
+
+    @property
+    def message(self) -> str:
+        """The summary and what to click, for places outside the settings (algorithms, Check backend)."""
+        return self.summary if self.ready else f"{self.summary} Open GeoLink ▸ Settings and click {self.button}."
 
 
 def backend_state(python: str, managed_venv: Path) -> BackendState:
@@ -205,10 +216,9 @@ def backend_state(python: str, managed_venv: Path) -> BackendState:
         unfinished = venv == managed_venv and venv.exists()
     if unfinished:
         return BackendState("incomplete", str(path), f"The GeoLink backend in {venv} is incomplete: an installation "
-                                                     f"did not finish. {REPAIR_HINT}")
+                                                     "did not finish.")
     if not path.exists():
-        return BackendState("missing", str(path), "The GeoLink backend is not installed yet. Open GeoLink ▸ Settings "
-                                                  "and click Install backend.")
+        return BackendState("missing", str(path), "The GeoLink backend is not installed yet.")
     return BackendState("ready", str(path), f"Backend interpreter: {path}")
 
 
@@ -284,14 +294,18 @@ def run_step(cmd: List[str], log: Log, what: str, cancelled: Cancelled = lambda:
 def explain_failure(what: str, output: str, python: str = "", pins: Optional[Path] = None) -> str:
     """Turn pip's last words into advice."""
     low = output.lower()
-    if "resolutionimpossible" in low or "conflicting dependencies" in low or "(constraint)" in low:
-        foreign = foreign_constraint_advice(output, python, pins)
-        if foreign:
-            return f"{what} failed: {foreign}"
+    unresolved = "resolutionimpossible" in low or "conflicting dependencies" in low
+    foreign = foreign_constraint_advice(output, python, pins) if unresolved or "(constraint)" in low else ""
+    if foreign:
+        return f"{what} failed: {foreign}"
     if any(s in low for s in ("connection", "network is unreachable", "name resolution", "timed out",
                               "proxyerror", "max retries exceeded")):
         return (f"{what} failed: the Python package index (pypi.org) could not be reached. "
                 f"Check your internet connection or proxy settings, {RETRY}")
+    if unresolved:  # nothing contradicts the pins, so the index offered no version of them at all
+        return (f"{what} failed: pip found no version of the pinned packages it could install. Check the internet "
+                "connection, and any package index or proxy set in your pip configuration (`pip config list`), "
+                f"{RETRY}")
     if "no space left" in low or "errno 28" in low:
         return f"{what} failed: the disk is full. Free at least 7 GB, {RETRY}"
     if "no matching distribution" in low or "could not find a version" in low:

@@ -49,6 +49,14 @@ def test_linux_qgis_uses_its_prefix_python_not_a_shim_on_path(tmp_path, monkeypa
     assert qgis_python(usr, usr / "bin" / "qgis", "Linux", (3, 11)) == python
 
 
+def test_linux_qgis_whose_sys_executable_is_a_pyenv_shim(tmp_path):
+    """Seen in the real QGIS window here: embedded Python set sys.executable to ~/.pyenv/shims/python3."""
+    usr = tmp_path / "usr"
+    python = touch(usr / "bin" / "python3.11")
+    shim = touch(tmp_path / "root" / ".pyenv" / "shims" / "python3")
+    assert qgis_python(usr, shim, "Linux", (3, 11)) == python
+
+
 def test_windows_osgeo4w_layout(tmp_path):
     root = tmp_path / "OSGeo4W"
     python = touch(root / "apps" / "Python312" / "python.exe")
@@ -74,7 +82,7 @@ def test_macos_app_bundle_layouts(tmp_path):
 
 def test_outside_qgis_the_running_interpreter_is_used(tmp_path):
     python = touch(tmp_path / "venv" / "bin" / "python3")
-    assert qgis_python(tmp_path / "other", python, "Linux", (3, 11)) == python
+    assert qgis_python(tmp_path / "venv", python, "Linux", (3, 11)) == python
 
 
 def test_no_qgis_python_is_an_error_in_gui_words(tmp_path):
@@ -94,7 +102,7 @@ def test_backend_state_follows_the_marker(tmp_path):
     assert backend_state("", managed).status == "missing"
     python = fake_venv(managed)
     state = backend_state("", managed)  # python exists, no marker: a failed or interrupted install
-    assert state.status == "incomplete" and "Repair backend" in state.message
+    assert state.status == "incomplete" and state.message.endswith("Open GeoLink ▸ Settings and click Repair backend.")
     write_marker(managed, "installing")
     assert backend_state(str(python), managed).status == "incomplete"
     write_marker(managed, "complete")
@@ -161,7 +169,7 @@ def test_a_foreign_pip_constraint_is_named_with_its_file_and_package(tmp_path, l
     message = str(failure.value)
     assert f"The pip configuration file {conf}" in message and str(foreign) in message
     assert "allows only torch<=2.14.1" in message and "GeoLink needs torch==9.0" in message
-    assert "Change or remove that line" in message and "Repair backend" in message
+    assert "Change or remove that line" in message and message.endswith("then try again.")
     assert read_marker(tmp_path / "venv")["status"] == "installing"  # a failed install is not complete
     assert backend_state(str(venv_python(tmp_path / "venv")), tmp_path / "venv").status == "incomplete"
 
@@ -186,6 +194,19 @@ def test_our_pins_install_when_no_constraint_contradicts_them(tmp_path, local_in
               "torch", "torchvision"],
              seen.append, "Installing PyTorch", pins=pins)
     assert any("Would install torch-2.14.1 torchvision-0.29.1" in line for line in seen)
+
+
+def test_offline_is_said_in_plain_words(tmp_path, monkeypatch):
+    for key in ("PIP_FIND_LINKS", "PIP_NO_INDEX", "PIP_EXTRA_INDEX_URL", "PIP_CONSTRAINT"):
+        monkeypatch.delenv(key, raising=False)
+    monkeypatch.setenv("PIP_CONFIG_FILE", os.devnull)
+    monkeypatch.setenv("PIP_INDEX_URL", "http://127.0.0.1:9/simple")  # a closed port: no network
+    monkeypatch.setenv("PIP_RETRIES", "1")
+    monkeypatch.setenv("PIP_TIMEOUT", "2")
+    pins = backend_source(tmp_path, "2.14.1") / "constraints.txt"
+    cmd = [sys.executable, "-m", "pip", "install", "--dry-run", "--ignore-installed", "-c", str(pins), "torch"]
+    with pytest.raises(InstallError, match=r"package index \(pypi.org\) could not be reached.*then try again"):
+        run_step(cmd, lambda line: None, "Installing PyTorch", pins=pins)
 
 
 # ------------------------------------------------------------ cancel

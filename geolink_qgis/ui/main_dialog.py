@@ -149,7 +149,7 @@ class GeoLinkDialog(QDialog):
         self.backend_note.setText(
             "The GeoLink backend is not installed yet: install it once (PyTorch and GeoLink in their own Python "
             f"environment, a 1-4 GB download).<br><small>Looked for: {state.python}</small>"
-            if state.status == "missing" else state.message)
+            if state.status == "missing" else f"{state.summary} Click Repair backend to finish it.")
         self._task_changed()
 
     def _task_changed(self) -> None:

@@ -29,7 +29,6 @@ from ..backend_installer import (
     choose_torch_index,
     describe_plan,
     host_python,
-    nvidia_driver_present,
 )
 from ..paths import backend_source_dir
 from .install_task import InstallTask
@@ -109,14 +108,9 @@ class SettingsDialog(QDialog):
     def show_backend_state(self) -> None:
         """The backend's state in words, and the install button named for what it will do."""
         state = settings.backend_status()
-        self.install_button.setText({"missing": "Install backend…", "incomplete": "Repair backend…"}.get(
-            state.status, "Reinstall backend…"))
-        text = state.message
-        if state.status == "missing":
-            gpu = "an NVIDIA GPU was found: PyTorch with CUDA" if nvidia_driver_present() else \
-                "no NVIDIA GPU: CPU PyTorch"
-            text += f" ({gpu})"
-        self.status.setText(text)
+        self.install_button.setText(state.button + "…")
+        goal = "finish it" if state.status == "incomplete" else "set it up"
+        self.status.setText(state.summary if state.ready else f"{state.summary} Click {state.button} to {goal}.")
         self.status.setStyleSheet("" if state.ready else "color:#a00;")
 
     def save(self) -> None:
@@ -132,8 +126,10 @@ class SettingsDialog(QDialog):
 
     def confirmation(self, plan: InstallPlan) -> QMessageBox:
         """The question before a multi-gigabyte download: what, from where, to where, how big."""
-        box = QMessageBox(QMessageBox.Icon.Question, "Install the GeoLink backend", describe_plan(plan),
+        box = QMessageBox(QMessageBox.Icon.Question, "Install the GeoLink backend",
+                          "<b>Download and install the GeoLink backend?</b>",
                           QMessageBox.StandardButton.Yes | QMessageBox.StandardButton.Cancel, self)
+        box.setInformativeText(describe_plan(plan))
         box.button(QMessageBox.StandardButton.Yes).setText("Download and install")
         box.setDefaultButton(QMessageBox.StandardButton.Cancel)
         return box
@@ -170,6 +166,7 @@ class SettingsDialog(QDialog):
     def _installed(self, outcome: str, detail: str) -> None:
         self.install_button.setEnabled(True)
         self.stop_button.setVisible(False)
+        self.progress.setVisible(outcome == "ok")
         if outcome == "ok":
             settings.set_backend_python("")  # the installed venv is the default interpreter
             self.python.setFilePath("")

@@ -39,7 +39,9 @@ def test_confirmation_states_size_place_and_what(qgis_app, managed_venv):
 
     dialog = SettingsDialog()
     plan = InstallPlan(venv=managed_venv, backend_source=ROOT / "backend", base_python=Path(sys.executable))
-    text = dialog.confirmation(plan).text()
+    box = dialog.confirmation(plan)
+    assert "Download and install" in box.text()
+    text = box.informativeText()
     assert "GB to download" in text and "GB on disk" in text and str(managed_venv) in text
     assert "torch 2." in text and "torchvision 0." in text and "pypi.org" in text and "Cancel" in text
     assert dialog.install_button.text() == "Install backend…"
@@ -57,7 +59,8 @@ def test_stop_ends_the_install_and_removes_the_environment(qgis_app, managed_ven
     wait_for(lambda: dialog.install_button.isEnabled(), timeout=60)
     assert time.monotonic() - stopped < 10
     assert task.outcome == "cancelled" and not managed_venv.exists()
-    assert dialog.status.text().startswith("Installation cancelled.") and "not installed" in dialog.status.text()
+    assert dialog.status.text() == "Installation cancelled. The GeoLink backend is not installed yet. Click Install " \
+                                   "backend to set it up."
 
 
 def test_an_incomplete_environment_is_recognised_everywhere(qgis_app, managed_venv, tmp_path):
@@ -77,7 +80,7 @@ def test_an_incomplete_environment_is_recognised_everywhere(qgis_app, managed_ve
     assert dialog.backend_banner.isVisibleTo(dialog) and "incomplete" in dialog.backend_note.text()
     assert dialog.install_button.text() == "Repair backend…"
     assert SettingsDialog().install_button.text() == "Repair backend…"
-    assert "Repair backend" in SettingsDialog().status.text()
+    assert SettingsDialog().status.text().endswith("did not finish. Click Repair backend to finish it.")
     raster = tmp_path / "tiny.tif"
     gdal.GetDriverByName("GTiff").Create(str(raster), 4, 4, 3, gdal.GDT_Byte).FlushCache()
     classify = {"INPUT": str(raster), "OUTPUT": "TEMPORARY_OUTPUT"}
