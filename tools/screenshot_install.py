@@ -71,6 +71,7 @@ def confirm():
     log(f"base python chosen inside QGIS: {plan.base_python}; venv: {plan.venv}")
     box = state["box"] = dialog.confirmation(plan)
     box.show()
+    box.move(760, 330)  # below the settings' form, as a window manager might place it
     QTimer.singleShot(2500, lambda: (grab("install_confirm.png"), box.close(), start_install()))
 
 

@@ -177,6 +177,7 @@ class SettingsDialog(QDialog):
             self.status.setText(f"{detail} {self.status.text()}")
         else:
             self.status.setText(f"Installation failed: {detail}\n\n{self.status.text()}")
+        self.adjustSize()  # the outcome can take more lines than the dialog had
 
     def check(self) -> None:
         from .runner import AlgorithmRun
