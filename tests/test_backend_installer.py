@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import base64
 import hashlib
+import inspect
 import os
 import sys
 import threading
@@ -120,11 +121,12 @@ def test_an_interpreter_the_user_chose_needs_no_marker(tmp_path):
 
 # ------------------------------------------------------------ real pip, local wheels
 
-def make_wheel(folder: Path, name: str, version: str) -> None:
+def make_wheel(folder: Path, name: str, version: str, requires: tuple = ()) -> None:
     """A minimal valid pure-Python wheel, so pip resolves and installs without any download."""
     dist = f"{name}-{version}.dist-info"
+    needs = "".join(f"Requires-Dist: {r}\n" for r in requires)
     files = {f"{name}/__init__.py": f"__version__ = '{version}'\n",
-             f"{dist}/METADATA": f"Metadata-Version: 2.1\nName: {name}\nVersion: {version}\n",
+             f"{dist}/METADATA": f"Metadata-Version: 2.1\nName: {name}\nVersion: {version}\n{needs}",
              f"{dist}/WHEEL": "Wheel-Version: 1.0\nGenerator: test\nRoot-Is-Purelib: true\nTag: py3-none-any\n"}
     record = []
     for path, text in files.items():
@@ -172,6 +174,37 @@ def test_a_foreign_pip_constraint_is_named_with_its_file_and_package(tmp_path, l
     assert "Change or remove that line" in message and message.endswith("then try again.")
     assert read_marker(tmp_path / "venv")["status"] == "installing"  # a failed install is not complete
     assert backend_state(str(venv_python(tmp_path / "venv")), tmp_path / "venv").status == "incomplete"
+
+
+def test_repair_finishes_what_a_refused_install_left(tmp_path, local_index, monkeypatch):
+    """A whole install() on tiny stand-ins (torch, torchvision, timm, torch_geometric wheels and a `geolink` source
+    folder): refused by a foreign constraint, then repaired once it is lifted; complete only after the import."""
+    for name in ("timm", "torch_geometric"):
+        make_wheel(local_index, name, "1.0")
+    source = backend_source(tmp_path, "9.0")
+    # an in-tree build backend with no requirements, so pip builds `geolink` without downloading setuptools
+    (source / "pyproject.toml").write_text('[build-system]\nrequires = []\nbuild-backend = "tiny_backend"\n'
+                                           'backend-path = ["."]\n')
+    (source / "tiny_backend.py").write_text(
+        "import base64, hashlib, zipfile\nfrom pathlib import Path\n\n" + inspect.getsource(make_wheel)
+        + "\n\ndef build_wheel(folder, config_settings=None, metadata_directory=None):\n"
+          "    make_wheel(Path(folder), 'geolink', '0.0.1', ('timm', 'torch_geometric'))\n"
+          "    return 'geolink-0.0.1-py3-none-any.whl'\n")
+    foreign = tmp_path / "cap.txt"
+    foreign.write_text("torch<=2.14.1\n")
+    monkeypatch.setenv("PIP_CONFIG_FILE", os.devnull)
+    monkeypatch.setenv("PIP_CONSTRAINT", str(foreign))
+    venv = tmp_path / "profile" / "venv"
+    plan = InstallPlan(venv=venv, backend_source=source, base_python=Path(sys.executable))
+    with pytest.raises(InstallError, match="PIP_CONSTRAINT"):
+        install(plan, log=lambda line: None)
+    assert backend_state("", venv).status == "incomplete"
+    monkeypatch.delenv("PIP_CONSTRAINT")
+    lines = []
+    assert install(plan, log=lines.append) == venv_python(venv)
+    assert not any(line.startswith("Creating the backend environment") for line in lines)  # the venv was reused
+    assert any(line.startswith("backend ok 9.0") for line in lines)
+    assert read_marker(venv)["status"] == "complete" and backend_state("", venv).ready
 
 
 def test_pip_constraint_from_the_environment_variable(tmp_path, local_index, monkeypatch):
