@@ -151,14 +151,19 @@ def describe_plan(plan: InstallPlan) -> str:
     pins = read_pins(plan.backend_source)
     torch = ", ".join(f"{p} {pins[p]}" for p in TORCH_PACKAGES if p in pins) or "torch, torchvision"
     download, disk = size_estimate(plan.torch_index, platform.system(), platform.machine())
-    build = "with CUDA for your NVIDIA GPU" if plan.torch_index else \
-        ("with CUDA libraries" if download > 1 else "for the CPU")
+    if plan.torch_index:
+        build = "with CUDA for your NVIDIA GPU"
+    elif download > 1:
+        build = "with CUDA libraries"
+    else:
+        build = "with Metal for Apple GPUs" if platform.system() == "Darwin" else "for the CPU"
     source = "download.pytorch.org and pypi.org" if plan.torch_index else "pypi.org"
     free = _free_gb(plan.venv)
     return (f"GeoLink will download PyTorch ({torch}, {build}), timm, torch-geometric, segmentation-models-pytorch, "
             f"transformers, safetensors, shapely and scipy from {source}: about {download:.1f} GB to download "
             f"and {disk:.1f} GB on disk.\n\nPlace: {plan.venv}" + (f" ({free:.0f} GB free)" if free else "")
-            + f"\nPython: {plan.base_python}\n\nThis takes several minutes; QGIS stays usable and Cancel stops it.")
+            + f"\nPython: {plan.base_python}\n\nThis takes several minutes; QGIS stays usable, and Stop installation "
+              "ends it at any time.")
 
 
 def _free_gb(path: Path) -> float:
@@ -427,7 +432,7 @@ def install(plan: InstallPlan, log: Log = print, cancelled: Cancelled = lambda: 
     py = venv_python(plan.venv)
     created = not plan.venv.exists()
     _, disk = size_estimate(plan.torch_index, platform.system(), platform.machine())
-    free = shutil.disk_usage(plan.venv.parent).free / 1024**3
+    free = _free_gb(plan.venv)
     if free < disk and not py.exists():
         raise InstallError(f"Only {free:.1f} GB free on the disk of {plan.venv.parent}; the backend (PyTorch and "
                            f"its libraries) needs about {disk:.0f} GB. Free some space and try again.")

@@ -43,7 +43,7 @@ def test_confirmation_states_size_place_and_what(qgis_app, managed_venv):
     assert "Download and install" in box.text()
     text = box.informativeText()
     assert "GB to download" in text and "GB on disk" in text and str(managed_venv) in text
-    assert "torch 2." in text and "torchvision 0." in text and "pypi.org" in text and "Cancel" in text
+    assert "torch 2." in text and "torchvision 0." in text and "pypi.org" in text and "Stop installation" in text
     assert dialog.install_button.text() == "Install backend…"
 
 
