@@ -23,7 +23,10 @@ from ..errors import InputError
 from .geolink import PATCH, GeoLinkModel
 
 DECODERS = ("detail", "fpn", "upernet", "linear")
-DETAIL_WIDTH = 24  # channels of the full-resolution path: its cost grows with the square of this
+DETAIL_WIDTH = 16  # channels of the full-resolution path: its cost grows with the square of this
+# The detail head's FPN is narrower than smp's default (256 / 128 channels): the full-resolution path adds
+# the resolution, and the narrower decoder pays for that path, keeping the head about as fast as plain FPN.
+DETAIL_FPN = {"pyramid_channels": 128, "segmentation_channels": 64}
 
 
 def _pyramid_level(level: int, channels: int) -> nn.Module:
@@ -78,7 +81,7 @@ class SegmentationHead(nn.Module):
             self.decoder = UPerNetDecoder(encoder_channels, encoder_depth=5, decoder_channels=256)
             width = 256
         else:
-            self.decoder = FPNDecoder(encoder_channels, encoder_depth=5)
+            self.decoder = FPNDecoder(encoder_channels, encoder_depth=5, **(DETAIL_FPN if decoder == "detail" else {}))
             width = self.decoder.out_channels
         if decoder == "detail":
             self.detail = DetailPath(width, bands, num_classes)
