@@ -129,7 +129,7 @@ def main() -> int:
     parser.add_argument("--warmup", type=int, default=10)
     parser.add_argument("--size", type=int, default=128, help="tile and input size in pixels (128: 1.28 km of S2)")
     parser.add_argument("--pretrain-only", action="store_true", help="stop after the pretraining stage")
-    parser.add_argument("--head", default="fpn", help="fpn keeps the package under 25 MB (UPerNet: 30 MB)")
+    parser.add_argument("--head", default="detail", help="detail or fpn keep the package under 25 MB (UPerNet: 30 MB)")
     parser.add_argument("--epochs", type=int, default=15,
                         help="head epochs; no early stopping: the train part has too few polygons per class to spare")
     parser.add_argument("--threads", type=int, default=2)

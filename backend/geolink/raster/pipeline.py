@@ -11,7 +11,7 @@ from ..errors import InputError, ModelError
 from ..progress import Progress
 from .engine import Predict, RunStats, Runtime, Sink, run_windows
 from .options import RasterOptions
-from .source import ModelInput, Normaliser, Source, parse_band_list, parse_extent
+from .source import ModelInput, Normaliser, Source, gsd_warning, parse_band_list, parse_extent
 from .windows import WindowPlan
 
 
@@ -131,10 +131,13 @@ def prepare(options: RasterOptions, progress: Progress, patch_outputs: bool = Fa
     gsd = None if options.native else (options.gsd or spec.gsd)
     source = Source(options.raster, parse_extent(options.extent), gsd)
     bands = source.choose_bands(spec.bands, parse_band_list(options.bands))
-    native = source.resampled_from()
-    progress.log(f"Raster {source.width} x {source.height} px at {source.pixel_size:g} "
-                 f"{f'(resampled from {native:g})' if native else '(native)'}; "
+    progress.log(f"Raster {source.width} x {source.height} px at {source.describe_resolution()}"
+                 f"{'' if spec.gsd else ' (the model card gives no ground sample distance)'}; "
                  f"bands {bands} -> {', '.join(spec.bands)}; {runtime.describe()}")
+    warning = gsd_warning(spec.gsd, source.pixel_metres, "its own resolution, as asked" if options.native
+                          else "the ground sample distance asked for")
+    if warning:
+        progress.warn(warning)
     normalise = source.normaliser(spec, bands)
     tile = options.tile_size or spec.input_size
     if tile % spec.patch_size:

@@ -318,6 +318,44 @@ class Source:
         """The native pixel size when this source is resampled, else None."""
         return self.native_pixel[0] if not math.isclose(self.pixel_size, self.native_pixel[0], rel_tol=1e-6) else None
 
+    def metres(self, units: float) -> float:
+        """A distance in the raster's CRS units as ground metres (geographic CRS: degrees of longitude at
+        the raster's centre latitude, as the --gsd conversion)."""
+        bounds = self.bounds
+        return units / _metres_to_units(self.wkt, 1.0, (bounds[1] + bounds[3]) / 2)
+
+    @property
+    def pixel_metres(self) -> float:
+        """The processing pixel size in ground metres."""
+        return self.metres(self.pixel_size)
+
+    def describe_resolution(self) -> str:
+        """'0.6 m (native)' or '10 m (resampled from 0.6 m)', in metres whatever the CRS."""
+        native = self.resampled_from()
+        return f"{metres_text(self.pixel_metres)} " + (
+            f"(resampled from {metres_text(self.metres(native))})" if native else "(native)")
+
+
+GSD_TOLERANCE = 1.5  # a processing pixel more than this factor finer or coarser than the model's is "far" from it
+
+
+def metres_text(value: float) -> str:
+    return f"{value:.3g} m"
+
+
+def gsd_warning(model_gsd: Optional[float], processing_metres: float, why: str) -> Optional[str]:
+    """The warning when a raster is processed far from the resolution the model was trained at (None when near,
+    or when the card does not say); `why` names the user's choice that caused it."""
+    if not model_gsd:
+        return None
+    ratio = processing_metres / model_gsd
+    if 1 / GSD_TOLERANCE <= ratio <= GSD_TOLERANCE:
+        return None
+    return (f"The model was trained at {metres_text(model_gsd)} per pixel; this raster is processed at "
+            f"{metres_text(processing_metres)} ({why}), {max(ratio, 1 / ratio):.0f}x "
+            f"{'coarser' if ratio > 1 else 'finer'}: expect a poor result. Set the ground sample distance to 0 "
+            f"(the model's) to resample the raster to {metres_text(model_gsd)}.")
+
 
 def _metres_to_units(wkt: str, metres: float, centre_y: float) -> float:
     """A ground distance in the CRS's units: degrees at the centre latitude for a geographic CRS, else the
