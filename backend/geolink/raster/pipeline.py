@@ -115,7 +115,9 @@ class Job:
                 "seconds_model": round(stats.seconds_model, 2),
                 "windows_per_second": round(stats.windows / max(stats.seconds, 1e-9), 2),
                 "width": self.source.width, "height": self.source.height,
-                "pixel_size": self.source.pixel_size, "tile": self.plan.tile, "overlap": self.plan.overlap,
+                "pixel_size": self.source.pixel_size, "pixel_size_m": round(self.source.pixel_metres, 4),
+                "model_gsd_m": ModelInput.from_card(self.model.card).gsd, "tile": self.plan.tile,
+                "overlap": self.plan.overlap,
                 "device": str(self.runtime.device), "batch_size": self.runtime.batch_size,
                 "model": self.model.name, "bands": self.bands}
 

@@ -183,7 +183,9 @@ class Source:
                                  hint="Give the extent in the raster's CRS.")
         else:
             box = full
+        yres = None
         if gsd:
+            yres = _metres_to_units(ds.GetProjection(), gsd, (full[1] + full[3]) / 2, northing=True)
             gsd = _metres_to_units(ds.GetProjection(), gsd, (full[1] + full[3]) / 2)
         resample = gsd is not None and gsd > 0 and not math.isclose(gsd, gt[1], rel_tol=0.02)
         if not resample and box == full:
@@ -197,7 +199,7 @@ class Source:
             return gdal.Translate("", ds, format="VRT", srcWin=[c0, r0, c1 - c0, r1 - r0])
         alg = "average" if gsd > gt[1] else resampling
         nodata = ds.GetRasterBand(1).GetNoDataValue()
-        opts = dict(format="VRT", xRes=gsd, yRes=gsd, outputBounds=box, resampleAlg=alg, multithread=False)
+        opts = dict(format="VRT", xRes=gsd, yRes=yres, outputBounds=box, resampleAlg=alg, multithread=False)
         if nodata is not None:
             opts.update(srcNodata=nodata, dstNodata=nodata)
         return gdal.Warp("", ds, **opts)
@@ -357,12 +359,12 @@ def gsd_warning(model_gsd: Optional[float], processing_metres: float, why: str) 
             f"(the model's) to resample the raster to {metres_text(model_gsd)}.")
 
 
-def _metres_to_units(wkt: str, metres: float, centre_y: float) -> float:
-    """A ground distance in the CRS's units: degrees at the centre latitude for a geographic CRS, else the
-    linear unit (metres, feet)."""
+def _metres_to_units(wkt: str, metres: float, centre_y: float, northing: bool = False) -> float:
+    """A ground distance in the CRS's units: for a geographic CRS degrees of longitude at the centre latitude
+    (of latitude with `northing`, so pixels stay square on the ground), else the linear unit (metres, feet)."""
     from osgeo import osr
 
     srs = osr.SpatialReference(wkt=wkt)
     if srs.IsGeographic():
-        return metres / (111_320.0 * max(math.cos(math.radians(centre_y)), 1e-6))
+        return metres / (111_320.0 * (1.0 if northing else max(math.cos(math.radians(centre_y)), 1e-6)))
     return metres / (srs.GetLinearUnits() or 1.0)
