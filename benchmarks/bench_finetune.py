@@ -276,6 +276,7 @@ def main() -> int:
     parser.add_argument("--threads", type=int, default=2, help="torch and sklearn threads")
     parser.add_argument("--epochs", type=int, default=25)
     parser.add_argument("--json", type=Path, help="also write the figures here")
+    parser.add_argument("--work", type=Path, help="folder for the packages and maps (a stopped run resumes there)")
     parser.add_argument("--png", type=Path, help="RGB and the maps of the first base's heads, side by side")
     parser.add_argument("--crop", type=int, nargs=4, metavar=("COL", "ROW", "W", "H"),
                         help="PNG crop of the test window")
@@ -302,7 +303,7 @@ def main() -> int:
         print(_row(name, m), flush=True)
     from geolink.errors import GeoLinkError
 
-    work = Path(tempfile.mkdtemp(prefix="bench-finetune-"))
+    work = args.work or Path(tempfile.mkdtemp(prefix="bench-finetune-"))
     print(f"packages and maps: {work}")
     bases = list(args.model or ["default"])
     if args.random:
