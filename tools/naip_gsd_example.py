@@ -60,7 +60,7 @@ def main() -> int:
 
     from geolink.model_store import read_card, resolve_model
 
-    classes = read_card(resolve_model(args.model))["head"]["classes"]
+    classes = read_card(resolve_model(args.model)).classes
     with tempfile.TemporaryDirectory() as tmp:
         raster = georeference(args.shared, Path(tmp) / f"{SAMPLE}.tif")
         rgb = gdal.Open(str(raster)).ReadAsArray().transpose(1, 2, 0)

@@ -22,6 +22,7 @@ from .base import GeoLinkAlgorithm
 # the first is the default: detail = FPN + a full-resolution path over the bands (sharp edges, per pixel);
 # fpn decodes from the 16 px patches only (blobby edges); UPerNet trains about 4x slower than FPN on a CPU
 HEADS = ["detail", "fpn", "upernet", "linear"]
+REPORT_OUTPUTS = ("report_html", "report_json")  # the backend's output keys of the report, in order of preference
 
 
 class FinetuneAlgorithm(GeoLinkAlgorithm):
@@ -101,7 +102,7 @@ class FinetuneAlgorithm(GeoLinkAlgorithm):
                 config[key] = cast(value)
         result = self.run_backend("finetune", config, feedback, outputs=[out])
         outputs = result.get("outputs") or {}
-        report = str(outputs.get("report_html") or outputs.get("report_json") or "")
+        report = str(next((outputs[k] for k in REPORT_OUTPUTS if outputs.get(k)), ""))
         if result.get("report"):
             feedback.pushInfo(result["report"])
         figures = result.get("figures") or {}

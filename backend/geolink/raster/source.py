@@ -16,9 +16,9 @@ from typing import List, Optional, Sequence, Tuple
 import numpy as np
 
 from ..errors import InputError
+from ..models.card import IMAGENET_MEAN, IMAGENET_STD
+from .crs import metres_per_unit
 
-IMAGENET_MEAN = (0.485, 0.456, 0.406)
-IMAGENET_STD = (0.229, 0.224, 0.225)
 COLOR_NAMES = {"red": 3, "green": 4, "blue": 5, "nir": None}  # gdal.GCI_RedBand etc.
 
 
@@ -106,33 +106,12 @@ def _per_band(value, n: int, what: str) -> np.ndarray:
     return arr
 
 
-@dataclass
-class ModelInput:
-    """What a model expects of its input, from its card."""
-
-    bands: List[str]
-    input_size: int
-    gsd: Optional[float]
-    normalisation: dict
-    patch_size: int = 16
-
-    @classmethod
-    def from_card(cls, card: dict) -> ModelInput:
-        bands = card.get("bands") or ["red", "green", "blue"]
-        if isinstance(bands, int):
-            bands = [f"band{i + 1}" for i in range(bands)]
-        norm = card.get("normalisation") or card.get("normalization") or {}
-        size = int(card.get("input_size") or card.get("img_size") or 224)
-        gsd = card.get("gsd")
-        return cls([str(b) for b in bands], size, float(gsd) if gsd else None, dict(norm),
-                   int(card.get("patch_size") or 16))
-
-
 class Source:
-    """A north-up raster with a CRS, possibly cut and resampled (a VRT), read by rows of pixels."""
+    """A north-up raster with a CRS, possibly cut and resampled (a VRT), read by rows of pixels. With
+    `georeferenced=False` any image is taken as a plain pixel grid (pretraining pairs' JPEG tiles)."""
 
     def __init__(self, path: str, extent: Optional[Sequence[float]] = None, gsd: Optional[float] = None,
-                 resampling: str = "bilinear"):
+                 resampling: str = "bilinear", georeferenced: bool = True):
         gdal = _gdal()
         self.path = str(path)
         if not Path(self.path).exists() and not self.path.startswith("/vsi"):
@@ -157,14 +136,15 @@ class Source:
             raise InputError(f"{self.path} holds no raster bands.")
         self.original = ds
         gt = ds.GetGeoTransform(can_return_null=True)
-        if gt is None or not ds.GetProjection():
+        if georeferenced and (gt is None or not ds.GetProjection()):
             raise InputError(f"The raster {Path(self.path).name} has no CRS or georeferencing.",
                              hint="Assign its CRS (QGIS: Raster > Projections > Assign Projection) "
                                   "or georeference it first.")
-        if gt[2] or gt[4] or gt[5] >= 0:
+        if georeferenced and (gt[2] or gt[4] or gt[5] >= 0):
             raise InputError(f"The raster {Path(self.path).name} is rotated or not north-up.",
                              hint="Warp it to a north-up grid first (QGIS: Raster > Projections > Warp).")
-        self.native_pixel = (gt[1], -gt[5])
+        gt = gt or ds.GetGeoTransform()
+        self.native_pixel = (gt[1], abs(gt[5]))
         self.ds = self._prepare(ds, extent, gsd, resampling)
         self.width, self.height = self.ds.RasterXSize, self.ds.RasterYSize
         self.geotransform = tuple(self.ds.GetGeoTransform())
@@ -185,8 +165,8 @@ class Source:
             box = full
         yres = None
         if gsd:
-            yres = _metres_to_units(ds.GetProjection(), gsd, (full[1] + full[3]) / 2, northing=True)
-            gsd = _metres_to_units(ds.GetProjection(), gsd, (full[1] + full[3]) / 2)
+            east, north = metres_per_unit(ds.GetProjection(), (full[1] + full[3]) / 2)
+            gsd, yres = gsd / east, gsd / north  # square on the ground: a geographic CRS's degrees differ
         resample = gsd is not None and gsd > 0 and not math.isclose(gsd, gt[1], rel_tol=0.02)
         if not resample and box == full:
             return ds
@@ -239,8 +219,9 @@ class Source:
             return by_colour
         return list(range(1, n + 1))
 
-    def normaliser(self, spec: ModelInput, bands: Sequence[int]) -> Normaliser:
-        norm, n = spec.normalisation, len(bands)
+    def normaliser(self, norm: dict, bands: Sequence[int]) -> Normaliser:
+        """The Normaliser of a model card's `normalisation` for these bands of this raster."""
+        n = len(bands)
         mean = _per_band(norm.get("mean", IMAGENET_MEAN if n == 3 else 0.0), n, "mean")
         std = _per_band(norm.get("std", IMAGENET_STD if n == 3 else 1.0), n, "std")
         byte = self.ds.GetRasterBand(bands[0]).DataType == _gdal().GDT_Byte
@@ -324,7 +305,7 @@ class Source:
         """A distance in the raster's CRS units as ground metres (geographic CRS: degrees of longitude at
         the raster's centre latitude, as the --gsd conversion)."""
         bounds = self.bounds
-        return units / _metres_to_units(self.wkt, 1.0, (bounds[1] + bounds[3]) / 2)
+        return units * metres_per_unit(self.wkt, (bounds[1] + bounds[3]) / 2)[0]
 
     @property
     def pixel_metres(self) -> float:
@@ -357,14 +338,3 @@ def gsd_warning(model_gsd: Optional[float], processing_metres: float, why: str) 
             f"{metres_text(processing_metres)} ({why}), {max(ratio, 1 / ratio):.0f}x "
             f"{'coarser' if ratio > 1 else 'finer'}: expect a poor result. Set the ground sample distance to 0 "
             f"(the model's) to resample the raster to {metres_text(model_gsd)}.")
-
-
-def _metres_to_units(wkt: str, metres: float, centre_y: float, northing: bool = False) -> float:
-    """A ground distance in the CRS's units: for a geographic CRS degrees of longitude at the centre latitude
-    (of latitude with `northing`, so pixels stay square on the ground), else the linear unit (metres, feet)."""
-    from osgeo import osr
-
-    srs = osr.SpatialReference(wkt=wkt)
-    if srs.IsGeographic():
-        return metres / (111_320.0 * (1.0 if northing else max(math.cos(math.radians(centre_y)), 1e-6)))
-    return metres / (srs.GetLinearUnits() or 1.0)

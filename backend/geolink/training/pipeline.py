@@ -144,29 +144,29 @@ class TrainingData:
         return [d4_graph(self.graphs[self.sample_win[i]], int(self.sample_t[i])) for i in idx]
 
 
-def trained_stretch(card: dict, normalise: Normaliser, dtype: str) -> dict:
+def trained_stretch(card, normalise: Normaliser, dtype: str) -> dict:
     """The card's normalisation with the stretch the head was trained with made explicit (low/high per band),
     for rasters of the training raster's data type.
 
     Without it a package would stretch each raster it classifies from that raster's own percentiles, so a
     crop of the training scene, or a mostly-sea extent, would be stretched differently from the training data.
     """
-    return {**(card.get("normalisation") or {}), "low": [float(v) for v in normalise.low],
+    return {**card.normalisation, "low": [float(v) for v in normalise.low],
             "high": [float(v) for v in normalise.high], "low_high_dtype": dtype}
 
 
 def prepare_data(config, base, progress: Progress) -> TrainingData:
     """Labels on the model's grid (as classify and zones read the raster), split, windows read, samples listed."""
-    from ..raster.source import ModelInput, Source, gsd_warning
+    from ..raster.source import Source, gsd_warning
 
-    spec = ModelInput.from_card(base.card)
+    spec = base.card
     grid = Source(config.raster, gsd=config.gsd or spec.gsd)
     progress.log(f"Training on {Path(config.raster).name} at {grid.describe_resolution()}.")
     warning = gsd_warning(spec.gsd, grid.pixel_metres, "the ground sample distance asked for")
     if warning:
         progress.warn(warning)
     bands = grid.choose_bands(spec.bands, None)
-    normalise = grid.normaliser(spec, bands)
+    normalise = grid.normaliser(spec.normalisation, bands)
     labels = read_labels(config.labels, config.class_field, grid.wkt, grid.bounds, _colors(config.colors),
                          progress.sub(0, 10), split_field=config.split_field)
     conflicts = overlap_conflicts(labels)
@@ -293,8 +293,8 @@ def finetune(config, progress: Progress) -> dict:
                       f"best epoch {result.best_epoch}; {elapsed:.0f} s."}
 
 
-def package_card(config, out: Path, model_path: Path, base_card: dict, card: dict, data: TrainingData, final: dict,
-                 scored_on: str, best_epoch: int) -> dict:
+def package_card(config, out: Path, model_path: Path, base_card, card, data: TrainingData, final: dict,
+                 scored_on: str, best_epoch: int):
     """The fine-tuned package's own card: its name, its base (named, not copied), its training data (raster,
     label layer, classes with their training pixels), its held-out scores, the resolution and stretch it was
     trained with and the date. The base's summary and scores describe another model and are left out."""
@@ -302,7 +302,7 @@ def package_card(config, out: Path, model_path: Path, base_card: dict, card: dic
     pixels = data.windows.polygon_pixels(len(labels.geometries))
     train = part == TRAIN
     class_pixels = np.bincount(labels.class_ids[train], weights=pixels[train], minlength=len(labels.classes))
-    base_name = base_card.get("name") or model_path.stem
+    base_name = base_card.name or model_path.stem
     scores_ = {k: final[k] for k in ("overall_accuracy", "balanced_accuracy", "mean_iou", "pixels")}
     held = int((part == (TEST if scored_on == "test" else VAL)).sum())
     provenance = {
@@ -311,7 +311,7 @@ def package_card(config, out: Path, model_path: Path, base_card: dict, card: dic
                     f"{int(train.sum())} polygons of {Path(config.labels).name} over {Path(config.raster).name} "
                     f"({data.gsd:g} m); {scored_on} scores on {held} held-out polygons: balanced accuracy "
                     f"{final['balanced_accuracy']}, mean IoU {final['mean_iou']}."),
-        "base_model": {"name": base_name, "file": model_path.name, "architecture": base_card.get("architecture")},
+        "base_model": {"name": base_name, "file": model_path.name, "architecture": base_card.architecture},
         "training_data": {"raster": Path(config.raster).name, "labels": Path(config.labels).name,
                           "class_field": config.class_field, "gsd_m": data.gsd,
                           "classes": {n: int(v) for n, v in zip(labels.class_names, class_pixels)},
@@ -322,7 +322,7 @@ def package_card(config, out: Path, model_path: Path, base_card: dict, card: dic
         scored_on: scores_,
         "date": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime())}
     stretch = trained_stretch(card, data.normalise, data.raster_dtype)
-    return {**card, "name": out.stem, "normalisation": stretch, "gsd": data.gsd, "provenance": provenance}
+    return card.replace(name=out.stem, normalisation=stretch, gsd=data.gsd, provenance=provenance)
 
 
 def _window_graphs(config, grid, positions: Sequence[Tuple[int, int]], size: int, base,
@@ -334,16 +334,18 @@ def _window_graphs(config, grid, positions: Sequence[Tuple[int, int]], size: int
     if not encoder.has_osm:
         progress.warn("The base model is image-only: the OSM files are not used.")
         return None
-    from ..osm import OsmIndex, build_graph, get_text_encoder
+    text_encoder = encoder.card.text_encoder_name
+    if text_encoder is None:
+        progress.warn("The base model's card names no tag text encoder: the OSM files are not used.")
+        return None
+    from ..osm.window_graphs import WindowGraphs
 
-    index = OsmIndex.from_files(config.osm, grid.wkt, progress.sub(0, 40))
-    if not len(index):
+    graphs = WindowGraphs.from_files(config.osm, grid.wkt, grid.bounds, text_encoder, progress=progress.sub(0, 40))
+    if graphs.encoder is None:
         progress.warn("The OSM files hold no feature over the raster; training on the image alone.")
         return None
-    text = get_text_encoder((encoder.card.get("text_encoder") or {}).get("name") or "minilm")
     bounds = [grid.window_bounds(x, y, size, size) for x, y in positions]
-    return [build_graph(index.query(b), b, text)
-            for b in progress.sub(40, 100).steps(bounds, len(bounds), "Building OSM graphs")]
+    return [graphs(b) for b in progress.sub(40, 100).steps(bounds, len(bounds), "Building OSM graphs")]
 
 
 def _score(module, forward, data: TrainingData, polygons: np.ndarray, batch_size: int) -> dict:
