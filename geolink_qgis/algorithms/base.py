@@ -213,7 +213,10 @@ class GeoLinkAlgorithm(QgsProcessingAlgorithm):
                 fb.setProgressText(message)
 
         callbacks = Callbacks(progress=progress, log=log, is_cancelled=fb.isCanceled)
-        python = settings.backend_python()
+        state = settings.backend_status()  # a missing or incomplete backend: the same words everywhere
+        if not state.ready:
+            raise QgsProcessingException(state.message)
+        python = state.python
         fb.pushDebugInfo(f"GeoLink backend: {python}")
         job = Job(task=task, config=config, outputs=outputs or [], env=settings.worker_env())
         try:

@@ -14,7 +14,7 @@ from ..errors import InputError, ModelError
 from ..models.card import ModelCard
 from ..osm.window_graphs import WindowGraphs
 from ..progress import Progress
-from ..raster.source import Normaliser, Source, parse_band_list, parse_extent
+from ..raster.source import Normaliser, Source, gsd_warning, parse_band_list, parse_extent
 from ..raster.windows import WindowPlan
 from ..raster.writer import Handle, geotiff, provenance
 from .engine import Predict, RunStats, Runtime, Sink, run_windows
@@ -101,7 +101,9 @@ class Job:
                 "seconds_model": round(stats.seconds_model, 2),
                 "windows_per_second": round(stats.windows / max(stats.seconds, 1e-9), 2),
                 "width": self.source.width, "height": self.source.height,
-                "pixel_size": self.source.pixel_size, "tile": self.plan.tile, "overlap": self.plan.overlap,
+                "pixel_size": self.source.pixel_size, "pixel_size_m": round(self.source.pixel_metres, 4),
+                "model_gsd_m": self.model.card.gsd, "tile": self.plan.tile,
+                "overlap": self.plan.overlap,
                 "device": str(self.runtime.device), "batch_size": self.runtime.batch_size,
                 "model": self.model.name, "bands": self.bands}
 
@@ -136,10 +138,13 @@ def prepare(options: RasterOptions, progress: Progress, patch_outputs: bool = Fa
     gsd = None if options.native else (options.gsd or spec.gsd)
     source = Source(options.raster, parse_extent(options.extent), gsd)
     bands = source.choose_bands(spec.bands, parse_band_list(options.bands))
-    native = source.resampled_from()
-    progress.log(f"Raster {source.width} x {source.height} px at {source.pixel_size:g} "
-                 f"{f'(resampled from {native:g})' if native else '(native)'}; "
+    progress.log(f"Raster {source.width} x {source.height} px at {source.describe_resolution()}"
+                 f"{'' if spec.gsd else ' (the model card gives no ground sample distance)'}; "
                  f"bands {bands} -> {', '.join(spec.bands)}; {runtime.describe()}")
+    warning = gsd_warning(spec.gsd, source.pixel_metres, "its own resolution, as asked" if options.native
+                          else "the ground sample distance asked for")
+    if warning:
+        progress.warn(warning)
     normalise = source.normaliser(spec.normalisation, bands)
     tile = options.tile_size or spec.input_size
     if tile % spec.patch_size:
