@@ -97,7 +97,7 @@ class RayEngine:
             for ref in self._pid_refs:
                 try:
                     pids.append(ray.get(ref, timeout=2))
-                except Exception:  # an actor that never started or is gone has nothing left to clean
+                except ray.exceptions.RayError:  # an actor that never started or is gone left nothing to clean
                     pass
         for actor in actors:
             ray.kill(actor)
