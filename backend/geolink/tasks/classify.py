@@ -19,49 +19,56 @@ window is fused with the graph of the OSM features inside it. Outputs appear onl
 
 @dataclass
 class Config(RasterOptions):
-    out: str = option(flag="--out", required=True, metavar="OUT.tif", help="output class raster (GeoTIFF)")
-    probabilities: Optional[str] = option(None, flag="--probabilities", metavar="P.tif",
+    out: str = option(flag="--out", required=True, metavar="OUT.tif", role="output",
+                      help="output class raster (GeoTIFF)")
+    probabilities: Optional[str] = option(None, flag="--probabilities", metavar="P.tif", role="output",
                                           help="also write per-class probabilities (percent) to this GeoTIFF")
 
 
 def run(config: Config, progress: Progress) -> dict:
     import contextlib
-    from pathlib import Path
 
-    from ..atomic import atomic_output
+    from ..atomic import OutputSet
+    from ..config import paths_with_role
+    from ..raster import budget
     from ..raster.classes import NODATA, ClassWriter, segmentation_predict
     from ..raster.pipeline import prepare, require_classes, require_valid
     from ..raster.styles import class_table, paletted_qml, write_qml
     from ..raster.writer import geotiff, provenance, set_classes
 
-    job = prepare(config, progress)
-    classes = class_table(require_classes(job.model))
-    src = job.source
-    meta = provenance("classify", job.model.path, job.model.card, config.raster, config.osm,
-                      {"classes": ";".join(c["name"] for c in classes), "pixel_size": src.pixel_size},
-                      osm_max_nodes=config.osm_max_nodes)
-    with contextlib.ExitStack() as stack:
-        out = stack.enter_context(geotiff(stack.enter_context(atomic_output(config.out)), src.width, src.height, 1,
-                                          "uint8", src.geotransform, src.wkt, NODATA, meta))
-        set_classes(out.ds.GetRasterBand(1), classes, NODATA)
-        prob = None
+    with OutputSet({"out": config.out, "probabilities": config.probabilities}, progress.log,
+                   paths_with_role(config, "input")) as outputs:
+        job = prepare(config, progress)
+        classes = class_table(require_classes(job.model))
+        src = job.source
+        predict = segmentation_predict(job.model.module)
+        rasters = [budget.Band(src.width, src.height, 1, "uint8")]
         if config.probabilities:
-            prob = stack.enter_context(geotiff(stack.enter_context(atomic_output(config.probabilities)), src.width,
-                                               src.height, len(classes), "uint8", src.geotransform, src.wkt, NODATA,
-                                               meta))
-            for i, c in enumerate(classes):
-                prob.ds.GetRasterBand(i + 1).SetDescription(c["name"])
-                prob.ds.GetRasterBand(i + 1).SetScale(0.01)
-        writer = ClassWriter(out, prob)
-        stats = job.run(segmentation_predict(job.model.module), len(classes), writer, progress.sub(5, 98),
-                        "Classifying, batch")
-        require_valid(stats)
-    outputs = {"classes": config.out, "style": str(write_qml(Path(config.out), paletted_qml(classes)))}
+            rasters.append(budget.Band(src.width, src.height, len(classes), "uint8"))
+        budget.check(job, predict, outputs, rasters, config.yes, progress)
+        meta = provenance("classify", job.model.path, job.model.card, config.raster, config.osm,
+                          {"classes": ";".join(c["name"] for c in classes), "pixel_size": src.pixel_size},
+                          osm_max_nodes=config.osm_max_nodes)
+        with contextlib.ExitStack() as stack:
+            out = stack.enter_context(geotiff(outputs.partial(config.out), src.width, src.height, 1, "uint8",
+                                              src.geotransform, src.wkt, NODATA, meta))
+            set_classes(out.ds.GetRasterBand(1), classes, NODATA)
+            prob = None
+            if config.probabilities:
+                prob = stack.enter_context(geotiff(outputs.partial(config.probabilities), src.width, src.height,
+                                                   len(classes), "uint8", src.geotransform, src.wkt, NODATA, meta))
+                for i, c in enumerate(classes):
+                    prob.ds.GetRasterBand(i + 1).SetDescription(c["name"])
+                    prob.ds.GetRasterBand(i + 1).SetScale(0.01)
+            writer = ClassWriter(out, prob)
+            stats = job.run(predict, len(classes), writer, progress.sub(5, 98), "Classifying, batch")
+            require_valid(stats)
+        style = write_qml(outputs, config.out, paletted_qml(classes))
+    result = {"classes": config.out, "style": style}
     if config.probabilities:
-        outputs["probabilities"] = config.probabilities
+        result["probabilities"] = config.probabilities
     progress.update(100, "Done")
-    return {"outputs": outputs,
-            "figures": {**job.figures(stats),
-                        "class_shares": writer.shares(classes)},
+    return {"outputs": result,
+            "figures": {**job.figures(stats), "class_shares": writer.shares(classes)},
             "report": f"{stats.windows} windows ({stats.skipped} all nodata) in {stats.seconds:.1f} s "
-                      f"-> {config.out}"}
+                      f"-> {config.out}" + (" (replaced the existing file)" if outputs.replaced else "")}

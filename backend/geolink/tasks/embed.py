@@ -22,17 +22,23 @@ SAMPLE = 20_000  # feature vectors kept for fitting the PCA
 
 @dataclass
 class Config(RasterOptions):
-    out: str = option(flag="--out", required=True, metavar="OUT.tif", help="output feature raster (GeoTIFF)")
-    layer: int = option(0, flag="--layer", metavar="N",
+    out: str = option(flag="--out", required=True, metavar="OUT.tif", role="output",
+                      help="output feature raster (GeoTIFF)")
+    layer: int = option(0, flag="--layer", metavar="N", minimum=0,
                         help="transformer block whose output to write, from 1 (0: the model's last, fused output)")
-    preview: Optional[str] = option(None, flag="--preview", metavar="PCA.tif",
+    preview: Optional[str] = option(None, flag="--preview", metavar="PCA.tif", role="output",
                                     help="the 3-band PCA preview (default: OUT_pca.tif)")
+
+
+def encoder_of(module):
+    """A segmentation package's encoder (used without its head), else the module itself."""
+    return getattr(module, "encoder", module)
 
 
 def encoder_predict(module, layer: int):
     """Features [B, C, H/16, W/16] of block `layer` (from 1) or of the model's last layer; on a model with OSM
-    the map asked for is the fused one. A segmentation package's encoder is used without its head."""
-    encoder = getattr(module, "encoder", module)
+    the map asked for is the fused one."""
+    encoder = encoder_of(module)
 
     def predict(images, graphs):
         maps = encoder.encode(images, graphs, layers=[layer - 1] if layer else None)
@@ -103,51 +109,66 @@ def default_preview(out: str) -> str:
     return str(path.with_name(f"{path.stem}_pca{path.suffix or '.tif'}"))
 
 
+def check_layer(layer: int, encoder) -> None:
+    """Refuse a block number the encoder does not have, in the user's numbering (from 1; 0: the last)."""
+    from ..errors import InputError
+
+    depth = int(getattr(encoder, "depth", 0) or 0)
+    if depth and layer > depth:
+        raise InputError(f"--layer {layer} is past the model's last block: it has {depth} blocks, numbered "
+                         f"1 to {depth} (0: the last, fused output).", option="layer")
+
+
 def run(config: Config, progress: Progress) -> dict:
     import contextlib
 
     import numpy as np
     import torch
 
-    from ..atomic import atomic_output
-    from ..errors import InputError
+    from ..atomic import OutputSet
+    from ..config import paths_with_role
+    from ..raster import budget
     from ..raster.pipeline import prepare, require_valid
     from ..raster.styles import rgb_qml, write_qml
     from ..raster.writer import geotiff, provenance
 
-    if config.layer < 0:
-        raise InputError(f"--layer must be 0 (the last output) or a block number from 1, got {config.layer}.")
-    job = prepare(config, progress, patch_outputs=True)
-    patch = job.plan.factor
-    predict = encoder_predict(job.model.module, config.layer)
-    tile = job.plan.tile
-    with torch.inference_mode():
-        channels = int(predict(torch.zeros(1, len(job.bands), tile, tile, device=job.runtime.device), None).shape[1])
-    src, plan = job.source, job.plan
-    gt = list(src.geotransform)
-    gt[1] *= patch
-    gt[5] *= patch
-    meta = provenance("embed", job.model.path, job.model.card, config.raster, config.osm,
-                      {"layer": config.layer or "last", "channels": channels, "patch_size": patch},
-                      osm_max_nodes=config.osm_max_nodes)
     preview = config.preview or default_preview(config.out)
-    with contextlib.ExitStack() as stack:
-        feats = stack.enter_context(geotiff(stack.enter_context(atomic_output(config.out)), plan.out_width,
-                                            plan.out_height, channels, "float32", gt, src.wkt, float("nan"), meta,
-                                            block_rows=16))
-        writer = FeatureWriter(feats)
-        stats = job.run(predict, channels, writer, progress.sub(5, 90), "Embedding, batch")
-        require_valid(stats)
-        feats.ds.FlushCache()
-        sample = np.concatenate(writer.sample) if writer.sample else np.zeros((0, channels), np.float32)
-        pca = fit_pca(sample.astype(np.float64))
-        prev = stack.enter_context(geotiff(stack.enter_context(atomic_output(preview)), plan.out_width,
-                                           plan.out_height, 3, "uint8", gt, src.wkt, 0, meta))
-        write_preview(feats.ds, prev.ds, pca, progress.sub(90, 99))
-    write_qml(Path(preview), rgb_qml())
+    with OutputSet({"out": config.out, "preview": preview}, progress.log,
+                   paths_with_role(config, "input")) as outputs:
+        job = prepare(config, progress, patch_outputs=True)
+        patch = job.plan.factor
+        check_layer(config.layer, encoder_of(job.model.module))
+        predict = encoder_predict(job.model.module, config.layer)
+        tile = job.plan.tile
+        with torch.inference_mode():
+            probe = torch.zeros(1, len(job.bands), tile, tile, device=job.runtime.device)
+            channels = int(predict(probe, None).shape[1])
+        src, plan = job.source, job.plan
+        budget.check(job, predict, outputs, [budget.Band(plan.out_width, plan.out_height, channels, "float32"),
+                                             budget.Band(plan.out_width, plan.out_height, 3, "uint8")],
+                     config.yes, progress)
+        gt = list(src.geotransform)
+        gt[1] *= patch
+        gt[5] *= patch
+        meta = provenance("embed", job.model.path, job.model.card, config.raster, config.osm,
+                          {"layer": config.layer or "last", "channels": channels, "patch_size": patch},
+                          osm_max_nodes=config.osm_max_nodes)
+        with contextlib.ExitStack() as stack:
+            feats = stack.enter_context(geotiff(outputs.partial(config.out), plan.out_width, plan.out_height,
+                                                channels, "float32", gt, src.wkt, float("nan"), meta, block_rows=16))
+            writer = FeatureWriter(feats)
+            stats = job.run(predict, channels, writer, progress.sub(5, 90), "Embedding, batch")
+            require_valid(stats)
+            feats.ds.FlushCache()
+            sample = np.concatenate(writer.sample) if writer.sample else np.zeros((0, channels), np.float32)
+            pca = fit_pca(sample.astype(np.float64))
+            prev = stack.enter_context(geotiff(outputs.partial(preview), plan.out_width, plan.out_height, 3,
+                                               "uint8", gt, src.wkt, 0, meta))
+            write_preview(feats.ds, prev.ds, pca, progress.sub(90, 99))
+        write_qml(outputs, preview, rgb_qml())
     progress.update(100, "Done")
     return {"outputs": {"embeddings": config.out, "preview": preview},
             "figures": {**job.figures(stats), "channels": channels, "patch_size": patch,
                         "out_width": plan.out_width, "out_height": plan.out_height, "pca_sample": len(sample)},
             "report": f"{channels} features at {plan.out_width} x {plan.out_height} px -> {config.out}; "
-                      f"PCA preview -> {preview}"}
+                      f"PCA preview -> {preview}" + (" (replaced the existing files)" if outputs.replaced else "")}
