@@ -129,14 +129,14 @@ def explain_write_error(exc: BaseException, target: PathLike) -> Optional[Output
     target = target.with_name(re.sub(r"\.partial-\d+(?:-\d+)?", "", target.name))
     code = getattr(exc, "errno", None)
     text = str(exc)
-    folder = target.parent
-    if code == errno.ENOSPC or "No space left" in text or "Disk full" in text:
+    folder = target.parent.absolute()
+    if code == errno.ENOSPC or any(words in text for words in ("No space left", "Disk full", "disk is full")):
         free = free_bytes(folder)
         return OutputError(f"The disk holding {folder} is full ({human_bytes(free or 0)} free): {target.name} "
                            "could not be written, and nothing was left behind.",
                            hint="Free some space, or choose an output folder on another disk.")
-    if code in (errno.EROFS, errno.EACCES, errno.EPERM) or "Read-only file system" in text \
-            or "Permission denied" in text:
+    if code in (errno.EROFS, errno.EACCES, errno.EPERM) or any(
+            words in text for words in ("Read-only file system", "Permission denied", "readonly database")):
         return OutputError(f"Cannot write {target.name}: the folder {folder} is read-only or write-protected.",
                            hint="Choose an output folder you can write to.")
     return None
@@ -203,7 +203,7 @@ class OutputSet:
 
     def require_space(self, nbytes: float, what: str = "the outputs") -> None:
         """Refuse before writing when the outputs' volume has less free space than `nbytes`."""
-        folder = self.targets[0].parent
+        folder = self.targets[0].parent.absolute()
         free = free_bytes(folder)
         if free is not None and nbytes > free:
             raise OutputError(f"{what[0].upper() + what[1:]} need about {human_bytes(nbytes)} but the disk holding "

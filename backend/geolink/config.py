@@ -95,7 +95,8 @@ def check_config(config: C) -> C:
         low, high = f.metadata.get("minimum"), f.metadata.get("maximum")
         wrong = not math.isfinite(value) or (low is not None and value < low) or (high is not None and value > high)
         if wrong:
-            allowed = (f"from {low:g} to {high:g}" if low is not None and high is not None else
+            allowed = ("a finite number" if not math.isfinite(value) else
+                       f"from {low:g} to {high:g}" if low is not None and high is not None else
                        f"{low:g} or more" if low is not None else f"at most {high:g}" if high is not None else
                        "a finite number")
             help_text = f.metadata.get("help")

@@ -1,5 +1,6 @@
 """Sizing a raster job before it starts: output bytes, free disk space and time, against the thresholds above
-which the user is asked to confirm (CLI --yes; in QGIS a warning, the dialog being the confirmation)."""
+which the user is asked to confirm (CLI --yes; in QGIS a warning, the dialog being the confirmation).
+The thresholds are documented in the --yes help and the README."""
 
 from __future__ import annotations
 
@@ -16,8 +17,9 @@ from ..progress import Progress, format_seconds
 CONFIRM_SECONDS = 3600.0  # an estimated hour or more
 CONFIRM_BYTES = 20e9  # 20 GB of output
 CONFIRM_PIXELS = 2e9  # 2 gigapixels processed
-# bytes written per uncompressed byte (DEFLATE): class maps and percentages shrink, float features hardly
-COMPRESSION = {"uint8": 0.5, "float32": 1.0}
+# bytes written per uncompressed byte with DEFLATE, at best: an estimate that errs low, so that only outputs
+# that surely cannot fit are refused (a full disk found while writing still fails cleanly)
+COMPRESSION = {"uint8": 0.1, "float32": 0.5}
 
 
 @dataclass
@@ -54,7 +56,8 @@ def check(job, predict, outputs: OutputSet, rasters: Sequence[Band], yes: bool, 
     nbytes = sum(r.bytes for r in rasters)
     pixels = float(src.width) * src.height
     summary = (f"{src.width:,} x {src.height:,} px in {windows:,} windows: about {format_seconds(seconds)} on "
-               f"{job.runtime.device} (image only; OSM adds to it) and {human_bytes(nbytes)} of output")
+               f"{job.runtime.device} (image only; OSM adds to it)"
+               + (f" and at least {human_bytes(nbytes)} of output" if nbytes else ""))
     progress.log(f"Estimate: {summary}.")
     outputs.require_space(nbytes)
     large = [why for why, over in (("more than an hour", seconds > CONFIRM_SECONDS),
