@@ -152,10 +152,20 @@ def prepare(options: RasterOptions, progress: Progress, patch_outputs: bool = Fa
         text_encoder = text_encoder_of(model.card)
         graphs = OsmGraphs(options.osm, source, text_encoder, str(runtime.device), progress.sub(2, 5))
         if not len(graphs.inside):
-            progress.warn("The OSM files hold no feature in the raster's area; using the image alone.")
+            progress.warn(no_overlap_message(graphs.index.bounds, source.bounds))
         elif text_encoder is None:
             progress.warn(f"The model {model.name} has no OSM branch: it uses the image alone.")
     return Job(options, model, source, bands, normalise, plan, runtime, graphs, progress)
+
+
+def no_overlap_message(osm_bounds: Optional[tuple], raster_bounds: tuple) -> str:
+    """What to tell the user when the OSM files have nothing over the raster: both extents, in the raster's CRS."""
+    def box(b):
+        return "(" + ", ".join(f"{v:.6g}" for v in b) + ")"
+    where = f"they cover {box(osm_bounds)}" if osm_bounds else "they hold no feature at all"
+    return (f"The OSM files hold no feature in the raster's area, so the image is used alone: {where}, the raster "
+            f"{box(raster_bounds)} (xmin, ymin, xmax, ymax in the raster's CRS). Check that they are of the same "
+            "place.")
 
 
 def require_classes(model: Loaded) -> list:
