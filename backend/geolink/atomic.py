@@ -104,6 +104,17 @@ def refuse_overwriting_inputs(outputs: Dict[str, PathLike], inputs: Dict[str, Se
         seen[name] = str(out)
 
 
+def refuse_unwritable(target: PathLike, option: Optional[str] = None) -> None:
+    """Refuse, before any work, an output whose folder (or the nearest existing one above it) cannot be written."""
+    folder = Path(target).absolute().parent
+    while not folder.exists() and folder.parent != folder:
+        folder = folder.parent
+    if not os.access(folder, os.W_OK):
+        error = explain_write_error(OSError(errno.EROFS, "Read-only file system"), Path(folder) / Path(target).name)
+        error.option = option
+        raise error
+
+
 def _flag(name: str) -> str:
     return "--" + name.replace("_", "-")
 

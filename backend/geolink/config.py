@@ -86,7 +86,7 @@ def paths_with_role(config: Any, role: str) -> Dict[str, list]:
 
 def check_config(config: C) -> C:
     """Refuse out-of-range or non-finite numbers and outputs that would overwrite an input; returns config."""
-    from .atomic import refuse_overwriting_inputs
+    from .atomic import refuse_overwriting_inputs, refuse_unwritable
 
     for f in dataclasses.fields(config):
         value = getattr(config, f.name)
@@ -104,6 +104,8 @@ def check_config(config: C) -> C:
                              hint=f"{flag_of(f)}: {help_text}." if help_text else None, option=f.name)
     outputs = {name: paths[0] for name, paths in paths_with_role(config, "output").items()}
     refuse_overwriting_inputs(outputs, paths_with_role(config, "input"))
+    for name, path in outputs.items():
+        refuse_unwritable(path, name)
     return config
 
 
