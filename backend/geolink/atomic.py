@@ -133,11 +133,15 @@ def human_bytes(n: float) -> str:
     return f"{n:,.1f} TB"
 
 
+def final_name(path: PathLike) -> str:
+    """The name a partial file will have once put in place (o.partial-12-0.tif -> o.tif)."""
+    return re.sub(r"\.partial-\d+(?:-\d+)?", "", Path(path).name)
+
+
 def explain_write_error(exc: BaseException, target: PathLike) -> Optional[OutputError]:
     """A plain OutputError for a failure to write `target` (disk full, read-only, no permission), else None.
     GDAL reports these as RuntimeError with the C library's words, Python as OSError."""
-    target = Path(target)
-    target = target.with_name(re.sub(r"\.partial-\d+(?:-\d+)?", "", target.name))
+    target = Path(target).with_name(final_name(target))
     code = getattr(exc, "errno", None)
     text = str(exc)
     folder = target.parent.absolute()

@@ -27,15 +27,32 @@ def gdal_problems() -> Iterator[List[str]]:
         if level >= gdal.CE_Failure or str(message).startswith("Unable to save"):
             problems.append(str(message).strip())
 
-    was = gdal.GetUseExceptions()
-    gdal.DontUseExceptions()
+    switched = _exceptions_off()
     gdal.PushErrorHandler(handler)
     try:
         yield problems
     finally:
         gdal.PopErrorHandler()
-        if was:
-            gdal.UseExceptions()
+        for module in reversed(switched):
+            module.UseExceptions()
+
+
+def _exceptions_off() -> list:
+    """Turn off the exceptions of gdal, ogr and osr, in the order their bindings require (the last turned on
+    first); returns the modules switched, in that order."""
+    from osgeo import gdal, ogr, osr
+
+    on = [m for m in (gdal, ogr, osr) if m.GetUseExceptions()]
+    switched = []
+    for _ in range(len(on)):
+        for module in on:
+            if module not in switched:
+                try:
+                    module.DontUseExceptions()
+                    switched.append(module)
+                except RuntimeError:  # another module's exceptions were turned on after it
+                    pass
+    return switched
 
 
 @contextlib.contextmanager
@@ -113,12 +130,16 @@ def unreadable(path: Path) -> List[str]:
 
 def write_failure(path: Path, problems: Sequence[str]) -> Exception:
     """The OutputError for a file GDAL failed to write: disk full and read-only said plainly."""
-    from ..atomic import explain_write_error
+    import errno
+
+    from ..atomic import explain_write_error, final_name, free_bytes
     from ..errors import OutputError
 
     text = "; ".join(dict.fromkeys(problems))
     plain = explain_write_error(RuntimeError(text), path)
-    return plain or OutputError(f"Writing {Path(path).name} failed: {problems[0]}",
+    if plain is None and (free_bytes(Path(path).parent) or 0) < 2**20:  # GDAL often says only "Unable to save"
+        plain = explain_write_error(OSError(errno.ENOSPC, text), path)
+    return plain or OutputError(f"Writing {final_name(path)} failed: {problems[0]}",
                                 hint="Check the output folder (free space, permissions) and try again.")
 
 
