@@ -21,6 +21,8 @@ def refusal_reason(exc: BaseException) -> str:
     found = re.search(r"(Unsupported global: GLOBAL \S+|unsupported GLOBAL \S+[^.\n]*)", text)
     if found:
         return "it holds code or objects other than tensors (" + found.group(1).rstrip(".") + ")"
+    if re.search(r"Unsupported operand \d+", text):
+        return "it is a raw pickle (which can carry code), not a file saved by torch.save"
     lines = [ln.strip() for ln in text.splitlines() if ln.strip() and not ADVICE.search(ln)]
     return lines[0] if lines else f"it is damaged or not a PyTorch file ({type(exc).__name__})"
 
@@ -39,5 +41,5 @@ def load_tensors(path: Path, what: str, hint: str, allowed: Sequence[type] = (),
     except GeoLinkError:
         raise
     except Exception as exc:  # unpickling refusals and damaged files come in many types
-        raise error(f"{what[0].upper() + what[1:]} {path} was not loaded: {refusal_reason(exc)}.", hint=hint,
-                    option=option) from None
+        raise error(f"{what[0].upper() + what[1:]} {path} cannot be read safely, so it was not loaded: "
+                    f"{refusal_reason(exc)}.", hint=hint, option=option) from None

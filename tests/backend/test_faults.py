@@ -262,7 +262,7 @@ def test_untrusted_checkpoint_in_a_pretraining_folder(data_dir, tmp_path, capsys
     raster = s2_crop(data_dir, tmp_path / "s2.tif", size=64)
     status, err, _ = geolink(capsys, "--quiet", "pretrain", "--out", out, "--raster", raster, "--tile-size", "32",
                              "--image-size", "32", "--steps", "1", "--batch-size", "2", "--device", "cpu")
-    refused(status, err, f"The pretraining checkpoint {out / 'checkpoint.pt'} was not loaded",
+    refused(status, err, f"The pretraining checkpoint {out / 'checkpoint.pt'} cannot be read safely, so it was not",
             "posix.system", "delete it")
     assert "weights_only" not in err and "trusted source" not in err
     assert not (tmp_path / "ran").exists() and (out / "checkpoint.pt").exists()
