@@ -6,8 +6,8 @@ from dataclasses import dataclass
 from typing import List
 
 from ..config import option
+from ..inference.options import RasterOptions
 from ..progress import Progress
-from ..raster.options import RasterOptions
 
 HELP = """Cut the raster's extent into zones along the OSM ways and give each zone its class.
 
@@ -40,35 +40,28 @@ def run(config: Config, progress: Progress) -> dict:
     from ..atomic import OutputSet
     from ..config import paths_with_role
     from ..errors import InputError
-    from ..raster import budget
-    from ..raster import zones as z
-    from ..raster.classes import NODATA, ClassWriter, segmentation_predict
-    from ..raster.pipeline import prepare, require_classes, require_valid
+    from ..inference import budget
+    from ..inference import zones as z
+    from ..inference.job import prepare
+    from ..inference.sinks import NODATA, ClassWriter
     from ..raster.styles import categorized_qml, class_table, write_qml
-    from ..raster.writer import geotiff, provenance
 
     if Path(config.out).suffix.lower() != ".gpkg":
         raise InputError(f"Zones are written as a GeoPackage; give an --out ending in .gpkg, not {config.out}.",
                          option="out")
     with OutputSet({"out": config.out}, progress.log, paths_with_role(config, "input")) as outputs:
         job = prepare(config, progress)
-        classes = class_table(require_classes(job.model))
+        classes = class_table(job.classes)
         src = job.source
-        predict = segmentation_predict(job.model.module)
-        budget.check(job, predict, outputs, [], config.yes, progress)  # the zones themselves are small
-        meta = provenance("zones", job.model.path, job.model.card, config.raster, config.osm,
-                          {"classes": ";".join(c["name"] for c in classes)},
-                          osm_max_nodes=config.osm_max_nodes)
+        budget.check(job, job.model.module, outputs, [], config.yes, progress)  # the zones themselves are small
+        meta = job.provenance("zones", classes=";".join(c["name"] for c in classes))
         with tempfile.TemporaryDirectory(prefix="geolink-zones-") as tmp:
             tmp = Path(tmp)
             with contextlib.ExitStack() as stack:
-                cls_ds = stack.enter_context(geotiff(tmp / "classes.tif", src.width, src.height, 1, "uint8",
-                                                     src.geotransform, src.wkt, NODATA))
-                conf_ds = stack.enter_context(geotiff(tmp / "confidence.tif", src.width, src.height, 1, "float32",
-                                                      src.geotransform, src.wkt))
+                cls_ds = stack.enter_context(job.output_raster(tmp / "classes.tif", 1, "uint8", NODATA))
+                conf_ds = stack.enter_context(job.output_raster(tmp / "confidence.tif", 1, "float32"))
                 writer = ClassWriter(cls_ds, confidence=conf_ds)
-                stats = job.run(predict, len(classes), writer, progress.sub(5, 85), "Classifying, batch")
-                require_valid(stats)
+                stats = job.run(job.model.module, len(classes), writer, progress.sub(5, 85), "Classifying, batch")
             progress.update(86, "Cutting zones along the OSM ways")
             pixel = src.pixel_size
             unit = z.metres_per_unit(src.wkt)

@@ -175,7 +175,7 @@ def write_zones_gpkg(path: Path, polygons: Sequence, stats: ZoneStats, classes: 
         feat.SetGeometry(ogr.ForceToMultiPolygon(ogr.CreateGeometryFromWkb(shapely.to_wkb(poly))))
         layer.CreateFeature(feat)
         written += 1
-    from .writer import gdal_problems, write_failure
+    from ..raster.writer import gdal_problems, write_failure
 
     with gdal_problems() as problems:  # a full disk shows only here, at commit and close
         if ds.CommitTransaction() != 0 and not problems:
