@@ -1,7 +1,7 @@
 """Atomic outputs: a task's files are written under temporary names beside their targets and put in place
 together, once every writer has closed its file and checked it, so an output is whole or absent.
 
-A target `o.tif` is written as `o.partial-<pid>-<n>.tif`; anything written beside it under that stem
+A target `o.tif` is written as `o.partial-<pid>-<n>-<host>.tif`; anything written beside it under that stem
 (GDAL's `.aux.xml`, a `.qml` style, a GeoPackage journal) belongs to it and is renamed with it. Replacing
 an existing target also removes the sidecars the new set does not bring (an old `o.qml` must not style a
 new `o.tif`). Partial files of processes no longer alive (a killed CLI or worker) are removed by the next
@@ -13,10 +13,12 @@ from __future__ import annotations
 
 import contextlib
 import errno
+import hashlib
 import itertools
 import os
 import re
 import shutil
+import socket
 import time
 from pathlib import Path
 from typing import Callable, Dict, Iterable, Iterator, List, Optional, Sequence, Union
@@ -25,7 +27,10 @@ from .errors import InputError, OutputError
 
 PathLike = Union[str, os.PathLike]
 PARTIAL_TAG = ".partial-"
-PARTIAL_RE = re.compile(r"\.partial-(\d+)(?:-\d+)?(?:\.|$)")
+# <stem>.partial-<pid>-<n>-<host><suffix>: the host (a hash of its name) keeps a run from deleting the partial
+# files of a live process on another machine writing into the same shared folder (a cluster's batch)
+PARTIAL_RE = re.compile(r"\.partial-(\d+)(?:-\d+)?(?:-([0-9a-f]{6}))?(?=\.|$)")
+HOST = hashlib.sha1(socket.gethostname().encode()).hexdigest()[:6]
 # Files that belong to an output `o.tif`: `o.tif<suffix>` and `o<suffix>`; removed when `o.tif` is replaced
 # by a set that does not bring them.
 SIDECARS_OF_NAME = (".aux.xml", ".ovr", ".msk", "-journal", "-wal", "-shm")
@@ -67,11 +72,20 @@ def remove_stale_partials(folder: PathLike) -> List[str]:
     with contextlib.suppress(OSError):
         for entry in os.scandir(folder):
             match = PARTIAL_RE.search(entry.name)
-            if match and entry.is_file(follow_symlinks=False) and not pid_alive(int(match.group(1))):
+            if match and entry.is_file(follow_symlinks=False) and match.group(2) in (None, HOST) \
+                    and not pid_alive(int(match.group(1))):
                 with contextlib.suppress(OSError):
                     os.unlink(entry.path)
                     removed.append(entry.name)
     return removed
+
+
+def partial_path(target: PathLike, token: Optional[str] = None) -> Path:
+    """A temporary name for `target` (token: its writer's <pid>-<n>-<host>, a new one by default); it keeps
+    the suffix so that drivers pick the format."""
+    target = Path(target)
+    token = token or f"{os.getpid()}-{next(_counter)}-{HOST}"
+    return target.with_name(f"{target.stem}{PARTIAL_TAG}{token}{target.suffix}")
 
 
 def same_file(a: PathLike, b: PathLike) -> bool:
@@ -135,7 +149,7 @@ def human_bytes(n: float) -> str:
 
 def final_name(path: PathLike) -> str:
     """The name a partial file will have once put in place (o.partial-12-0.tif -> o.tif)."""
-    return re.sub(r"\.partial-\d+(?:-\d+)?", "", Path(path).name)
+    return PARTIAL_RE.sub("", Path(path).name)
 
 
 def explain_write_error(exc: BaseException, target: PathLike) -> Optional[OutputError]:
@@ -178,7 +192,7 @@ class OutputSet:
         self.options = {Path(t): name for name, t in named.items() if t}
         self.targets = list(self.options)
         self.log = log or (lambda message: None)
-        self._tokens = {t: f"{os.getpid()}-{next(_counter)}" for t in self.targets}
+        self._tokens = {t: f"{os.getpid()}-{next(_counter)}-{HOST}" for t in self.targets}
         self.replaced: List[str] = []
         for folder in dict.fromkeys(t.parent for t in self.targets):
             self._check_folder(folder)
@@ -207,9 +221,8 @@ class OutputSet:
         return f"{target.stem}{PARTIAL_TAG}{self._tokens[target]}"
 
     def partial(self, target: PathLike) -> Path:
-        """The temporary name `target` is written under; keeps the suffix so drivers pick the format."""
-        target = Path(target)
-        return target.with_name(self._prefix(target) + target.suffix)
+        """The temporary name `target` is written under in this set."""
+        return partial_path(target, self._tokens[Path(target)])
 
     def sidecar(self, target: PathLike, suffix: str) -> Path:
         """The temporary name of the file `target`'s stem + `suffix` (e.g. ".qml"), renamed with the set."""

@@ -17,6 +17,9 @@ windows overlap and their features are blended. With --osm the features are the 
 ones, else the image encoder's. OUT_pca.tif (or --preview) is a 3-band 8-bit preview: the first three
 principal components of the features, so similar places have similar colours."""
 
+EMBEDDINGS, PREVIEW = "embeddings", "preview"  # the keys of the result's outputs (the plugin reads them)
+
+
 @dataclass
 class Config(RasterOptions):
     out: str = option(flag="--out", required=True, metavar="OUT.tif", role="output",
@@ -99,7 +102,7 @@ def run(config: Config, progress: Progress) -> dict:
             write_preview(feats.ds, prev.ds, pca, progress.sub(90, 99))
         write_qml(outputs, preview, rgb_qml())
     progress.update(100, "Done")
-    return {"outputs": {"embeddings": config.out, "preview": preview},
+    return {"outputs": {EMBEDDINGS: config.out, PREVIEW: preview},
             "figures": {**job.figures(stats), "channels": channels, "patch_size": patch,
                         "out_width": plan.out_width, "out_height": plan.out_height, "pca_sample": len(sample)},
             "report": f"{channels} features at {plan.out_width} x {plan.out_height} px -> {config.out}; "

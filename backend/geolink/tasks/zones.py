@@ -44,6 +44,7 @@ def run(config: Config, progress: Progress) -> dict:
     from ..inference import zones as z
     from ..inference.job import prepare
     from ..inference.sinks import NODATA, ClassWriter
+    from ..raster.crs import metres_per_unit
     from ..raster.styles import categorized_qml, class_table, write_qml
 
     if Path(config.out).suffix.lower() != ".gpkg":
@@ -64,8 +65,8 @@ def run(config: Config, progress: Progress) -> dict:
                 stats = job.run(job.model.module, len(classes), writer, progress.sub(5, 85), "Classifying, batch")
             progress.update(86, "Cutting zones along the OSM ways")
             pixel = src.pixel_size
-            unit = z.metres_per_unit(src.wkt)
-            min_area = (config.min_area / unit**2) if config.min_area else 16 * pixel * pixel
+            unit_x, unit_y = metres_per_unit(src.wkt, (src.bounds[1] + src.bounds[3]) / 2)
+            min_area = (config.min_area / (unit_x * unit_y)) if config.min_area else 16 * pixel * pixel
             polys, origin = [], "osm_block"
             if job.graphs is not None:
                 feats = job.graphs.inside
