@@ -32,15 +32,12 @@ Shapes = Dict[str, Tuple[int, ...]]
 
 def read_checkpoint(path: Path) -> dict:
     """torch.load with weights_only=True (argparse.Namespace allowed: MAE checkpoints carry their args)."""
-    try:
-        with torch.serialization.safe_globals([argparse.Namespace]):
-            obj = torch.load(path, map_location="cpu", weights_only=True)
-    except FileNotFoundError:
-        raise InputError(f"Checkpoint not found: {path}") from None
-    except Exception as exc:  # unpickling refusals and corrupt files come in many types
-        raise ModelError(f"{Path(path).name} is not a checkpoint that can be read safely: "
-                         f"{str(exc).splitlines()[0] if str(exc) else type(exc).__name__}",
-                         hint="Only official GeoLink .pth files (tensors and plain containers) are accepted.") from exc
+    from ..safe_load import load_tensors
+
+    if not Path(path).exists():
+        raise InputError(f"Checkpoint not found: {path}")
+    obj = load_tensors(path, "the checkpoint", allowed=[argparse.Namespace],
+                       hint="Only official GeoLink .pth files (tensors and plain containers) are accepted.")
     if not isinstance(obj, Mapping):
         raise ModelError(f"{Path(path).name} holds a {type(obj).__name__}, not a state dict.")
     return dict(obj)
