@@ -140,12 +140,13 @@ class GeoLinkDialog(QDialog):
                 item.setCheckState(Qt.CheckState.Checked if layer.id() in checked else Qt.CheckState.Unchecked)
                 self.osm_layers.addItem(item)
         self.packages = list_packages(settings.model_dirs())
-        python = settings.backend_python()
-        ready = Path(python).exists()
-        self.backend_banner.setVisible(not ready)
+        state = settings.backend_status()
+        self.backend_banner.setVisible(not state.ready)
+        self.install_button.setText("Repair backend…" if state.status == "incomplete" else "Install backend…")
         self.backend_note.setText(
             "The GeoLink backend is not installed yet: install it once (PyTorch and GeoLink in their own Python "
-            f"environment, a 3-7 GB download).<br><small>Looked for: {python}</small>")
+            f"environment, a 1-4 GB download).<br><small>Looked for: {state.python}</small>"
+            if state.status == "missing" else f"{state.summary} Click Repair backend to finish it.")
         self._task_changed()
 
     def _fill_models(self, task: str) -> None:

@@ -4,6 +4,7 @@ graphs), with what a task asks of it: run the engine, its figures, its provenanc
 from __future__ import annotations
 
 import contextlib
+import functools
 import time
 from dataclasses import dataclass
 from pathlib import Path
@@ -37,11 +38,18 @@ class Loaded:
     def open(cls, spec: str, device) -> Loaded:
         """The package `spec` (a path or an installed model's name, e.g. 'default') on `device`, in eval mode."""
         from ..model_store import resolve_model
-        from ..models import load_model
 
-        path = resolve_model(spec or "default")
-        module = load_model(path)
-        return cls(module.to(device).eval(), module.card, Path(path))
+        path = Path(resolve_model(spec or "default"))
+        module = _open_module(str(path.resolve()), path.stat().st_mtime_ns, str(device))
+        return cls(module, module.card, path)
+
+
+@functools.lru_cache(maxsize=1)
+def _open_module(path: str, mtime_ns: int, device: str):
+    """The last model opened stays loaded, so a batch worker running raster after raster loads it once."""
+    from ..models import load_model
+
+    return load_model(path).to(device).eval()
 
 
 def cap_fusion_nodes(module, k: Optional[int]) -> None:
@@ -148,8 +156,8 @@ def prepare(options: RasterOptions, progress: Progress, patch_outputs: bool = Fa
     graphs = None
     if options.osm_max_nodes < 0:
         raise InputError(f"--osm-max-nodes must be 0 (every entity) or more, got {options.osm_max_nodes}.")
+    cap_fusion_nodes(model.module, options.osm_max_nodes or None)  # every job: the module may be a kept one
     if options.osm:
-        cap_fusion_nodes(model.module, options.osm_max_nodes or None)
         progress.update(2, "Reading OSM")
         text_encoder = model.card.text_encoder_name
         graphs = WindowGraphs.from_files(options.osm, source.wkt, source.bounds, text_encoder, str(runtime.device),
