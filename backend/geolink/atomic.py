@@ -30,7 +30,7 @@ PARTIAL_TAG = ".partial-"
 # <stem>.partial-<pid>-<n>-<host><suffix>: the host (a hash of its name) keeps a run from deleting the partial
 # files of a live process on another machine writing into the same shared folder (a cluster's batch)
 PARTIAL_RE = re.compile(r"\.partial-(\d+)(?:-\d+)?(?:-([0-9a-f]{6}))?(?=\.|$)")
-HOST = hashlib.sha1(socket.gethostname().encode()).hexdigest()[:6]
+HOST = hashlib.blake2b(socket.gethostname().encode(), digest_size=3).hexdigest()  # a name tag, not security
 # Files that belong to an output `o.tif`: `o.tif<suffix>` and `o<suffix>`; removed when `o.tif` is replaced
 # by a set that does not bring them.
 SIDECARS_OF_NAME = (".aux.xml", ".ovr", ".msk", "-journal", "-wal", "-shm")
