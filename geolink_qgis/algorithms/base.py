@@ -202,6 +202,7 @@ class GeoLinkAlgorithm(QgsProcessingAlgorithm):
                 config["native"] = True
             if self._extent:
                 config["extent"] = self._extent
+            config["yes"] = True  # Run in the dialog is the go-ahead: a large job is a warning, not a refusal
         return config
 
     # ------------------------------------------------------------ running and loading
