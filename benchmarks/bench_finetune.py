@@ -181,7 +181,7 @@ def main() -> int:
         try:
             m = finetune_metrics(base, head=args.head, epochs=args.epochs)
         except GeoLinkError as exc:
-            print(f"GeoLink {args.head} from {base}: skipped ({exc.message})")
+            print(f"GeoLink {args.head} from {base}: skipped ({exc})")
             continue
         print(_row(f"GeoLink {args.head} head from {Path(base).stem}", m), flush=True)
         print(f"  report: {m['report']}")

@@ -11,7 +11,7 @@ from typing import List, Optional
 
 from . import __version__
 from .config import base_type, field_types
-from .errors import GeoLinkError
+from .errors import CommandLineWords, GeoLinkError, render
 from .progress import Progress, TerminalSink, quiet_library_warnings
 from .tasks import TASKS, load_task
 
@@ -72,7 +72,8 @@ def main(argv: Optional[List[str]] = None) -> int:
     module = load_task(args.task)
     values = {f.name: getattr(args, f.name) for f in dataclasses.fields(module.Config)
               if getattr(args, f.name) is not None}
-    sink = TerminalSink(quiet=args.quiet)
+    words = CommandLineWords(module.Config)
+    sink = TerminalSink(quiet=args.quiet, words=words)
     try:
         config = module.Config(**values)
         result = module.run(config, Progress(sink))
@@ -82,9 +83,9 @@ def main(argv: Optional[List[str]] = None) -> int:
         return 130
     except GeoLinkError as exc:
         sink.close()
-        print(f"error: {exc.message}", file=sys.stderr)
+        print(f"error: {render(exc.message, words)}", file=sys.stderr)
         if exc.hint:
-            print(f"hint: {exc.hint}", file=sys.stderr)
+            print(f"hint: {render(exc.hint, words)}", file=sys.stderr)
         return 1
     sink.close()
     if args.json:

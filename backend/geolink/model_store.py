@@ -15,7 +15,7 @@ import sys
 from pathlib import Path
 from typing import Iterable, List
 
-from .errors import InputError, ModelError
+from .errors import InputError, ModelError, cmd, opt
 
 CARD_KEY = "geolink_card"
 SOURCE_MODELS = Path(__file__).resolve().parents[2] / "resources" / "models"
@@ -65,7 +65,7 @@ def read_card(path: os.PathLike) -> dict:
         raise InputError(f"Model file not found: {path}") from None
     except (KeyError, ValueError, struct.error, json.JSONDecodeError):
         raise ModelError(f"{path} is not a GeoLink model package (no card in its header).",
-                         hint="Import official checkpoints first with 'Import GeoLink checkpoint'.") from None
+                         hint=f"Import official checkpoints first with {cmd('import-checkpoint')}.") from None
 
 
 def list_models(extra: Iterable[str] = ()) -> List[dict]:
@@ -95,5 +95,6 @@ def resolve_model(name_or_path: str, extra: Iterable[str] = ()) -> Path:
             return p
     known = ", ".join(m["name"] for m in list_models(extra)) or "none"
     raise InputError(f"Model {name_or_path!r} not found.",
-                     hint=f"Give a .safetensors or .pth path, or one of the installed models: {known}.")
+                     hint=f"Set {opt('model')} to a .safetensors or .pth path, or one of the installed models: "
+                          f"{known}.")
 

@@ -26,6 +26,7 @@ from .. import layers, results, settings
 from ..compat import FILE_BEHAVIOR_FILE, NUMBER_DOUBLE, NUMBER_INTEGER, SOURCE_VECTOR_ANY, add_advanced
 from ..paths import icon_path
 from ..worker_client import Callbacks, Job, WorkerError, run_job
+from .words import ProcessingWords
 
 DEVICE_CHOICES = ["From the GeoLink settings"] + settings.DEVICES
 OSM_FILE_FILTER = "OSM and vector files (*.osm *.pbf *.gpkg *.geojson *.json *.shp);;All files (*.*)"
@@ -50,6 +51,7 @@ class GeoLinkAlgorithm(QgsProcessingAlgorithm):
     """Subclasses set `ALG_ID`, `TITLE`, `HELP` and implement initAlgorithm/processAlgorithm."""
 
     ALG_ID = ""
+    TASK = ""  # the backend task it runs, when not ALG_ID
     TITLE = ""
     HELP = ""
     GROUP = "GeoLink"
@@ -209,7 +211,7 @@ class GeoLinkAlgorithm(QgsProcessingAlgorithm):
             if message:
                 fb.setProgressText(message)
 
-        callbacks = Callbacks(progress=progress, log=log, is_cancelled=fb.isCanceled)
+        callbacks = Callbacks(progress=progress, log=log, is_cancelled=fb.isCanceled, words=ProcessingWords(self))
         python = settings.backend_python()
         fb.pushDebugInfo(f"GeoLink backend: {python}")
         job = Job(task=task, config=config, outputs=outputs or [], env=settings.worker_env())

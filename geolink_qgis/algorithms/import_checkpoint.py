@@ -21,6 +21,7 @@ from .base import GeoLinkAlgorithm
 
 class ImportCheckpointAlgorithm(GeoLinkAlgorithm):
     ALG_ID = "importcheckpoint"
+    TASK = "import-checkpoint"
     TITLE = "Import GeoLink checkpoint"
     GROUP = "Setup"
     HELP = ("Converts an official GeoLink checkpoint (.pth, as released with the paper) into a GeoLink model "

@@ -14,7 +14,7 @@ from typing import List, Optional, Sequence, Tuple
 import numpy as np
 import torch
 
-from ..errors import InputError
+from ..errors import InputError, opt
 
 STRETCH = {"rule": "uint8 as is; other types: per band 2-98 percentile stretch of the raster to 0-1",
            "low_percentile": 2.0, "high_percentile": 98.0}
@@ -45,7 +45,7 @@ class RasterImage:
         self.ds = _open(self.path)
         if max(self.bands) > self.ds.RasterCount:
             raise InputError(f"{self.path} has {self.ds.RasterCount} band(s); bands {list(self.bands)} were asked for.",
-                             hint="Pass --bands with three band numbers for red, green and blue.")
+                             hint=f"Set {opt('bands')} to three band numbers for red, green and blue.")
         if self.ds.GetRasterBand(self.bands[0]).DataType != 1:  # not Byte
             self.scale = [self._percentiles(b) for b in self.bands]
 

@@ -7,7 +7,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import List, Optional, Sequence
 
-from ..errors import InputError, ModelError
+from ..errors import InputError, ModelError, cmd, opt
 from ..progress import Progress
 from .engine import Predict, RunStats, Runtime, Sink, run_windows
 from .options import RasterOptions
@@ -145,7 +145,7 @@ def prepare(options: RasterOptions, progress: Progress, patch_outputs: bool = Fa
     plan = WindowPlan(source.width, source.height, tile, overlap, factor)
     graphs = None
     if options.osm_max_nodes < 0:
-        raise InputError(f"--osm-max-nodes must be 0 (every entity) or more, got {options.osm_max_nodes}.")
+        raise InputError(f"{opt('osm_max_nodes')} must be 0 (every entity) or more, got {options.osm_max_nodes}.")
     if options.osm:
         cap_fusion_nodes(model.module, options.osm_max_nodes or None)
         progress.update(2, "Reading OSM")
@@ -162,7 +162,7 @@ def require_classes(model: Loaded) -> list:
     head = model.card.get("head") or {}
     if not model.classes or str(head.get("type", "segmentation")) not in ("segmentation", "seg", "classification"):
         raise ModelError(f"The model {model.name} has no segmentation head with classes.",
-                         hint="Use a model fine-tuned with 'geolink finetune', or 'geolink embed' for features.")
+                         hint=f"Use a model fine-tuned with {cmd('finetune')}, or {cmd('embed')} for features.")
     return model.classes
 
 
@@ -170,4 +170,4 @@ def require_valid(stats: RunStats) -> None:
     """Refuse (and so leave no output) when every window was nodata."""
     if stats.windows and stats.skipped == stats.windows:
         raise InputError("Every pixel of the raster (or of the processing extent) is nodata; nothing to process.",
-                         hint="Check the raster's nodata value and the processing extent.")
+                         hint=f"Check the raster's nodata value and {opt('extent')}.")

@@ -110,13 +110,13 @@ def run(config: Config, progress: Progress) -> dict:
     import torch
 
     from ..atomic import atomic_output
-    from ..errors import InputError
+    from ..errors import InputError, opt
     from ..raster.pipeline import prepare, require_valid
     from ..raster.styles import rgb_qml, write_qml
     from ..raster.writer import geotiff, provenance
 
     if config.layer < 0:
-        raise InputError(f"--layer must be 0 (the last output) or a block number from 1, got {config.layer}.")
+        raise InputError(f"{opt('layer')} must be 0 (the last output) or a block number from 1, got {config.layer}.")
     job = prepare(config, progress, patch_outputs=True)
     patch = job.plan.factor
     predict = encoder_predict(job.model.module, config.layer)

@@ -38,7 +38,7 @@ def run(config: Config, progress: Progress) -> dict:
     from pathlib import Path
 
     from ..atomic import atomic_output
-    from ..errors import InputError
+    from ..errors import InputError, opt
     from ..raster import zones as z
     from ..raster.classes import NODATA, ClassWriter, segmentation_predict
     from ..raster.pipeline import prepare, require_classes, require_valid
@@ -46,7 +46,7 @@ def run(config: Config, progress: Progress) -> dict:
     from ..raster.writer import geotiff, provenance
 
     if Path(config.out).suffix.lower() != ".gpkg":
-        raise InputError(f"Zones are written as a GeoPackage; give an --out ending in .gpkg, not {config.out}.")
+        raise InputError(f"Zones are written as a GeoPackage; give an {opt('out')} ending in .gpkg, not {config.out}.")
     job = prepare(config, progress)
     classes = class_table(require_classes(job.model))
     src = job.source
