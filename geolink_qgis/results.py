@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import colorsys
 from pathlib import Path
-from typing import Dict, List, Optional
+from typing import Dict, List, Optional, Tuple
 
 from qgis.core import (
     QgsCategorizedSymbolRenderer,
@@ -30,6 +30,7 @@ from qgis.core import (
 from qgis.PyQt.QtGui import QColor
 
 CLASSES, PROBABILITIES, ZONES, EMBEDDINGS, PREVIEW = "classes", "probabilities", "zones", "embeddings", "preview"
+OUTPUT_PROPERTY = "geolink/output"  # a layer's custom property: the kind of GeoLink output it is (saved in projects)
 CLASS_FIELDS = ("class_name", "class", "label", "zone", "category")
 COLOUR_FIELDS = ("color", "colour", "class_color", "class_colour")
 _ALIVE: List[ResultStyler] = []  # Processing does not own Python post-processors; keep them alive
@@ -165,7 +166,27 @@ def set_provenance(layer: QgsMapLayer, title: str, provenance: Dict[str, object]
     layer.setMetadata(md)
 
 
-# ---------------------------------------------------------------- grouping
+# ---------------------------------------------------------------- naming and grouping
+
+def model_label(model: object) -> str:
+    """A model as the user named it: 'default', or a package path's file name without its extension."""
+    text = str(model or "default")
+    return Path(text).stem if text.lower().endswith((".safetensors", ".pth", ".pt")) else text
+
+
+def run_names(task_title: str, output_title: str, raster: str, model: object, when: str) -> Tuple[str, str]:
+    """(group, layer) names for one run's output. The Layers panel cuts long names on the right, so each name
+    starts with what tells it apart: the group with the task and the time, the layer with what it is and the
+    model, then the raster ("Land cover · default · Sentinel-2 crop")."""
+    parts = [p for p in (model_label(model) if raster else "", raster) if p]
+    group = f"{task_title} {when}" + (f" · {raster}" if raster else "")
+    return group, " · ".join([output_title, *parts])
+
+
+def is_geolink_output(layer: QgsMapLayer) -> bool:
+    """Whether GeoLink made this layer (a map, zones, embeddings), so it is not offered as an input again."""
+    return bool(layer is not None and layer.customProperty(OUTPUT_PROPERTY))
+
 
 def group_for(project: QgsProject, name: str) -> QgsLayerTreeGroup:
     root = project.layerTreeRoot()
@@ -202,6 +223,7 @@ class ResultStyler(QgsProcessingLayerPostProcessorInterface):
     def postProcessLayer(self, layer, context, feedback):  # noqa: N802 (QGIS API name)
         project = (context.project() if context is not None else None) or QgsProject.instance()
         layer.setName(self.title)
+        layer.setCustomProperty(OUTPUT_PROPERTY, self.kind)
         apply_style(layer, self.kind)
         set_provenance(layer, self.title, self.provenance)
         move_to_group(layer, project, self.group_name, self.visible)

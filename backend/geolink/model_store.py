@@ -69,14 +69,18 @@ def read_card(path: os.PathLike) -> dict:
 
 
 def list_models(extra: Iterable[str] = ()) -> List[dict]:
-    """Every readable package in the model folders: name, path, and a short summary of its card."""
-    found = []
+    """Every readable package in the model folders: name, path, and a short summary of its card. A name is
+    listed once, from the first folder holding it: the package that `resolve_model` picks."""
+    found, names = [], set()
     for d in model_dirs(extra):
         for path in sorted(d.glob("*.safetensors")) if d.is_dir() else []:
+            if path.stem in names:
+                continue
             try:
                 card = read_card(path)
             except (InputError, ModelError):
                 continue
+            names.add(path.stem)
             head = card.get("head") or {}
             found.append({"name": path.stem, "path": str(path), "architecture": card.get("architecture"),
                           "task": head.get("type") or "encoder",

@@ -5,6 +5,7 @@ from __future__ import annotations
 from qgis.core import QgsProcessingOutputString
 
 from .. import settings
+from ..i18n import tr
 from .base import GeoLinkAlgorithm
 
 
@@ -20,7 +21,7 @@ class CheckBackendAlgorithm(GeoLinkAlgorithm):
     REPORT = "REPORT"
 
     def initAlgorithm(self, config=None):  # noqa: N802
-        self.addOutput(QgsProcessingOutputString(self.REPORT, "Backend report"))
+        self.addOutput(QgsProcessingOutputString(self.REPORT, tr("Backend report")))
 
     def processAlgorithm(self, parameters, context, feedback):  # noqa: N802
         result = self.run_backend("doctor", {"model_dirs": settings.model_dirs()}, feedback)
