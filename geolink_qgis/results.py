@@ -145,7 +145,10 @@ def file_provenance(path: str) -> Dict[str, str]:
         from osgeo import gdal
     except ImportError:
         return {}
-    ds = gdal.OpenEx(path.split("|")[0])
+    source = path.split("|")[0]
+    if not Path(source).exists():  # a memory or database layer: no file metadata
+        return {}
+    ds = gdal.OpenEx(source)
     if ds is None:
         return {}
     items = dict(ds.GetMetadata() or {})

@@ -63,11 +63,12 @@ class AlgorithmTask(QgsTask):
         try:
             self.results = dict(self.alg.runPrepared(self.parameters, self.context, self.feedback) or {})
             return True
-        except Exception as exc:  # QgsProcessingException, or a bug: reported to the dialog, never raised
+        except Exception as exc:  # QgsProcessingException, or a bug: reported once, never raised
             self.error = str(exc)
             if self.feedback.isCanceled():
                 self.setDescription(tr("{title}: cancelled").format(title=self.alg.displayName()))
                 return True
+            self.feedback.reportError(self.error, True)  # the dialog's log and QGIS's Processing log, once
             return False
 
     def cancel(self) -> None:  # the task manager's cancel button stops the backend too

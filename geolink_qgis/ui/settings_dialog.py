@@ -94,6 +94,11 @@ class SettingsDialog(QDialog):
         self.install_button.clicked.connect(self.install)
         self.check_button.clicked.connect(self.check)
 
+    def _show_log(self) -> None:
+        """Show the log and grow the dialog to hold it, instead of squashing the settings above it."""
+        self.log.setVisible(True)
+        self.resize(self.width(), max(self.height(), self.sizeHint().height()))
+
     def _backend_state(self) -> str:
         python = settings.backend_python()
         if Path(python).exists():
@@ -120,7 +125,7 @@ class SettingsDialog(QDialog):
         self.task.done.connect(self._installed)
         self.install_button.setEnabled(False)
         self.progress.setVisible(True)
-        self.log.setVisible(True)
+        self._show_log()
         self.status.setText("Installing the backend (several minutes; QGIS stays usable)…")
         QgsApplication.taskManager().addTask(self.task)
         return self.task
@@ -138,7 +143,7 @@ class SettingsDialog(QDialog):
     def check(self) -> None:
         from .runner import AlgorithmRun
 
-        self.log.setVisible(True)
+        self._show_log()
         self.log.clear()
         run = AlgorithmRun("geolink:checkbackend", {}, parent=self)
         run.message.connect(lambda text, err: self.log.appendPlainText(text))

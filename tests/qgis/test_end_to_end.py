@@ -107,9 +107,11 @@ def test_zones_are_categorized_with_confidence(qgis_app, data_dir, tmp_path, tin
     assert {c.label() for c in layer.renderer().categories()} <= set(tiny.CLASSES) | {""}
 
 
-def test_finetune_takes_class_colours_from_the_layer_style(qgis_app, data_dir, tmp_path, tiny_models):
+def test_finetune_takes_class_colours_from_the_layer_style(qgis_app, data_dir, tmp_path, tiny_models, monkeypatch):
+    """... and saves the model in the GeoLink model folder by default, named after the labelled layer."""
     from qgis import processing
 
+    from geolink_qgis import settings
     from geolink_qgis.models import read_card
     from tests.backend.finetune_helpers import labels_in_crop
 
@@ -127,10 +129,12 @@ def test_finetune_takes_class_colours_from_the_layer_style(qgis_app, data_dir, t
         symbol.setColor(QColor(colours[name]))
         cats.append(QgsRendererCategory(name, symbol, name))
     labels.setRenderer(QgsCategorizedSymbolRenderer("class", cats))
-    out = tmp_path / "mine.safetensors"
-    result = processing.run("geolink:finetune", {
+    monkeypatch.setattr(settings, "model_folder", lambda: str(tmp_path / "models"))
+    result = processing.run("geolink:finetune", {  # no OUTPUT: the model folder, named after the label layer
         "INPUT": str(raster), "LABELS": labels, "CLASS_FIELD": "class", "MODEL": tiny_models["encoder"],
-        "OUTPUT": str(out), "EPOCHS": 1, "HEAD": 2, "BATCH_SIZE": 4})
+        "EPOCHS": 1, "HEAD": 2, "BATCH_SIZE": 4})
+    out = tmp_path / "models" / "labels.safetensors"
+    assert result["OUTPUT"] == str(out)
     card = read_card(out)
     assert {c["name"]: c["color"].lower() for c in card["head"]["classes"]} == colours
     assert Path(result["REPORT"]).exists()
