@@ -8,6 +8,8 @@ import subprocess
 import sys
 from pathlib import Path
 
+import pytest
+
 from geolink.errors import CommandLineWords, InputError, cmd, opt, parts, render
 from geolink.tasks import TASKS, load_task
 
@@ -65,3 +67,21 @@ def test_worker_sends_parts_and_the_cli_says_flags(data_dir, tmp_path):
     assert cli.returncode == 1
     assert "hint: Map bands with --bands (e.g. --bands 1,1,1 for a grey image)" in cli.stderr
     assert "{opt:" not in cli.stderr and not (tmp_path / "out.tif").exists()
+
+
+def test_a_model_in_two_folders_is_listed_once_as_the_one_used(tmp_path, monkeypatch):
+    """`geolink doctor` (Check GeoLink backend) listed `default` twice: the plugin's copy and the backend's."""
+    import shutil
+
+    from geolink.model_store import SOURCE_MODELS, list_models, resolve_model
+
+    default = SOURCE_MODELS / "default.safetensors"
+    if not default.exists():
+        pytest.skip("the embedded default model is not in this checkout")
+    first = tmp_path / "plugin-models"
+    first.mkdir()
+    shutil.copy(default, first / "default.safetensors")
+    monkeypatch.delenv("GEOLINK_MODEL_DIRS", raising=False)
+    listed = [m for m in list_models([str(first)]) if m["name"] == "default"]
+    assert [m["path"] for m in listed] == [str(resolve_model("default", [str(first)]))] == [
+        str(first / "default.safetensors")]

@@ -148,3 +148,22 @@ def test_a_failure_is_said_once_in_qgis_words(qgis_app, data_dir, tmp_path, proj
     assert sum("The raster has 1 band(s)" in text for tag, text in logged if tag == "Processing") == 1  # once
     assert [t for t in iface.bar_texts() if "1 band(s)" in t]
     assert not re.search(r"--\w", status)
+
+
+def test_trained_and_imported_models_default_to_the_model_folder(qgis_app, tmp_path, monkeypatch):
+    """The output box shows the model folder itself (not "[Skip output]" or a temporary file)."""
+    import os
+
+    from geolink_qgis import settings
+    from geolink_qgis.algorithms.base import model_folder_given
+
+    monkeypatch.setattr(settings, "model_folder", lambda: str(tmp_path / "models"))
+    for alg_id in ("finetune", "importcheckpoint"):
+        param = QgsApplication.processingRegistry().createAlgorithmById(f"geolink:{alg_id}").parameterDefinition(
+            "OUTPUT")
+        assert param.defaultValue() == str(tmp_path / "models") + os.sep
+        assert not (param.flags() & param.FlagOptional)
+    assert model_folder_given(str(tmp_path / "models") + os.sep) == tmp_path / "models"
+    assert model_folder_given(str(tmp_path / "models" / ".safetensors")) == tmp_path / "models"
+    assert model_folder_given("") == tmp_path / "models"
+    assert model_folder_given(str(tmp_path / "mine.safetensors")) is None
