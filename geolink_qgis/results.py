@@ -177,13 +177,19 @@ def model_label(model: object) -> str:
     return Path(text).stem if text.lower().endswith((".safetensors", ".pth", ".pt")) else text
 
 
+def shorten(text: str, width: int = 18) -> str:
+    """`text` in at most `width` characters, its middle elided: file names differ at either end."""
+    return text if len(text) <= width else text[:width - 7] + "…" + text[-6:]
+
+
 def run_names(task_title: str, output_title: str, raster: str, model: object, when: str) -> Tuple[str, str]:
-    """(group, layer) names for one run's output. The Layers panel cuts long names on the right, so each name
-    starts with what tells it apart: the group with the task and the time, the layer with what it is and the
-    model, then the raster ("Land cover · default · Sentinel-2 crop")."""
-    parts = [p for p in (model_label(model) if raster else "", raster) if p]
-    group = f"{task_title} {when}" + (f" · {raster}" if raster else "")
-    return group, " · ".join([output_title, *parts])
+    """(group, layer) names for one run's output. The Layers panel cuts long names on the right (a docked panel
+    shows some 28 characters of a layer in a group), so names start with what tells runs apart: the group
+    with the time, then the task ("09:24:15 Classify land cover"); the layer with the raster (its middle
+    elided) and the model, then what it is ("Sentinel-2 north · default · Land cover")."""
+    group = f"{when} {task_title}"
+    parts = [shorten(raster), model_label(model)] if raster else []
+    return group, " · ".join([*parts, output_title])
 
 
 def is_geolink_output(layer: QgsMapLayer) -> bool:

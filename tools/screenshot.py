@@ -7,10 +7,9 @@ profile where the plugin is installed from `make package`'s zip. A startup scrip
 two crops of the real Sentinel-2 scene (`make data`), a one-band copy and the committed
 land-cover polygons, then clicks through the GeoLink dialog as a user would, saving beside
 --out: the dialog describing the chosen model (walkthrough-1-model.png), a classification
-(--out itself, and walkthrough-2-classify.png), the Layers panel after a second run on the
-other crop (walkthrough-3-two-runs.png), a fine-tune with its report link
-(walkthrough-4-finetune.png; 1 epoch, to keep it short) and the message a one-band raster
-gets (walkthrough-5-error.png).
+(--out itself), the Layers panel after a second run on the other crop
+(walkthrough-2-two-runs.png), a fine-tune with its report link (walkthrough-3-finetune.png;
+1 epoch, to keep it short) and the message a one-band raster gets (walkthrough-4-error.png).
 """
 
 from __future__ import annotations
@@ -37,6 +36,7 @@ import json, os
 from qgis.core import (QgsContrastEnhancement, QgsMultiBandColorRenderer, QgsProject, QgsRasterLayer, QgsRectangle,
                        QgsVectorLayer)
 from qgis.PyQt.QtCore import QRect, Qt, QTimer
+from qgis.PyQt.QtGui import QImage
 from qgis.PyQt.QtWidgets import QApplication, QDockWidget, QLineEdit
 from qgis.utils import iface, plugins
 
@@ -50,12 +50,14 @@ def log(msg):
 
 
 def save(pixmap, name, width=None):
+    # A small PNG for the README: scaled down, in 256 colours.
     QApplication.processEvents()
-    path = os.path.join(CFG["docs"], name)
+    path = name if os.path.isabs(name) else os.path.join(CFG["docs"], name)
     if width and pixmap.width() > width:
         pixmap = pixmap.scaledToWidth(width, Qt.TransformationMode.SmoothTransformation)
-    pixmap.save(path, "PNG")
-    log(f"saved {path} ({pixmap.width()}x{pixmap.height()})")
+    image = pixmap.toImage().convertToFormat(QImage.Format.Format_Indexed8)
+    image.save(path, "PNG")
+    log(f"saved {path} ({image.width()}x{image.height()})")
 
 
 def screen():
@@ -167,8 +169,7 @@ def step_classify():
 
 
 def step_classify_shot():
-    save(screen(), os.path.basename(CFG["out"]))
-    save(screen(), "walkthrough-2-classify.png", width=1200)
+    save(screen(), CFG["out"], width=1200)
     next_step()
 
 
@@ -186,7 +187,7 @@ def step_two_runs_shot():
     win = iface.mainWindow()
     legend = {d.objectName(): d for d in win.findChildren(QDockWidget)}["Layers"]
     origin = legend.mapTo(win, legend.rect().topLeft())
-    save(screen().copy(QRect(origin.x(), origin.y(), legend.width(), legend.height())), "walkthrough-3-two-runs.png")
+    save(screen().copy(QRect(origin.x(), origin.y(), legend.width(), legend.height())), "walkthrough-2-two-runs.png")
     next_step()
 
 
@@ -204,7 +205,7 @@ def step_finetune():
 
 
 def step_finetune_shot():
-    save(dialog().grab(), "walkthrough-4-finetune.png")
+    save(dialog().grab(), "walkthrough-3-finetune.png")
     next_step()
 
 
@@ -212,12 +213,13 @@ def step_error():
     d = dialog()
     d.parameters = type(d).parameters.__get__(d)
     d.task.setCurrentIndex(0)
+    d.model.setCurrentText(CFG["model"])
     d.raster.setLayer(QgsProject.instance().mapLayersByName("Grey band")[0])
     run_then(lambda: later(1500))
 
 
 def step_error_shot():
-    save(screen(), "walkthrough-5-error.png", width=1200)
+    save(screen(), "walkthrough-4-error.png", width=1200)
     next_step()
 
 

@@ -138,9 +138,10 @@ class GeoLinkDialog(QDialog):
 
     # ------------------------------------------------------------ state
 
-    def refresh(self) -> None:
-        """Re-read the project's layers, the installed models and the backend's state."""
-        self._refresh_inputs()
+    def refresh(self, prefer_active: bool = True) -> None:
+        """Re-read the project's layers, the installed models and the backend's state; `prefer_active` (when the
+        dialog opens) makes QGIS's active raster the input."""
+        self._refresh_inputs(prefer_active)
         current = self.model.currentText() or "default"
         self.model.blockSignals(True)
         self.model.clear()
@@ -155,9 +156,9 @@ class GeoLinkDialog(QDialog):
         self.backend_note.setText(
             tr("The GeoLink backend is not installed yet: install it once (PyTorch and GeoLink in their own Python "
                "environment, a 3-7 GB download).") + f"<br><small>{tr('Looked for:')} {html.escape(python)}</small>")
-        self._task_changed()
+        self._show_task_fields()
 
-    def _refresh_inputs(self) -> None:
+    def _refresh_inputs(self, prefer_active: bool = True) -> None:
         """The Raster box offers every raster but GeoLink's own outputs, the active layer first choice; the OSM list
         offers the vector layers but GeoLink's outputs, OSM-like layers first."""
         outputs = [lyr for lyr in self.project.mapLayers().values() if is_geolink_output(lyr)]
@@ -165,7 +166,7 @@ class GeoLinkDialog(QDialog):
         self.labels.setExceptedLayerList(outputs)
         active = self.iface.activeLayer() if self.iface is not None else None
         current = self.raster.currentLayer()
-        if isinstance(active, QgsRasterLayer) and not is_geolink_output(active):
+        if prefer_active and isinstance(active, QgsRasterLayer) and not is_geolink_output(active):
             self.raster.setLayer(active)
         elif current is None or is_geolink_output(current):
             candidates = [lyr for lyr in self.project.mapLayers().values()
@@ -187,6 +188,13 @@ class GeoLinkDialog(QDialog):
             self.osm_layers.addItem(item)
 
     def _task_changed(self) -> None:
+        """Another task: its fields, and a status line that no longer speaks of the last task's run."""
+        self._show_task_fields()
+        if not self.is_running():
+            self._set_status(tr("Ready."))
+            self.progress.setValue(0)
+
+    def _show_task_fields(self) -> None:
         task = self.current_task()
         self.osm_layers.setToolTip(tr("Required for zones") if task == "zones"
                                    else tr("Optional: fuse OSM with the imagery"))
@@ -195,11 +203,8 @@ class GeoLinkDialog(QDialog):
             self.form.labelForField(widget).setVisible(task == "finetune")
         self.output.setFilter(tr("GeoLink model (*.safetensors)") if task == "finetune" else "")
         self.output.lineEdit().setPlaceholderText(
-            tr("[Save in the GeoLink model folder, named after the labelled layer]") if task == "finetune"
+            tr("[The GeoLink model folder, named after the polygons]") if task == "finetune"
             else tr("[Save to a temporary file]"))
-        if not self.is_running():
-            self._set_status(tr("Ready."))
-            self.progress.setValue(0)
 
     def _model_changed(self) -> None:
         """Show what the chosen model is, from its card, before anything runs."""
@@ -285,24 +290,25 @@ class GeoLinkDialog(QDialog):
             self.progress.setValue(100)
             done = self._done_text(results)
             if self.warnings:
-                first = self.warnings[0] + (tr(" (and {n} more in the log)").format(n=len(self.warnings) - 1)
-                                            if len(self.warnings) > 1 else "")
+                more = len(self.warnings) - 1
+                first = self.warnings[0].rstrip(".") + (tr(" (and {n} more in the log)").format(n=more)
+                                                        if more else "") + "."
                 self._set_status(done + "<br><b>" + tr("Warning:") + "</b> " + html.escape(first), rich=True)
                 self._push(tr("GeoLink finished with a warning"), first, warning=True)
             else:
                 self._set_status(done, rich=True)
-            self._refresh_inputs()
+            self._refresh_inputs(prefer_active=False)
         elif error == tr("Cancelled."):
             self._set_status(error)
         else:
             self._set_status("<b>" + tr("Failed:") + "</b> " + html.escape(error).replace("\n", "<br>"), rich=True)
-            self._push(tr("GeoLink failed"), error.splitlines()[0] if error else "", warning=True)
+            self._push(tr("GeoLink failed"), " ".join(error.splitlines()), warning=True)
 
     def _done_text(self, results: dict) -> str:
         if self.current_task() != "finetune":
             return html.escape(tr("Done: the results are in the Layers panel, in a group named after this run."))
         name = Path(results.get("OUTPUT", "")).stem
-        self.refresh()
+        self.refresh(prefer_active=False)
         self.model.setCurrentText(name)
         text = html.escape(tr("Trained model “{name}”. Choose “Classify land cover” to map with it.").format(
             name=name))

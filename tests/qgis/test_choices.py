@@ -47,7 +47,7 @@ def mark_as_output(layer, project, kind=results.CLASSES):
 
     context = QgsProcessingContext()
     context.setProject(project)
-    results.ResultStyler(kind, "Classify land cover 08:16:05 · crop", "Land cover · default · crop", {}
+    results.ResultStyler(kind, "08:16:05 Classify land cover", "crop · default · Land cover", {}
                          ).postProcessLayer(layer, context, QgsProcessingFeedback())
 
 
@@ -82,17 +82,19 @@ def test_osm_list_puts_osm_like_layers_first_and_leaves_out_outputs(qgis_app, da
 
 
 def test_two_runs_read_apart_where_the_layers_panel_cuts_names(qgis_app):
-    group1, layer1 = results.run_names("Classify land cover", "Land cover", "Sentinel-2 crop (600 px)",
-                                       "default", "08:16:05")
-    group2, layer2 = results.run_names("Classify land cover", "Land cover", "Sentinel-2 crop (600 px)",
-                                       "/data/models/my-polygons.safetensors", "08:17:40")
-    assert group1 == "Classify land cover 08:16:05 · Sentinel-2 crop (600 px)"
-    assert layer1 == "Land cover · default · Sentinel-2 crop (600 px)"
-    assert layer2 == "Land cover · my-polygons · Sentinel-2 crop (600 px)"
-    cut = 28  # about what a docked Layers panel shows of a layer inside a group
-    assert group1[:cut] != group2[:cut] and layer1[:cut] != layer2[:cut]
-    _, other_raster = results.run_names("Classify land cover", "Land cover", "NEON aerial", "default", "08:18:00")
-    assert other_raster[:cut] != layer1[:cut]
+    cut = 28  # about what a docked Layers panel shows of a layer inside a group (walkthrough-3-two-runs.png)
+    group1, layer1 = results.run_names("Classify land cover", "Land cover", "Sentinel-2 crop", "default", "08:16:05")
+    group2, layer2 = results.run_names("Classify land cover", "Land cover", "Sentinel-2 north", "default",
+                                       "08:17:40")
+    _, layer3 = results.run_names("Classify land cover", "Land cover", "Sentinel-2 crop",
+                                  "/data/models/my-polygons.safetensors", "08:18:00")
+    assert group1 == "08:16:05 Classify land cover"
+    assert layer1 == "Sentinel-2 crop · default · Land cover"
+    assert layer3 == "Sentinel-2 crop · my-polygons · Land cover"
+    assert len({group1[:cut], group2[:cut]}) == 2 and len({layer1[:cut], layer2[:cut], layer3[:cut]}) == 3
+    _, long_name = results.run_names("Classify land cover", "Land cover",
+                                     "S2A_MSIL2A_20240612T155821_N0510_R097_T18SVG_20240612T213412", "default", "")
+    assert long_name == "S2A_MSIL2A_…213412 · default · Land cover"
 
 
 def test_the_dialog_describes_the_chosen_model_and_resets_its_status(qgis_app, project):
@@ -126,7 +128,7 @@ def test_a_warning_stays_in_the_status_line_and_the_message_bar(qgis_app, data_d
     assert status.startswith("Done") and "no feature in the raster" in status, dialog.log.toPlainText()
     assert any("no feature in the raster" in text for text in iface.bar_texts())
     made = [lyr for lyr in project.mapLayers().values() if results.is_geolink_output(lyr)]
-    assert [lyr.name() for lyr in made] == ["Land cover · tiny-landcover · crop"]
+    assert [lyr.name() for lyr in made] == ["crop · tiny-landcover · Land cover"]
     assert dialog.raster.currentLayer() is raster  # the result is not offered as the next input
 
 
@@ -159,8 +161,8 @@ def test_trained_and_imported_models_default_to_the_model_folder(qgis_app, tmp_p
 
     monkeypatch.setattr(settings, "model_folder", lambda: str(tmp_path / "models"))
     for alg_id in ("finetune", "importcheckpoint"):
-        param = QgsApplication.processingRegistry().createAlgorithmById(f"geolink:{alg_id}").parameterDefinition(
-            "OUTPUT")
+        alg = QgsApplication.processingRegistry().createAlgorithmById(f"geolink:{alg_id}")
+        param = alg.parameterDefinition("OUTPUT")
         assert param.defaultValue() == str(tmp_path / "models") + os.sep
         assert not (param.flags() & param.FlagOptional)
     assert model_folder_given(str(tmp_path / "models") + os.sep) == tmp_path / "models"

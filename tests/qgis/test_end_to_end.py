@@ -68,8 +68,8 @@ def test_classify_lands_as_a_named_palette_in_its_group(qgis_app, data_dir, tmp_
     assert isinstance(layer.renderer(), QgsPalettedRasterRenderer)
     legend = [text for text, _ in layer.renderer().legendSymbologyItems()]
     assert legend == tiny.CLASSES
-    assert re.fullmatch(r"Classify land cover \d\d:\d\d:\d\d · hel", group_of(project, layer))
-    assert layer.name() == "Land cover · tiny-landcover · hel"
+    assert re.fullmatch(r"\d\d:\d\d:\d\d Classify land cover", group_of(project, layer))
+    assert layer.name() == "hel · tiny-landcover · Land cover"
     abstract = layer.metadata().abstract()
     assert "model_sha256: " in abstract and "task: classify" in abstract and "osm_lines" in abstract
     prob_layer = loaded(project, probs)
@@ -191,7 +191,7 @@ def test_the_dialog_runs_a_classification_into_a_styled_group(qgis_app, data_dir
     assert any(0 < v < 100 for v in seen)
     layer = loaded(project, tmp_path / "dialog_classes.tif")
     assert isinstance(layer.renderer(), QgsPalettedRasterRenderer)
-    assert re.fullmatch(r"Classify land cover \d\d:\d\d:\d\d · scene", group_of(project, layer))
+    assert re.fullmatch(r"\d\d:\d\d:\d\d Classify land cover", group_of(project, layer))
 
 
 def test_classify_inside_a_processing_model(qgis_app, data_dir, tmp_path, tiny_models):
