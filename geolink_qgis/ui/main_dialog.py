@@ -294,7 +294,7 @@ class GeoLinkDialog(QDialog):
                 first = self.warnings[0].rstrip(".") + (tr(" (and {n} more in the log)").format(n=more)
                                                         if more else "") + "."
                 self._set_status(done + "<br><b>" + tr("Warning:") + "</b> " + html.escape(first), rich=True)
-                self._push(tr("GeoLink finished with a warning"), first, warning=True)
+                self._warn_in_message_bar(tr("GeoLink finished with a warning"), first)
             else:
                 self._set_status(done, rich=True)
             self._refresh_inputs(prefer_active=False)
@@ -302,7 +302,7 @@ class GeoLinkDialog(QDialog):
             self._set_status(error)
         else:
             self._set_status("<b>" + tr("Failed:") + "</b> " + html.escape(error).replace("\n", "<br>"), rich=True)
-            self._push(tr("GeoLink failed"), " ".join(error.splitlines()), warning=True)
+            self._warn_in_message_bar(tr("GeoLink failed"), " ".join(error.splitlines()))
 
     def _done_text(self, results: dict) -> str:
         if self.current_task() != "finetune":
@@ -321,12 +321,10 @@ class GeoLinkDialog(QDialog):
     def _set_status(self, text: str, rich: bool = False) -> None:
         self.status.setText(text if rich else html.escape(text))
 
-    def _push(self, title: str, text: str, warning: bool) -> None:
-        """The outcome in QGIS's message bar too, where it stays visible after the dialog is closed."""
-        if self.iface is None:
-            return
-        bar = self.iface.messageBar()
-        (bar.pushWarning if warning else bar.pushInfo)(title, text)
+    def _warn_in_message_bar(self, title: str, text: str) -> None:
+        """A warning or failure in QGIS's message bar too, where it stays in view after the dialog is closed."""
+        if self.iface is not None:
+            self.iface.messageBar().pushWarning(title, text)
 
     def _busy(self, busy: bool) -> None:
         self.run_button.setEnabled(not busy)

@@ -169,3 +169,14 @@ def test_trained_and_imported_models_default_to_the_model_folder(qgis_app, tmp_p
     assert model_folder_given(str(tmp_path / "models" / ".safetensors")) == tmp_path / "models"
     assert model_folder_given("") == tmp_path / "models"
     assert model_folder_given(str(tmp_path / "mine.safetensors")) is None
+
+
+def test_a_trained_model_is_chosen_and_its_report_linked(qgis_app, tmp_path, project):
+    dialog = GeoLinkDialog(project=project, iface=Iface())
+    dialog.task.setCurrentIndex(3)
+    report = tmp_path / "mine.report.html"
+    dialog._finished(True, {"OUTPUT": str(tmp_path / "mine.safetensors"), "REPORT": str(report)}, "")
+    status = dialog.status.text()
+    assert "Trained model “mine”" in status and dialog.model.currentText() == "mine"
+    assert f'<a href="file://{report}">Open the training report</a>' in status
+    assert dialog.status.openExternalLinks()
