@@ -46,8 +46,10 @@ def model_destination(name: str, description: str) -> QgsProcessingParameterFile
     the algorithm names the file there (`model_folder_given`), so a trained or imported model is never lost in
     a temporary folder."""
     folder = str(settings.models_home()).rstrip("/\\") + os.sep
+    # Optional, so that a script or qgis_process may leave it out (QGIS 3.22 does not fill a missing destination
+    # with its default); the dialog shows the folder all the same, not "[Skip output]".
     return QgsProcessingParameterFileDestination(name, description, tr("GeoLink model (*.safetensors)"),
-                                                 defaultValue=folder)
+                                                 defaultValue=folder, optional=True, createByDefault=True)
 
 
 def model_folder_given(path: str) -> Optional[Path]:

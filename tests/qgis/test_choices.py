@@ -156,6 +156,10 @@ def test_trained_and_imported_models_default_to_the_model_folder(qgis_app, tmp_p
     """The output box shows the model folder itself (not "[Skip output]" or a temporary file)."""
     import os
 
+    from qgis.core import QgsProcessingContext
+    from qgis.gui import QgsGui, QgsProcessingGui
+    from qgis.PyQt.QtWidgets import QLineEdit
+
     from geolink_qgis import settings
     from geolink_qgis.algorithms.base import model_folder_given
 
@@ -163,8 +167,10 @@ def test_trained_and_imported_models_default_to_the_model_folder(qgis_app, tmp_p
     for alg_id in ("finetune", "importcheckpoint"):
         alg = QgsApplication.processingRegistry().createAlgorithmById(f"geolink:{alg_id}")
         param = alg.parameterDefinition("OUTPUT")
-        assert param.defaultValue() == str(tmp_path / "models") + os.sep
-        assert not (param.flags() & param.FlagOptional)
+        assert param.defaultValue() == str(tmp_path / "models") + os.sep and param.createByDefault()
+        wrapper = QgsGui.processingGuiRegistry().createParameterWidgetWrapper(param, QgsProcessingGui.Standard)
+        box = wrapper.createWrappedWidget(QgsProcessingContext())
+        assert [edit.text() for edit in box.findChildren(QLineEdit)] == [str(tmp_path / "models") + os.sep]
     assert model_folder_given(str(tmp_path / "models") + os.sep) == tmp_path / "models"
     assert model_folder_given(str(tmp_path / "models" / ".safetensors")) == tmp_path / "models"
     assert model_folder_given("") == tmp_path / "models"
