@@ -15,6 +15,9 @@ words and no message is written twice:
 
 The worker sends each text also as `parts` (plain text and the markers, see `parts`); the CLI and QGIS
 join them with their own `Words`. Everything else in a message stays plain text in neutral words.
+
+`option` (a GeoLinkError's) names the one task option the error is about, when it is about one, so a client
+can point at it (it travels as the error event's "option").
 """
 
 from __future__ import annotations
@@ -99,18 +102,37 @@ def render(text: Optional[str], words: Optional[Words] = None) -> Optional[str]:
 class GeoLinkError(Exception):
     """Base of all expected failures; anything else is reported as a crash."""
 
-    def __init__(self, message: str, hint: Optional[str] = None):
+    def __init__(self, message: str, hint: Optional[str] = None, option: Optional[str] = None):
         super().__init__(render(message))
         self.message = message
         self.hint = hint
+        self.option = option
 
 
 class InputError(GeoLinkError):
     """Bad input: a file, a layer, a parameter."""
 
 
+class OutputError(GeoLinkError):
+    """An output that cannot be written (disk full, read-only folder); nothing is left under its name."""
+
+
 class ModelError(GeoLinkError):
     """A checkpoint or model package that cannot be used."""
+
+
+def as_geolink_error(exc: BaseException) -> Optional[GeoLinkError]:
+    """An unexpected OSError said plainly (disk full, read-only, no permission, missing file), naming its file;
+    None for anything else (a bug, reported with its traceback)."""
+    if not isinstance(exc, OSError) or not getattr(exc, "filename", None):
+        return None
+    from .atomic import explain_write_error
+
+    plain = explain_write_error(exc, exc.filename)
+    if plain is not None:
+        return plain
+    return GeoLinkError(f"Cannot use {exc.filename}: {exc.strerror or exc}.",
+                        hint="Check that the file or folder exists and that you may read and write it.")
 
 
 class Cancelled(GeoLinkError):

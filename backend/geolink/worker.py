@@ -8,10 +8,11 @@ Protocol (the only way the QGIS plugin reaches the backend):
   {"event": "progress", "percent": 0-100, "message": str}
   {"event": "log", "level": "debug|info|warning|error", "message": str}
   {"event": "result", "outputs": {...}, "figures": {...}, ...}   last, on success
-  {"event": "error", "type": str, "message": str, "hint": str|null,
+  {"event": "error", "type": str, "message": str, "hint": str|null, "option": str|null,
    "message_parts": [...], "hint_parts": [...]|null}                   last, on failure
   message and hint are in the command line's words; the parts (`errors.parts`) let the plugin name the
-  options and tasks they mention in its own words (a parameter's label, an algorithm's name).
+  options and tasks they mention in its own words (a parameter's label, an algorithm's name);
+  "option" is the Config field the error is about, when it is about one.
 Exit status: 0 result, 1 error, 2 cancelled. Anything printed by libraries goes to stderr,
 so stdout carries events only.
 """
@@ -26,7 +27,7 @@ import traceback
 from typing import IO, Callable, Optional
 
 from .config import build_config
-from .errors import Cancelled, GeoLinkError, InputError, opt, parts, render
+from .errors import Cancelled, GeoLinkError, InputError, as_geolink_error, opt, parts, render
 from .progress import Progress, quiet_library_warnings
 from .tasks import load_task
 
@@ -74,9 +75,9 @@ def parse_job(job_line: str) -> dict:
     return job
 
 
-def error_event(kind: str, message: str, hint: Optional[str] = None) -> dict:
+def error_event(kind: str, message: str, hint: Optional[str] = None, option: Optional[str] = None) -> dict:
     """The last event of a failed job: the texts in the CLI's words, and as parts for the plugin's words."""
-    return {"event": "error", "type": kind, "message": render(message), "hint": render(hint),
+    return {"event": "error", "type": kind, "message": render(message), "hint": render(hint), "option": option,
             "message_parts": parts(message), "hint_parts": parts(hint)}
 
 
@@ -91,8 +92,11 @@ def run_job(job: dict, emit: Callable[[dict], None], cancel: threading.Event) ->
     except Cancelled as exc:
         emit(error_event("Cancelled", exc.message))
         return EXIT_CANCELLED
-    except GeoLinkError as exc:
-        emit(error_event(type(exc).__name__, exc.message, exc.hint))
+    except (GeoLinkError, OSError) as exc:
+        error = exc if isinstance(exc, GeoLinkError) else as_geolink_error(exc)
+        if error is None:
+            return _crash(exc, emit)
+        emit(error_event(type(error).__name__, error.message, error.hint, error.option))
         return EXIT_ERROR
     except MemoryError:
         emit(error_event("MemoryError", "The backend ran out of memory.",
@@ -100,9 +104,13 @@ def run_job(job: dict, emit: Callable[[dict], None], cancel: threading.Event) ->
                          f"{opt('extent')}."))
         return EXIT_ERROR
     except Exception as exc:  # a bug: report it with its traceback, never hang
-        emit({"event": "log", "level": "error", "message": traceback.format_exc()})
-        emit(error_event(type(exc).__name__, f"Internal error: {exc}", "Please report this with the log above."))
-        return EXIT_ERROR
+        return _crash(exc, emit)
+
+
+def _crash(exc: BaseException, emit: Callable[[dict], None]) -> int:
+    emit({"event": "log", "level": "error", "message": traceback.format_exc()})
+    emit(error_event(type(exc).__name__, f"Internal error: {exc}", "Please report this with the log above."))
+    return EXIT_ERROR
 
 
 def main(stdin: Optional[IO[str]] = None) -> int:

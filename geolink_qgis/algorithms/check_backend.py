@@ -11,7 +11,7 @@ from .base import GeoLinkAlgorithm
 
 class CheckBackendAlgorithm(GeoLinkAlgorithm):
     ALG_ID = "checkbackend"
-    TASK = "doctor"
+    BACKEND_TASK = "doctor"
     TITLE = "Check GeoLink backend"
     GROUP = "Setup"
     HELP = ("Reports the backend interpreter, the versions of torch (and its CUDA build), torch_geometric, timm and "

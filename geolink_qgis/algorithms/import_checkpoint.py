@@ -21,7 +21,7 @@ from .base import GeoLinkAlgorithm, model_destination, model_folder_given
 
 class ImportCheckpointAlgorithm(GeoLinkAlgorithm):
     ALG_ID = "importcheckpoint"
-    TASK = "import-checkpoint"
+    BACKEND_TASK = "import-checkpoint"
     TITLE = "Import GeoLink checkpoint"
     GROUP = "Setup"
     HELP = ("Converts an official GeoLink checkpoint (.pth, as released with the paper) into a GeoLink model "

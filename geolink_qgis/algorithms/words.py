@@ -51,6 +51,6 @@ class ProcessingWords:
         from . import ALGORITHMS
 
         for cls in ALGORITHMS:
-            if (cls.TASK or cls.ALG_ID) == name:
+            if (cls.BACKEND_TASK or cls.ALG_ID) == name:
                 return "“" + tr(cls.TITLE) + "”"
         return tr("the backend command “geolink {name}”").format(name=name)

@@ -27,7 +27,7 @@ from qgis.PyQt.QtWidgets import (
 from .. import layers, settings
 from ..compat import layer_filter
 from ..i18n import tr
-from ..models import list_packages, new_model_path, read_card, summary
+from ..models import list_packages, new_model_path, read_card, suitable, summary
 from ..results import is_geolink_output
 from .runner import AlgorithmRun
 
@@ -54,6 +54,7 @@ class GeoLinkDialog(QDialog):
         banner_row = QHBoxLayout(self.backend_banner)
         banner_row.addWidget(self.backend_note, 1)
         banner_row.addWidget(self.install_button)
+        self.packages: list = []  # the model packages found (refresh)
         self.task = QComboBox()
         for alg_id, title in TASKS:
             self.task.addItem(tr(title), alg_id)
@@ -142,21 +143,17 @@ class GeoLinkDialog(QDialog):
         """Re-read the project's layers, the installed models and the backend's state; `prefer_active` (when the
         dialog opens) makes QGIS's active raster the input."""
         self._refresh_inputs(prefer_active)
-        current = self.model.currentText() or "default"
-        self.model.blockSignals(True)
-        self.model.clear()
-        self.packages = {m["name"]: m for m in list_packages(settings.model_dirs())}
-        self.model.addItems(["default"] + [name for name in self.packages if name != "default"])
-        self.model.setCurrentText(current)
-        self.model.blockSignals(False)
-        self._model_changed()
-        python = settings.backend_python()
-        ready = Path(python).exists()
-        self.backend_banner.setVisible(not ready)
+        self.packages = list_packages(settings.model_dirs())
+        state = settings.backend_status()
+        self.backend_banner.setVisible(not state.ready)
+        self.install_button.setText(tr("Repair backend…") if state.status == "incomplete" else tr("Install backend…"))
         self.backend_note.setText(
             tr("The GeoLink backend is not installed yet: install it once (PyTorch and GeoLink in their own Python "
-               "environment, a 3-7 GB download).") + f"<br><small>{tr('Looked for:')} {html.escape(python)}</small>")
+               "environment, a 1-4 GB download).")
+            + f"<br><small>{tr('Looked for:')} {html.escape(str(state.python))}</small>"
+            if state.status == "missing" else f"{state.summary} " + tr("Click Repair backend to finish it."))
         self._show_task_fields()
+        self._model_changed()
 
     def _refresh_inputs(self, prefer_active: bool = True) -> None:
         """The Raster box offers every raster but GeoLink's own outputs, the active layer first choice; the OSM list
@@ -187,6 +184,14 @@ class GeoLinkDialog(QDialog):
                 item.setForeground(Qt.GlobalColor.darkGray)
             self.osm_layers.addItem(item)
 
+    def _fill_models(self, task: str) -> None:
+        """The model choices: the packages this task can use ('default' first)."""
+        current = self.model.currentText() or "default"
+        self.model.clear()
+        names = ["default"] + [m["name"] for m in suitable(self.packages, task) if m["name"] != "default"]
+        self.model.addItems(names)
+        self.model.setCurrentText(current if current in names else "default")
+
     def _task_changed(self) -> None:
         """Another task: its fields, and a status line that no longer speaks of the last task's run."""
         self._show_task_fields()
@@ -196,6 +201,7 @@ class GeoLinkDialog(QDialog):
 
     def _show_task_fields(self) -> None:
         task = self.current_task()
+        self._fill_models(task)
         self.osm_layers.setToolTip(tr("Required for zones") if task == "zones"
                                    else tr("Optional: fuse OSM with the imagery"))
         for widget in (self.labels, self.class_field):
@@ -209,7 +215,7 @@ class GeoLinkDialog(QDialog):
     def _model_changed(self) -> None:
         """Show what the chosen model is, from its card, before anything runs."""
         name = self.model.currentText().strip() or "default"
-        package = self.packages.get(name) if hasattr(self, "packages") else None
+        package = next((m for m in self.packages if m["name"] == name), None)
         card = package["card"] if package else (read_card(Path(name)) if name.endswith(".safetensors") else None)
         if card is None:
             self.model_info.setText(tr("Not an installed model: give a name from the list or a .safetensors file."))
