@@ -16,6 +16,7 @@ ELSEWHERE = {
     "text_encoder": "the GeoLink settings’ “Tag encoder folder (CLIP)”",
     "colors": "the colours of the labelled layer’s categorized style",
     "model_dirs": "the GeoLink settings’ “Model folder”",
+    "yes": "Run (QGIS always goes ahead with a large job, with a warning)",
 }
 
 
