@@ -326,7 +326,7 @@ def main() -> int:
                 m = reused(done) if done.exists() else finetune_metrics(
                     base, head=head, epochs=args.epochs, out_dir=done.parent, device="cpu")
             except GeoLinkError as exc:
-                print(f"{name}: skipped ({exc.message})")
+                print(f"{name}: skipped ({exc})")
                 continue
             classes, figures = classify_map(scene, m["package"], work / f"{Path(base).stem}-{head}")
             scored = {**scene.score(classes), "seconds": m["seconds"], "cpu_seconds": m["cpu_seconds"],
