@@ -97,7 +97,7 @@ def read_report(out_dir: Path) -> Dict[str, dict]:
 
 def write_report(out_dir: Path, summary: dict, items: Sequence[Item]) -> Path:
     target = out_dir / REPORT
-    with atomic_output(target, sidecars=False) as tmp:
+    with atomic_output(target) as tmp:
         tmp.write_text(json.dumps({**summary, "items": [dataclasses.asdict(i) for i in items]}, indent=2,
                                   default=str), encoding="utf-8")
     return target
@@ -121,7 +121,7 @@ def build_mosaic(out_dir: Path, outputs: Sequence[str]) -> Optional[Path]:
     if len(crs) > 1 or len(bands) > 1:
         return None
     target = out_dir / MOSAIC
-    with atomic_output(target, sidecars=False) as tmp:
+    with atomic_output(target) as tmp:
         vrt = gdal.BuildVRT(str(tmp), list(outputs))
         vrt.FlushCache()
         vrt = None
