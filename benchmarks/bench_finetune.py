@@ -220,6 +220,12 @@ def classify_map(scene: TestScene, package: str, out_dir: Path, batch_size: int 
     return full, figures
 
 
+def reused(package: Path) -> dict:
+    """The figures of a package an earlier run of this benchmark fine-tuned in --work (CPU time not kept)."""
+    summary = json.loads(package.with_name(package.stem + ".report.json").read_text())["summary"]
+    return {"package": str(package), "seconds": summary["seconds"], "cpu_seconds": float("nan")}
+
+
 def _row(name: str, m: Dict) -> str:
     def f(v):
         return "   -  " if v is None else f"{v:6.3f}"
@@ -263,7 +269,7 @@ def render_maps(scene: TestScene, maps: Dict[str, np.ndarray], png: Path, crop: 
         ax.set_axis_off()
     handles = [plt.Rectangle((0, 0), 1, 1, color=col) for col in colors]
     fig.legend(handles, scene.names, loc="lower center", ncol=len(colors), frameon=False)
-    fig.tight_layout(rect=(0, 0.05, 1, 1))
+    fig.tight_layout(rect=(0, 0.05, 1, 0.96))
     fig.savefig(png)
     plt.close(fig)
 
@@ -315,11 +321,12 @@ def main() -> int:
     for base in bases:
         for head in args.heads:
             name = f"GeoLink {head} head from {Path(base).stem}"
+            done = work / f"{Path(base).stem}-{head}" / f"finetuned-{Path(base).stem}.safetensors"
             try:
-                m = finetune_metrics(base, head=head, epochs=args.epochs, out_dir=work / f"{Path(base).stem}-{head}",
-                                     device="cpu")
+                m = reused(done) if done.exists() else finetune_metrics(
+                    base, head=head, epochs=args.epochs, out_dir=done.parent, device="cpu")
             except GeoLinkError as exc:
-                print(f"{name}: skipped ({exc.message})")
+                print(f"{name}: skipped ({exc})")
                 continue
             classes, figures = classify_map(scene, m["package"], work / f"{Path(base).stem}-{head}")
             scored = {**scene.score(classes), "seconds": m["seconds"], "cpu_seconds": m["cpu_seconds"],

@@ -83,24 +83,6 @@ def from_official_names(state: Mapping[str, torch.Tensor]) -> Dict[str, torch.Te
     return out
 
 
-def to_official_shapes(shapes: Shapes) -> Shapes:
-    """This module's key shapes -> the official layout (the inverse of from_official_names)."""
-    out = {}
-    for key, shape in shapes.items():
-        if key.startswith("osm_encoder.") and key.endswith(".lin.weight"):
-            out[key[: -len("lin.weight")] + "lin_src.weight"] = shape
-            out[key[: -len("lin.weight")] + "lin_dst.weight"] = shape
-        else:
-            out[key] = shape
-    return out
-
-
-def model_shapes(config: GeoLinkConfig) -> Shapes:
-    """Key shapes of the model a config builds, without allocating its weights."""
-    with torch.device("meta"):
-        return shapes_of(GeoLinkModel(config).state_dict())
-
-
 def _strip(state: Mapping[str, torch.Tensor], prefixes: Iterable[str] = ("module.", "_orig_mod.")) -> dict:
     out = {}
     for k, v in state.items():

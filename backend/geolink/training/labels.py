@@ -6,13 +6,14 @@ last), so a building drawn inside a field polygon keeps its class. Same-class ov
 
 from __future__ import annotations
 
+import json
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Dict, List, Optional, Sequence, Tuple
 
 import numpy as np
 
-from ..errors import InputError
+from ..errors import InputError, opt
 from ..progress import Progress
 from ..raster.styles import hue_colour
 
@@ -187,3 +188,16 @@ def read_labels(path: str, class_field: str, raster_wkt: str, raster_bounds: Tup
                     centroids=np.array([g.Centroid().GetPoint_2D() for g in geoms]),
                     source_crs=source.GetName() if source is not None else "", warnings=warnings,
                     split_values=splits if split_field else None)
+
+
+def parse_colors(value) -> Optional[Dict[str, str]]:
+    """--colors as a dict (the worker) or JSON text (the command line)."""
+    if value is None or isinstance(value, dict):
+        return value
+    try:
+        parsed = json.loads(value)
+    except json.JSONDecodeError:
+        parsed = None
+    if not isinstance(parsed, dict):
+        raise InputError(f"{opt('colors')} must be a JSON object such as " '{"water": "#1f78b4"}.')
+    return {str(k): str(v) for k, v in parsed.items()}
