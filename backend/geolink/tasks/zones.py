@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import List
+from typing import List, Optional
 
 from ..config import option
 from ..progress import Progress
@@ -18,7 +18,12 @@ its majority class (class, class_name, color), the share of every class (share_<
 (mean top probability of its pixels), its majority share, pixel count and area. Written as a
 GeoPackage layer 'zones' in the raster's CRS with a QML style beside it, once complete. With a model
 fine-tuned on urban function classes this maps urban function zones; with a land-cover model it
-gives land-use parcels."""
+gives land-use parcels.
+
+--compare-osm adds to each zone the class OSM's tags give it (osm_class, through the tag map the model was
+trained with or --tag-map), the share of the zone OSM classes (osm_share) and osm_review: 'missing in OSM'
+(less than half of the zone has a classed OSM polygon), 'agrees' or 'disagrees' with the predicted class;
+the style beside the GeoPackage makes the two review categories stand out. A review queue for OSM mappers."""
 
 
 @dataclass
@@ -30,6 +35,10 @@ class Config(RasterOptions):
                              help="smallest zone kept, in square metres (0: 16 pixels)")
     sieve: int = option(0, flag="--sieve", metavar="PIXELS",
                         help="without ways: class regions smaller than this many pixels are merged (0: 64)")
+    compare_osm: bool = option(False, flag="--compare-osm",
+                               help="add each zone's OSM class and whether OSM agrees, disagrees or is missing")
+    tag_map: Optional[str] = option(None, flag="--tag-map", metavar="NAME|FILE.json",
+                                    help="for --compare-osm: OSM tags -> classes (default: the model's own)")
 
 
 def run(config: Config, progress: Progress) -> dict:
@@ -39,6 +48,7 @@ def run(config: Config, progress: Progress) -> dict:
 
     from ..atomic import atomic_output
     from ..errors import InputError
+    from ..osm import review
     from ..raster import zones as z
     from ..raster.classes import NODATA, ClassWriter, segmentation_predict
     from ..raster.pipeline import prepare, require_classes, require_valid
@@ -49,6 +59,7 @@ def run(config: Config, progress: Progress) -> dict:
         raise InputError(f"Zones are written as a GeoPackage; give an --out ending in .gpkg, not {config.out}.")
     job = prepare(config, progress)
     classes = class_table(require_classes(job.model))
+    tag_map = review.tag_map_for(job.model.card, config.tag_map) if config.compare_osm else None
     src = job.source
     meta = provenance("zones", job.model.path, job.model.card, config.raster, config.osm,
                       {"classes": ";".join(c["name"] for c in classes)},
@@ -84,13 +95,23 @@ def run(config: Config, progress: Progress) -> dict:
         z.rasterise_zones(polys, tmp / "zones.tif", gdal.Open(str(tmp / "classes.tif")))
         zstats = z.zone_stats(tmp / "zones.tif", tmp / "classes.tif", tmp / "confidence.tif", len(polys),
                               len(classes), NODATA)
+        if tag_map is not None:
+            feats = job.graphs.inside
+            review.burn_osm_classes(feats, tag_map, gdal.Open(str(tmp / "classes.tif")), tmp / "osm.tif")
+            osm_counts = z.zone_stats(tmp / "zones.tif", tmp / "osm.tif", tmp / "confidence.tif", len(polys),
+                                      len(tag_map.classes), review.NODATA).counts
         progress.update(96, "Writing the zones")
         progress.check_cancelled()
         with atomic_output(config.out) as out:
             written = z.write_zones_gpkg(out, polys, zstats, classes, src.wkt, origin, meta)
-    qml = write_qml(Path(config.out), categorized_qml("class_name", classes))
+            tally = review.add_review_fields(out, osm_counts, tag_map.class_names) if tag_map is not None else None
+    if tally is None:
+        qml = write_qml(Path(config.out), categorized_qml("class_name", classes))
+    else:
+        qml = review.write_review_style(Path(config.out))
+        progress.log("OSM review: " + ", ".join(f"{n} {k}" for k, n in tally.items()) + ".")
     progress.update(100, "Done")
     return {"outputs": {"zones": config.out, "style": str(qml)},
             "figures": {**job.figures(stats), "zones": written, "zone_origin": origin,
-                        "class_shares": writer.shares(classes)},
+                        "class_shares": writer.shares(classes), **({"osm_review": tally} if tally else {})},
             "report": f"{written} zones ({origin}) -> {config.out}"}

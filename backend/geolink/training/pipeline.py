@@ -13,8 +13,10 @@ from typing import Dict, Optional, Sequence, Tuple
 import numpy as np
 
 from ..errors import InputError, ModelError
+from ..osm.tagmap import load_tag_map
 from ..progress import Progress
 from ..raster.source import Normaliser
+from . import osm_labels
 from .dataset import LabelWindows, label_windows, read_windows
 from .labels import LabelSet, read_labels
 from .losses import IGNORE
@@ -38,7 +40,9 @@ def state_path(out: Path) -> Path:
 def _fingerprint(config, model_path: Path) -> str:
     """Identifies a training run: the inputs (paths, sizes, dates) and every option that changes the result."""
     parts = {k: v for k, v in vars(config).items() if k not in ("epochs", "device", "out", "patience")}
-    for name, path in [("raster", config.raster), ("labels", config.labels), ("model", model_path),
+    label_files = [config.labels] if config.labels else config.osm_labels
+    for name, path in [("raster", config.raster), ("model", model_path),
+                       *[(f"labels{i}", p) for i, p in enumerate(label_files)],
                        *[(f"osm{i}", p) for i, p in enumerate(config.osm or [])]]:
         st = os.stat(path)
         parts[f"{name}_stat"] = [str(Path(path).resolve()), st.st_size, int(st.st_mtime)]
@@ -101,6 +105,10 @@ def load_base(path: Path):
 
 
 def check_options(config) -> None:
+    if bool(config.labels) == bool(config.osm_labels):
+        raise InputError("Give either --labels (polygons you drew) or --osm-labels (OpenStreetMap), one of them.")
+    if config.labels and not config.class_field:
+        raise InputError("--labels needs --class-field, the field holding each polygon's class.")
     if Path(config.out).suffix != ".safetensors":
         raise InputError(f"The output must be a .safetensors file, got {Path(config.out).name}.")
     if not 1 <= config.augment <= 8:
@@ -127,6 +135,7 @@ class TrainingData:
     samples: Samples
     normalise: Normaliser
     raster_dtype: str
+    osm_report: Optional[dict] = None  # from --osm-labels: label area per class, what was dropped
 
     def scoring_targets(self, polygons: np.ndarray) -> np.ndarray:
         return scoring_targets(self.windows, self.labels.class_ids, polygons, self.sample_win, self.sample_t)
@@ -162,13 +171,19 @@ def prepare_data(config, base, progress: Progress) -> TrainingData:
     grid = Source(config.raster, gsd=config.gsd or spec.gsd)
     bands = grid.choose_bands(spec.bands, None)
     normalise = grid.normaliser(spec, bands)
-    labels = read_labels(config.labels, config.class_field, grid.wkt, grid.bounds, _colors(config.colors),
-                         progress.sub(0, 10), split_field=config.split_field)
+    size = int(config.tile_size or spec.input_size)
+    osm_report = None
+    if config.osm_labels:
+        labels, osm_report = osm_labels.read_osm_labels(config.osm_labels, load_tag_map(config.tag_map), grid.wkt,
+                                                        grid.bounds, config.edge_margin, _colors(config.colors),
+                                                        progress.sub(0, 10), cell=size * grid.pixel_size)
+    else:
+        labels = read_labels(config.labels, config.class_field, grid.wkt, grid.bounds, _colors(config.colors),
+                             progress.sub(0, 10), split_field=config.split_field)
     conflicts = overlap_conflicts(labels)
     if conflicts:
         progress.warn(f"{conflicts} pair(s) of overlapping polygons have different classes: "
                       "the smaller polygon's class is used where they overlap.")
-    size = int(config.tile_size or spec.input_size)
     if size % spec.patch_size:
         raise InputError(f"--tile-size {size} is not a multiple of the model's patch size {spec.patch_size}.")
     if config.head != "linear" and size % 32:
@@ -181,6 +196,9 @@ def prepare_data(config, base, progress: Progress) -> TrainingData:
     part, split_how = split_polygons(config, labels, pixels, size * grid.pixel_size)
     check_classes(labels, pixels, part, progress)
     train_t = windows.targets(labels.class_ids, part == TRAIN, scoring=False)
+    if osm_report is not None:
+        train_t, before, after = osm_labels.balance_targets(train_t, len(labels.classes), config.seed)
+        osm_report["balance"] = {n: [b, a] for n, b, a in zip(labels.class_names, before, after)}
     graphs = _window_graphs(config, grid, windows.positions, size, base, progress.sub(60, 100))
     # every symmetry of the windows with training pixels; only the identity of those that are scored alone
     has_train = (train_t.reshape(len(train_t), -1) >= 0).any(1)
@@ -192,7 +210,7 @@ def prepare_data(config, base, progress: Progress) -> TrainingData:
                       val_labels=scoring_targets(windows, labels.class_ids, part == VAL, sample_win, sample_t),
                       n_classes=len(labels.classes))
     return TrainingData(labels, part, split_how, windows, images, graphs, sample_win, sample_t, samples, normalise,
-                        grid.dtype_name(bands))
+                        grid.dtype_name(bands), osm_report)
 
 
 def scoring_targets(windows: LabelWindows, class_ids: np.ndarray, polygons: np.ndarray, sample_win: np.ndarray,
@@ -259,30 +277,37 @@ def finetune(config, progress: Progress) -> dict:
     final = test or validation  # the figures users see: the test polygons when there are any
     scored_on = "test" if test else "validation"
     elapsed = time.monotonic() - t0
-    summary = {"base model": str(model_path), "raster": str(config.raster), "labels": str(config.labels),
-               "class field": config.class_field, "head": config.head, "unfrozen blocks": config.unfreeze,
+    summary = {"base model": str(model_path), "raster": str(config.raster),
+               "labels": str(config.labels or ", ".join(config.osm_labels)),
+               "class field": config.class_field or "(OSM tags)", "head": config.head,
+               "unfrozen blocks": config.unfreeze,
                "polygons": f"{int((part == TRAIN).sum())} training, {int((part == VAL).sum())} validation, "
                            f"{int((part == TEST).sum())} test",
                "validation polygons": data.split_how, "windows": len(data.windows.positions),
                "samples": len(data.sample_win), "best epoch": result.best_epoch,
                "epochs run": len(result.history), "device": str(device), "seconds": round(elapsed, 1),
-               "seconds training": round(fit_seconds, 1)}
+               "seconds training": round(fit_seconds, 1),
+               **(osm_labels.summary_lines(data.osm_report) if data.osm_report else {})}
     provenance = {"task": "finetune", "base_model": model_path.name, "base_card": base.card.get("provenance"),
-                  "labels": Path(config.labels).name, "class_field": config.class_field,
+                  "labels": Path(config.labels).name if config.labels else [Path(p).name for p in config.osm_labels],
+                  "class_field": config.class_field,
                   "raster": Path(config.raster).name, "window": data.windows.size, "epochs": result.best_epoch,
                   scored_on: {k: final[k] for k in ("overall_accuracy", "balanced_accuracy", "mean_iou")},
                   "date": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime())}
+    if data.osm_report:  # zones --compare-osm reads the tag map back from here
+        provenance["tag_map"] = {"source": data.osm_report["tag_map"], "classes": data.osm_report["tag_map_classes"]}
     stretch = trained_stretch(segmenter.card, data.normalise, data.raster_dtype)
     segmenter.card = {**segmenter.card, "normalisation": stretch}
     models.save_package(segmenter.cpu(), out, provenance=provenance, classes=labels.classes, encoder_only=True)
     report = {"classes": labels.classes, "validation": validation, "test": test, "history": result.history,
-              "summary": summary}
+              "summary": summary, "osm_labels": data.osm_report}
     outputs = {"model": str(out), **write_report(report, out)}
     checkpoint.remove()
     figures = {"scored_on": scored_on, "overall_accuracy": final["overall_accuracy"],
                "balanced_accuracy": final["balanced_accuracy"], "mean_iou": final["mean_iou"],
                "validation_mean_iou": validation["mean_iou"], "best_epoch": result.best_epoch,
-               "seconds": round(elapsed, 1), "classes": labels.class_names, "per_class": final["classes"]}
+               "seconds": round(elapsed, 1), "classes": labels.class_names, "per_class": final["classes"],
+               **({"osm_labels": data.osm_report} if data.osm_report else {})}
     progress.update(100, "Done")
     return {"outputs": outputs, "figures": figures,
             "report": f"{scored_on.capitalize()}: overall accuracy {final['overall_accuracy']}, balanced accuracy "
