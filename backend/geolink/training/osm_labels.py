@@ -131,11 +131,11 @@ def _shrink(geoms: np.ndarray, ids: np.ndarray, areas: np.ndarray, width: float)
     tree = shapely.STRtree(geoms)
     left, right = tree.query(geoms, predicate="intersects")
     inner = (areas[right] < areas[left]) & (ids[right] != ids[left])
-    out = geoms.copy()
+    out = shapely.buffer(geoms, -width, quad_segs=2)
     for i in np.unique(left[inner]):
         others = right[inner & (left == i)]
         out[i] = shapely.difference(out[i], shapely.union_all(shapely.buffer(geoms[others], width, quad_segs=2)))
-    return shapely.buffer(out, -width, quad_segs=2)
+    return out
 
 
 def _cut(parts: np.ndarray, source: np.ndarray, cell: float, origin: Sequence[float]) -> Tuple[np.ndarray, np.ndarray]:
