@@ -5,7 +5,8 @@ from .classify import ClassifyAlgorithm
 from .embed import EmbedAlgorithm
 from .finetune import FinetuneAlgorithm
 from .import_checkpoint import ImportCheckpointAlgorithm
+from .train_from_osm import TrainFromOsmAlgorithm
 from .zones import ZonesAlgorithm
 
-ALGORITHMS = [ClassifyAlgorithm, ZonesAlgorithm, EmbedAlgorithm, FinetuneAlgorithm, ImportCheckpointAlgorithm,
-              CheckBackendAlgorithm]
+ALGORITHMS = [ClassifyAlgorithm, ZonesAlgorithm, EmbedAlgorithm, FinetuneAlgorithm, TrainFromOsmAlgorithm,
+              ImportCheckpointAlgorithm, CheckBackendAlgorithm]
