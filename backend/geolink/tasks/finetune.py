@@ -38,8 +38,9 @@ class Config:
                                    help="OSM files whose tagged polygons are the labels, instead of --labels")
     tag_map: str = option("landcover", flag="--tag-map", metavar="NAME|FILE.json",
                           help="OSM tags -> classes for --osm-labels: landcover, urban-function or a JSON file")
-    edge_margin: float = option(10.0, flag="--edge-margin", metavar="METRES",
-                                help="band taken off the edges of OSM label polygons (they are drawn loosely)")
+    edge_margin: Optional[float] = option(None, flag="--edge-margin", metavar="METRES",
+                                          help="band taken off the edges of OSM label polygons, drawn loosely "
+                                               "(default: one pixel of the training grid, at least 2 m)")
     model: str = option("default", flag="--model", help="base model package (name or .safetensors path)")
     out: str = option(flag="--out", required=True, help="output model package (.safetensors)")
     osm: List[str] = option(default_factory=list, flag="--osm", metavar="FILE",

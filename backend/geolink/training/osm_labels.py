@@ -4,7 +4,8 @@ OSM labels are noisy: edges drawn loosely, polygons that overlap, big landuse po
 things inside, and land nobody tagged. Here:
 - only polygons count (points and lines have no extent to label); a polygon's class is the first
   tag-map class its tags match (tagmap.py); polygons matching no class are left out;
-- polygons are cut to the raster, then EDGE MARGIN: every polygon loses a band of `margin` metres
+- polygons are cut to the raster, then EDGE MARGIN: every polygon loses a band of `margin` metres (by
+  default one pixel of the training grid, at least MIN_MARGIN: OSM edges are metres off whatever the imagery)
   along its edges (negative buffer), and a larger polygon also loses a band of `margin` around each
   smaller polygon of another class inside it, so no pixel near a loosely drawn boundary is trained on;
 - smaller polygons win inside larger ones (they are burnt last, as for hand-drawn labels);
@@ -30,7 +31,7 @@ from ..progress import Progress
 from .labels import LabelSet, class_colors
 from .losses import IGNORE
 
-EDGE_MARGIN = 10.0  # metres taken off every OSM polygon edge by default (one Sentinel-2 pixel)
+MIN_MARGIN = 2.0  # metres: the default edge margin is one pixel, never less than this
 BALANCE_RATIO = 3.0
 
 
@@ -41,7 +42,7 @@ def metres_per_unit(wkt: str) -> float:
 
 
 def read_osm_labels(paths: Sequence[str], tag_map: TagMap, raster_wkt: str,
-                    raster_bounds: Tuple[float, float, float, float], margin: float = EDGE_MARGIN,
+                    raster_bounds: Tuple[float, float, float, float], margin: float = 10.0,
                     colors: Optional[Dict[str, str]] = None, progress: Optional[Progress] = None,
                     cell: float = 0.0) -> Tuple[LabelSet, dict]:
     """(LabelSet in the raster's CRS, report) from OSM files through `tag_map` (module doc for the rules).
@@ -123,6 +124,15 @@ def read_osm_labels(paths: Sequence[str], tag_map: TagMap, raster_wkt: str,
                     classes=class_colors(names, given), areas=areas[source],
                     centroids=shapely.get_coordinates(shapely.centroid(parts)), source_crs="",
                     warnings=warnings), report
+
+
+def edge_margin(given: Optional[float], pixel_metres: float) -> float:
+    """The edge margin in metres: the one given, else one pixel of the training grid but at least MIN_MARGIN."""
+    if given is not None:
+        if given < 0:
+            raise InputError(f"--edge-margin must be 0 or more metres, got {given:g}.")
+        return float(given)
+    return max(float(pixel_metres), MIN_MARGIN)
 
 
 def _shrink(geoms: np.ndarray, ids: np.ndarray, areas: np.ndarray, width: float) -> np.ndarray:

@@ -174,8 +174,9 @@ def prepare_data(config, base, progress: Progress) -> TrainingData:
     size = int(config.tile_size or spec.input_size)
     osm_report = None
     if config.osm_labels:
+        margin = osm_labels.edge_margin(config.edge_margin, grid.pixel_size * osm_labels.metres_per_unit(grid.wkt))
         labels, osm_report = osm_labels.read_osm_labels(config.osm_labels, load_tag_map(config.tag_map), grid.wkt,
-                                                        grid.bounds, config.edge_margin, _colors(config.colors),
+                                                        grid.bounds, margin, _colors(config.colors),
                                                         progress.sub(0, 10), cell=size * grid.pixel_size)
     else:
         labels = read_labels(config.labels, config.class_field, grid.wkt, grid.bounds, _colors(config.colors),
