@@ -47,8 +47,9 @@ class TrainFromOsmAlgorithm(FinetuneAlgorithm):
         self.addParameter(QgsProcessingParameterFile(self.TAG_MAP_FILE, "Tag map file (JSON)", FILE_BEHAVIOR_FILE,
                                                      fileFilter="Tag map (*.json)", optional=True))
         self.add_model(description="Base model (a name or a .safetensors path)")
-        for param in (QgsProcessingParameterNumber(self.EDGE_MARGIN, "Edge margin taken off OSM polygons (m)",
-                                                   NUMBER_DOUBLE, defaultValue=10.0, minValue=0.0),
+        for param in (QgsProcessingParameterNumber(self.EDGE_MARGIN, "Edge margin taken off OSM polygons in m "
+                                                   "(-1: one pixel, at least 2 m)", NUMBER_DOUBLE, defaultValue=-1.0,
+                                                   minValue=-1.0),
                       QgsProcessingParameterBoolean(self.FUSE_OSM, "Also feed the OSM to the model (OSM-aware base "
                                                     "models)", defaultValue=False)):
             add_advanced(param)
@@ -65,10 +66,13 @@ class TrainFromOsmAlgorithm(FinetuneAlgorithm):
             raise QgsProcessingException("Choose the tag map file (JSON), or a built-in tag map.")
         config = {"raster": raster, "osm_labels": osm,
                   "tag_map": tag_map_file if choice == len(TAG_MAPS) - 1 else TAG_MAPS[choice],
-                  "edge_margin": self.parameterAsDouble(parameters, self.EDGE_MARGIN, context),
                   "model": self.parameterAsString(parameters, self.MODEL, context),
                   "out": self.parameterAsFileOutput(parameters, self.OUTPUT, context),
                   **self.engine_config(parameters, context)}
+        margin = self.parameterAsDouble(parameters, self.EDGE_MARGIN, context) if self.EDGE_MARGIN in parameters \
+            else -1.0
+        if margin >= 0:
+            config["edge_margin"] = margin
         if parameters.get(self.FUSE_OSM) and self.parameterAsBoolean(parameters, self.FUSE_OSM, context):
             config["osm"] = osm
         return self.train(config, parameters, context, feedback)
