@@ -223,3 +223,12 @@ def test_labels_or_osm_labels(inputs, tmp_path):
     with pytest.raises(InputError, match="either --labels .* or --osm-labels"):
         finetune.run(build_config(finetune.Config, {"raster": inputs["raster"], "model": inputs["model"],
                                                     "out": str(tmp_path / "a.safetensors")}), Progress())
+
+
+def test_readme_table_of_built_in_tag_maps_is_the_data():
+    readme = (Path(__file__).resolve().parents[2] / "README.md").read_text(encoding="utf-8")
+    for name in BUILT_IN:
+        section = readme.split(f"`{name}`:\n\n", 1)[1].split("\n\n", 1)[0]
+        rows = [line.split(" | ") for line in section.splitlines()[2:]]
+        documented = [(r[0].strip("| "), r[1].strip("`"), [t.strip("` |") for t in r[2].split(", ")]) for r in rows]
+        assert documented == [(c["name"], c["color"], c["tags"]) for c in load_tag_map(name).classes]
