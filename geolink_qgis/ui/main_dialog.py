@@ -9,6 +9,7 @@ from qgis.core import QgsMapLayer, QgsProject, QgsVectorLayer
 from qgis.gui import QgsFieldComboBox, QgsFileWidget, QgsMapLayerComboBox
 from qgis.PyQt.QtCore import Qt
 from qgis.PyQt.QtWidgets import (
+    QCheckBox,
     QComboBox,
     QDialog,
     QFormLayout,
@@ -29,7 +30,10 @@ from ..models import list_packages
 from .runner import AlgorithmRun
 
 TASKS = [("classify", "Classify land cover"), ("zones", "Map urban function zones"),
-         ("embed", "Extract GeoLink embeddings"), ("finetune", "Train classifier from labelled polygons")]
+         ("embed", "Extract GeoLink embeddings"), ("finetune", "Train classifier from labelled polygons"),
+         ("trainfromosm", "Train classifier from OpenStreetMap")]
+TRAINING = ("finetune", "trainfromosm")
+TAG_MAPS = ["landcover", "urban-function"]  # the built-in ones; a tag map file is in the Processing dialog
 OSM_FILTER = "OpenStreetMap (*.osm *.pbf);;Vector files (*.gpkg *.geojson *.shp);;All files (*.*)"
 
 
@@ -66,6 +70,10 @@ class GeoLinkDialog(QDialog):
         self.class_field = QgsFieldComboBox()
         self.class_field.setLayer(self.labels.currentLayer())
         self.labels.layerChanged.connect(self.class_field.setLayer)
+        self.tag_map = QComboBox()
+        self.tag_map.addItems(TAG_MAPS)
+        self.tag_map.setToolTip("Which OSM tags make which class (see the README for the built-in tag maps)")
+        self.compare_osm = QCheckBox("Compare with OSM: mark zones missing in OSM or disagreeing with it")
         self.model = QComboBox()
         self.model.setEditable(True)
         self.output = QgsFileWidget()
@@ -79,6 +87,8 @@ class GeoLinkDialog(QDialog):
         self.form.addRow("Class field", self.class_field)
         self.form.addRow("OSM layers", self.osm_layers)
         self.form.addRow("OSM file", self.osm_file)
+        self.form.addRow("Tag map", self.tag_map)
+        self.form.addRow("Review", self.compare_osm)
         self.form.addRow("Model", self.model)
         self.form.addRow("Output", self.output)
 
@@ -153,13 +163,15 @@ class GeoLinkDialog(QDialog):
 
     def _task_changed(self) -> None:
         task = self.current_task()
-        self.osm_layers.setToolTip("Required for zones" if task == "zones" else "Optional: fuse OSM with the imagery")
-        for widget in (self.labels, self.class_field):
-            widget.setVisible(task == "finetune")
-            self.form.labelForField(widget).setVisible(task == "finetune")
-        self.output.setFilter("GeoLink model (*.safetensors)" if task == "finetune" else "")
+        self.osm_layers.setToolTip({"zones": "Required for zones", "trainfromosm": "Required: the OSM polygons are "
+                                    "the labels"}.get(task, "Optional: fuse OSM with the imagery"))
+        for widget, shown in ((self.labels, task == "finetune"), (self.class_field, task == "finetune"),
+                              (self.tag_map, task == "trainfromosm"), (self.compare_osm, task == "zones")):
+            widget.setVisible(shown)
+            self.form.labelForField(widget).setVisible(shown)
+        self.output.setFilter("GeoLink model (*.safetensors)" if task in TRAINING else "")
         self.output.lineEdit().setPlaceholderText(
-            f"[Save in {settings.models_home()}]" if task == "finetune" else "[Save to a temporary file]")
+            f"[Save in {settings.models_home()}]" if task in TRAINING else "[Save to a temporary file]")
 
     def current_task(self) -> str:
         return self.task.currentData()
@@ -191,16 +203,23 @@ class GeoLinkDialog(QDialog):
             labels = self.labels.currentLayer()
             params["LABELS"] = labels.id() if labels else None
             params["CLASS_FIELD"] = self.class_field.currentField()
-            params["OUTPUT"] = self.output.filePath() or str(self._new_model_path(labels))
+            params["OUTPUT"] = self.output.filePath() or str(self._new_model_path(labels.name() if labels else ""))
+        elif self.current_task() == "trainfromosm":
+            params["TAG_MAP"] = self.tag_map.currentIndex()
+            raster = self.raster.currentLayer()
+            params["OUTPUT"] = self.output.filePath() or str(self._new_model_path(
+                f"{raster.name() if raster else 'osm'}-{self.tag_map.currentText()}"))
         elif self.output.filePath():
             params["OUTPUT"] = self.output.filePath()
+        if self.current_task() == "zones" and self.compare_osm.isChecked():
+            params["COMPARE_OSM"] = True
         return params
 
-    def _new_model_path(self, labels) -> Path:
-        """A model trained here goes to the model folder, named after the label layer, never over another one."""
+    def _new_model_path(self, name: str) -> Path:
+        """A model trained here goes to the model folder, named after its labels, never over another one."""
         home = settings.models_home()
         home.mkdir(parents=True, exist_ok=True)
-        stem = "".join(c if c.isalnum() or c in "-_" else "-" for c in (labels.name() if labels else "model"))
+        stem = "".join(c if c.isalnum() or c in "-_" else "-" for c in (name or "model"))
         path, i = home / f"{stem}.safetensors", 2
         while path.exists():
             path, i = home / f"{stem}-{i}.safetensors", i + 1
@@ -232,7 +251,7 @@ class GeoLinkDialog(QDialog):
 
     def _finished(self, ok: bool, results: dict, error: str) -> None:
         self._busy(False)
-        if ok and self.current_task() == "finetune":
+        if ok and self.current_task() in TRAINING:
             self.progress.setValue(100)
             name = Path(results.get("OUTPUT", "")).stem
             self.refresh()
