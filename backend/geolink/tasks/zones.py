@@ -60,6 +60,10 @@ def run(config: Config, progress: Progress) -> dict:
     job = prepare(config, progress)
     classes = class_table(require_classes(job.model))
     tag_map = review.tag_map_for(job.model.card, config.tag_map) if config.compare_osm else None
+    unknown = [n for n in (tag_map.class_names if tag_map else []) if n not in {c["name"] for c in classes}]
+    if unknown:
+        progress.warn("Tag-map classes the model does not know: " + ", ".join(unknown) + "; zones OSM gives these "
+                      "classes are always marked 'disagrees'.")
     src = job.source
     meta = provenance("zones", job.model.path, job.model.card, config.raster, config.osm,
                       {"classes": ";".join(c["name"] for c in classes)},
