@@ -232,3 +232,16 @@ def test_readme_table_of_built_in_tag_maps_is_the_data():
         rows = [line.split(" | ") for line in section.splitlines()[2:]]
         documented = [(r[0].strip("| "), r[1].strip("`"), [t.strip("` |") for t in r[2].split(", ")]) for r in rows]
         assert documented == [(c["name"], c["color"], c["tags"]) for c in load_tag_map(name).classes]
+
+
+def test_cli_says_what_is_wrong_with_a_tag_map(inputs, tmp_path, capsys):
+    from geolink.cli import main
+
+    bad = tmp_path / "map.json"
+    bad.write_text('{"classes": [{"name": "water", "tags": ["natural:water"]}]}')
+    out = tmp_path / "m.safetensors"
+    rc = main(["--quiet", "finetune", "--raster", inputs["raster"], "--osm-labels", str(OSM_STYLE), "--tag-map",
+               str(bad), "--model", inputs["model"], "--out", str(out)])
+    err = capsys.readouterr().err
+    assert rc == 1 and "error: The tag map map.json: class 'water' has the tag 'natural:water'" in err
+    assert 'hint: Write OSM tags as "natural=water"' in err and not out.exists()
