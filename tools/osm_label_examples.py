@@ -2,7 +2,7 @@
 each image georeferenced from its bbox (read with the safe unpickler), its OSM classed by both built-in tag maps
 with the training rules (edge margin, smaller polygons win), drawn beside the image.
 
-    python tools/osm_label_examples.py OUT_DIR [--shared ../shared] [--margin 10]
+    python tools/osm_label_examples.py OUT_DIR [--shared ../shared] [--margin METRES]
 
 Writes OUT_DIR/<sample>.png (image | landcover labels | urban-function labels; white = no label) and prints each
 sample's labelled share per class.
@@ -13,6 +13,7 @@ from __future__ import annotations
 import argparse
 import sys
 from pathlib import Path
+from typing import Optional
 
 import numpy as np
 
@@ -32,17 +33,18 @@ def georeference(sample: Path, out: Path) -> Path:
     return out
 
 
-def label_image(raster: Path, osm: list, tag_map_name: str, margin: float):
+def label_image(raster: Path, osm: list, tag_map_name: str, margin: Optional[float]):
     """(RGB label image, {class: share of the image}) or (None, reason) when the OSM gives no labels."""
     from osgeo import gdal
 
     from geolink.errors import InputError
     from geolink.osm.tagmap import load_tag_map
-    from geolink.training.osm_labels import read_osm_labels
+    from geolink.training.osm_labels import edge_margin, metres_per_unit, read_osm_labels
     from geolink.training.rasterize import LabelBurner
 
     ds = gdal.Open(str(raster))
     x0, dx, _, y0, _, dy = ds.GetGeoTransform()
+    margin = edge_margin(margin, abs(dx) * metres_per_unit(ds.GetProjection()))  # finetune's default when None
     bounds = (x0, y0 + dy * ds.RasterYSize, x0 + dx * ds.RasterXSize, y0)
     try:
         labels, _ = read_osm_labels(osm, load_tag_map(tag_map_name), ds.GetProjection(), bounds, margin)
@@ -60,7 +62,7 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("out", type=Path)
     parser.add_argument("--shared", type=Path, default=ROOT.parent / "shared")
-    parser.add_argument("--margin", type=float, default=10.0)
+    parser.add_argument("--margin", type=float, default=None, help="edge margin (default: finetune's)")
     args = parser.parse_args()
     from osgeo import gdal
     from PIL import Image, ImageDraw

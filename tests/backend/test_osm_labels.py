@@ -245,3 +245,22 @@ def test_cli_says_what_is_wrong_with_a_tag_map(inputs, tmp_path, capsys):
     err = capsys.readouterr().err
     assert rc == 1 and "error: The tag map map.json: class 'water' has the tag 'natural:water'" in err
     assert 'hint: Write OSM tags as "natural=water"' in err and not out.exists()
+
+
+def test_paper_example_osm_in_the_label_layout_gives_urban_function_labels(shared_dir, tmp_path):
+    """The paper's NAIP sample (a school among houses): its GeoLink-format OSM, real imagery georeferenced from
+    the bbox in its pickle (read with the safe unpickler)."""
+    from geolink.pretraining.safe_pickle import read_bbox
+
+    sample = shared_dir / "geolink-examples" / "osm2graph_example" / "a702502933_US_21"
+    west, south, east, north = read_bbox(sample / "a702502933_US_21.pickle")
+    raster = tmp_path / "naip.tif"
+    gdal.Translate(str(raster), str(sample / "a702502933_US_21.jpg"), outputSRS="EPSG:4326",
+                   outputBounds=[west, north, east, south])
+    wkt, bounds = _grid(str(raster))
+    osm = [str(p) for p in sorted(sample.glob("*.geojson"))]
+    labels, report = read_osm_labels(osm, load_tag_map("urban-function"), wkt, bounds, margin=2)
+    area = {n: v["area_km2"] for n, v in report["classes"].items()}
+    assert set(area) == {"institutional", "residential", "green space"}
+    assert max(area, key=area.get) == "institutional"  # the school grounds
+    assert report["dropped"]["points and lines (no area to label)"] > 0
