@@ -109,6 +109,9 @@ def check_options(config) -> None:
         raise InputError("Give either --labels (polygons you drew) or --osm-labels (OpenStreetMap), one of them.")
     if config.labels and not config.class_field:
         raise InputError("--labels needs --class-field, the field holding each polygon's class.")
+    if config.osm_labels and config.split_field:
+        raise InputError("--split-field applies to --labels; with --osm-labels the held-out pieces are chosen "
+                         "spatially (--val-fraction).")
     if Path(config.out).suffix != ".safetensors":
         raise InputError(f"The output must be a .safetensors file, got {Path(config.out).name}.")
     if not 1 <= config.augment <= 8:
