@@ -176,10 +176,10 @@ def test_worker_job_trains_from_osm_and_zones_compares_with_osm(inputs, tmp_path
     assert result["event"] == "result", result
     model = load_package(out)
     assert isinstance(model, GeoLinkSegmenter)
-    names = [c["name"] for c in model.card["head"]["classes"]]
+    names = [c["name"] for c in model.card.head["classes"]]
     assert names == ["water", "wetland", "bare", "forest", "cropland"]
-    assert model.card["head"]["classes"][0]["color"] == "#1f78b4"  # the tag map's colour
-    assert model.card["provenance"]["tag_map"]["source"] == "landcover"
+    assert model.card.head["classes"][0]["color"] == "#1f78b4"  # the tag map's colour
+    assert model.card.provenance["tag_map"]["source"] == "landcover"
     report = json.loads(Path(result["outputs"]["report_json"]).read_text())
     osm = report["osm_labels"]
     assert set(osm["classes"]) == set(names) and all(v["area_km2"] > 0 for v in osm["classes"].values())

@@ -26,11 +26,11 @@ REVIEW_FIELDS = ("osm_class", "osm_share", "osm_review")
 NODATA = 255
 
 
-def tag_map_for(card: dict, given: Optional[str]) -> TagMap:
+def tag_map_for(card, given: Optional[str]) -> TagMap:
     """--tag-map when given, else the tag map the model was trained with (its card's provenance)."""
     if given:
         return load_tag_map(given)
-    recorded = (card.get("provenance") or {}).get("tag_map")
+    recorded = (card.provenance or {}).get("tag_map")
     if not isinstance(recorded, dict):
         raise InputError("--compare-osm needs to know which OSM tags make which class, and this model was not "
                          "trained from OSM.", hint="Give --tag-map landcover, urban-function or a JSON file.")

@@ -36,7 +36,7 @@ BALANCE_RATIO = 3.0
 
 
 def metres_per_unit(wkt: str) -> float:
-    from ..raster.zones import metres_per_unit as mpu
+    from ..inference.zones import metres_per_unit as mpu
 
     return mpu(wkt)
 
