@@ -8,7 +8,9 @@ labels (same margin and smaller-wins rules as training); GeoLink heads fine-tune
 `geolink finetune --osm-labels ... --tag-map landcover` and, for reference, with the clean polygons.
 The landcover tag map's names are matched to the hand labels' (wetland = marsh, bare = sand).
 
-    python benchmarks/bench_osm_labels.py [--model default] [--epochs 25] [--threads 2]
+    python benchmarks/bench_osm_labels.py [--model default] [--epochs 25] [--threads 2] [--clean-fpn] [--out-dir D]
+
+(an interrupted run resumes its fine-tuning when given the same --out-dir)
 """
 
 from __future__ import annotations
@@ -101,6 +103,8 @@ def main() -> None:
     parser.add_argument("--epochs", type=int, default=25)
     parser.add_argument("--margin", type=float, default=10.0, help="edge margin in metres")
     parser.add_argument("--threads", type=int, default=2)
+    parser.add_argument("--clean-fpn", action="store_true", help="also fine-tune on the clean polygons (slower)")
+    parser.add_argument("--out-dir", type=Path, default=None, help="where the packages go (default: a temporary one)")
     args = parser.parse_args()
     import torch
 
@@ -114,7 +118,7 @@ def main() -> None:
         ml = GaussianML().fit(x, np.array([names.index(n) for n in y]))
         pred = ml.predict(data["x_test"])
     results["Gaussian ML, OSM-style labels"] = {**_scores(data["y_test"], pred, names), **t.figures()}
-    out_dir = Path(tempfile.mkdtemp(prefix="bench-osm-labels-"))
+    out_dir = args.out_dir or Path(tempfile.mkdtemp(prefix="bench-osm-labels-"))
     from geolink.progress import Progress
     from geolink.tasks import finetune
 
@@ -125,8 +129,9 @@ def main() -> None:
         osm_result = finetune.run(config, Progress())
     results[f"FPN on {Path(args.model).stem}, OSM-style labels"] = {
         **map_scores(osm_result["outputs"]["model"], names, rows, cols, truth), "train_seconds": t.wall}
-    clean = finetune_metrics(args.model, out_dir=out_dir, epochs=args.epochs)
-    results[f"FPN on {Path(args.model).stem}, clean polygons"] = clean
+    if args.clean_fpn:
+        clean = finetune_metrics(args.model, out_dir=out_dir, epochs=args.epochs)
+        results[f"FPN on {Path(args.model).stem}, clean polygons"] = clean
 
     print(f"OSM-style labels ({report['tag_map']}, edge margin {report['edge_margin_m']:g} m): "
           + ", ".join(f"{n} {v['area_km2']:.2f} km²" for n, v in report["classes"].items())
@@ -138,6 +143,8 @@ def main() -> None:
     for name, m in results.items():
         print(f"  {name}: IoU " + ", ".join(f"{c['name']} {c['iou'] or 0:.2f}" for c in m["classes"]))
     print(f"OSM-trained model: {osm_result['outputs']['model']}, report {osm_result['outputs'].get('report_html')}")
+    print(f"its validation (held-out OSM pieces): mIoU {osm_result['figures']['validation_mean_iou']}, "
+          f"best epoch {osm_result['figures']['best_epoch']}")
 
 
 if __name__ == "__main__":
