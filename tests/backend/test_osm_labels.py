@@ -107,7 +107,7 @@ def test_osm_style_layer_becomes_labels_with_margin_and_smaller_polygons_winning
     tag_map = load_tag_map("landcover")
     labels, report = read_osm_labels([str(OSM_STYLE)], tag_map, wkt, bounds, margin=0)
     assert labels.class_names == ["water", "wetland", "bare", "forest", "cropland"]
-    assert report["classes_without_polygons"] == ["built-up", "grassland"]
+    assert report["classes_without_polygons"] == ["snow and ice", "built-up", "grassland"]
     assert report["dropped"]["points and lines (no area to label)"] == 1  # the road
     assert report["dropped"]["polygons outside the raster"] > 0
     eroded, report20 = read_osm_labels([str(OSM_STYLE)], tag_map, wkt, bounds, margin=20)
