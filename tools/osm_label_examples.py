@@ -39,12 +39,13 @@ def label_image(raster: Path, osm: list, tag_map_name: str, margin: Optional[flo
 
     from geolink.errors import InputError
     from geolink.osm.tagmap import load_tag_map
-    from geolink.training.osm_labels import edge_margin, metres_per_unit, read_osm_labels
+    from geolink.raster.crs import metres_per_unit
+    from geolink.training.osm_labels import edge_margin, read_osm_labels
     from geolink.training.rasterize import LabelBurner
 
     ds = gdal.Open(str(raster))
     x0, dx, _, y0, _, dy = ds.GetGeoTransform()
-    margin = edge_margin(margin, abs(dx) * metres_per_unit(ds.GetProjection()))  # finetune's default when None
+    margin = edge_margin(margin, abs(dx) * metres_per_unit(ds.GetProjection(), y0)[0])  # finetune's default
     bounds = (x0, y0 + dy * ds.RasterYSize, x0 + dx * ds.RasterXSize, y0)
     try:
         labels, _ = read_osm_labels(osm, load_tag_map(tag_map_name), ds.GetProjection(), bounds, margin)

@@ -1,5 +1,6 @@
 """One module per Processing algorithm; ALGORITHMS lists what the provider offers."""
 
+from .batch import BatchAlgorithm
 from .check_backend import CheckBackendAlgorithm
 from .classify import ClassifyAlgorithm
 from .embed import EmbedAlgorithm
@@ -8,5 +9,5 @@ from .import_checkpoint import ImportCheckpointAlgorithm
 from .train_from_osm import TrainFromOsmAlgorithm
 from .zones import ZonesAlgorithm
 
-ALGORITHMS = [ClassifyAlgorithm, ZonesAlgorithm, EmbedAlgorithm, FinetuneAlgorithm, TrainFromOsmAlgorithm,
-              ImportCheckpointAlgorithm, CheckBackendAlgorithm]
+ALGORITHMS = [ClassifyAlgorithm, ZonesAlgorithm, EmbedAlgorithm, BatchAlgorithm, FinetuneAlgorithm,
+              TrainFromOsmAlgorithm, ImportCheckpointAlgorithm, CheckBackendAlgorithm]

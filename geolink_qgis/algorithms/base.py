@@ -29,6 +29,13 @@ from ..worker_client import Callbacks, Job, WorkerError, run_job
 
 DEVICE_CHOICES = ["From the GeoLink settings"] + settings.DEVICES
 OSM_FILE_FILTER = "OSM and vector files (*.osm *.pbf *.gpkg *.geojson *.json *.shp);;All files (*.*)"
+DEFAULT_MODEL_NOTE = (
+    "<br><br><b>About 'default'</b>: a small demonstration model built in this project (ViT-Tiny; six land-cover "
+    "classes learnt from 28 hand-drawn polygons of one Sentinel-2 scene in Virginia; trained at 10 m a pixel, so "
+    "rasters at other resolutions are resampled to 10 m). It shows how the tools work; it is not an accurate "
+    "land-cover model. For real work import the official GeoLink checkpoints (model manager) or train a model on "
+    "your own polygons.")
+
 # Processing parameter -> (backend config field, the value that means "the backend's default": not sent).
 ENGINE_OPTIONS = {"TILE_SIZE": ("tile_size", 0), "OVERLAP": ("overlap", -1), "BATCH_SIZE": ("batch_size", 0),
                   "GSD": ("gsd", 0)}
@@ -44,6 +51,7 @@ class Output:
     title: str
     visible: bool = True
     declared: bool = True  # a destination parameter (Processing loads it) or an extra the backend wrote
+    main: bool = False  # an extra that is the run's result itself (a batch's mosaic): loaded like a declared one
 
 
 class GeoLinkAlgorithm(QgsProcessingAlgorithm):
@@ -52,6 +60,7 @@ class GeoLinkAlgorithm(QgsProcessingAlgorithm):
     ALG_ID = ""
     TITLE = ""
     HELP = ""
+    USES_MODEL = False  # the help explains what the 'default' model is
     GROUP = "GeoLink"
 
     INPUT, OSM, OSM_FILE, MODEL, EXTENT = "INPUT", "OSM", "OSM_FILE", "MODEL", "EXTENT"
@@ -82,7 +91,7 @@ class GeoLinkAlgorithm(QgsProcessingAlgorithm):
         return self.GROUP.lower().replace(" ", "")
 
     def shortHelpString(self) -> str:  # noqa: N802
-        return self.HELP
+        return self.HELP + (DEFAULT_MODEL_NOTE if self.USES_MODEL else "")
 
     def icon(self) -> QIcon:
         return QIcon(icon_path())
@@ -103,11 +112,13 @@ class GeoLinkAlgorithm(QgsProcessingAlgorithm):
     def add_model(self, default: str = "default", description: str = "Model (a name or a .safetensors path)") -> None:
         self.addParameter(QgsProcessingParameterString(self.MODEL, description, defaultValue=default))
 
-    def add_engine_options(self) -> None:
+    def add_engine_options(self, extent: bool = True) -> None:
         """Advanced: processing extent, device, tile size, overlap, batch size, ground sample distance (and for the
         map tasks, band mapping, native resolution and the cap on fused OSM entities per tile)."""
         params = [
             QgsProcessingParameterExtent(self.EXTENT, "Processing extent (required for web layers)", optional=True),
+        ] if extent else []
+        params += [
             QgsProcessingParameterEnum(self.DEVICE, "Device", DEVICE_CHOICES, defaultValue=0),
             QgsProcessingParameterNumber(self.TILE_SIZE, "Tile size in pixels (0: the model's)", NUMBER_INTEGER,
                                          defaultValue=0, minValue=0),
@@ -191,6 +202,7 @@ class GeoLinkAlgorithm(QgsProcessingAlgorithm):
                 config["native"] = True
             if self._extent:
                 config["extent"] = self._extent
+            config["yes"] = True  # Run in the dialog is the go-ahead: a large job is a warning, not a refusal
         return config
 
     # ------------------------------------------------------------ running and loading
@@ -210,7 +222,10 @@ class GeoLinkAlgorithm(QgsProcessingAlgorithm):
                 fb.setProgressText(message)
 
         callbacks = Callbacks(progress=progress, log=log, is_cancelled=fb.isCanceled)
-        python = settings.backend_python()
+        state = settings.backend_status()  # a missing or incomplete backend: the same words everywhere
+        if not state.ready:
+            raise QgsProcessingException(state.message)
+        python = state.python
         fb.pushDebugInfo(f"GeoLink backend: {python}")
         job = Job(task=task, config=config, outputs=outputs or [], env=settings.worker_env())
         try:
@@ -226,15 +241,16 @@ class GeoLinkAlgorithm(QgsProcessingAlgorithm):
                 self._provenance[key] = value
         return result
 
-    def style_output(self, path: str, kind: str, title: str, visible: bool = True, declared: bool = True) -> None:
+    def style_output(self, path: str, kind: str, title: str, visible: bool = True, declared: bool = True,
+                     main: bool = False) -> None:
         """Style (and group) this output when Processing loads it into the project."""
         if path:
-            self._outputs.append(Output(path, kind, title, visible, declared))
+            self._outputs.append(Output(path, kind, title, visible, declared, main))
 
     def postProcessAlgorithm(self, context, feedback):  # noqa: N802 (runs in the main thread after the job)
         loading = any(context.willLoadLayerOnCompletion(o.path) for o in self._outputs if o.declared)
         for out in self._outputs:
             styler = results.ResultStyler(out.kind, self._run_name or f"GeoLink {self.TITLE.lower()}", out.title,
                                           dict(self._provenance), out.visible)
-            results.attach(context, out.path, styler, load_if_missing=loading and not out.declared)
+            results.attach(context, out.path, styler, load_if_missing=(loading or out.main) and not out.declared)
         return {}

@@ -107,10 +107,11 @@ class ModelCard:
 
     @property
     def text_encoder_name(self) -> Optional[str]:
-        """The tag text encoder the OSM branch was trained with; None for an image-only model."""
+        """The tag text encoder the OSM branch was trained with: the card's name for it, else the named encoder
+        of its width; None for an image-only model (or a width no named encoder has)."""
         spec = self.text_encoder
         if isinstance(spec, dict):
-            spec = spec.get("name")
+            spec = spec.get("name") or text_encoder_name(spec.get("dim"))
         return str(spec) if spec else None
 
 

@@ -108,12 +108,7 @@ def add_review_fields(gpkg: Path, osm_counts: np.ndarray, osm_names: List[str]) 
     return tally
 
 
-def write_review_style(gpkg: Path) -> Path:
-    """The review style (package data zones_review.qml: filled with the predicted class's colour, faint where OSM
-    agrees; thick magenta outline where OSM disagrees, thick dashed orange where OSM has no land use) beside the
-    GeoPackage, where QGIS loads it with the layer."""
-    import shutil
-
-    qml = gpkg.with_suffix(".qml")
-    shutil.copyfile(DATA / "zones_review.qml", qml)
-    return qml
+def review_style() -> str:
+    """The review style (package data zones_review.qml): zones filled with the predicted class's colour, faint where
+    OSM agrees; a thick magenta outline where OSM disagrees, a thick dashed orange one where OSM has no land use."""
+    return (DATA / "zones_review.qml").read_text(encoding="utf-8")

@@ -28,17 +28,12 @@ from ..errors import InputError
 from ..osm.read import POLYGON, read_osm
 from ..osm.tagmap import TagMap, most_common_tags
 from ..progress import Progress
+from ..raster.crs import metres_per_unit
 from .labels import LabelSet, class_colors
 from .losses import IGNORE
 
 MIN_MARGIN = 2.0  # metres: the default edge margin is one pixel, never less than this
 BALANCE_RATIO = 3.0
-
-
-def metres_per_unit(wkt: str) -> float:
-    from ..inference.zones import metres_per_unit as mpu
-
-    return mpu(wkt)
 
 
 def read_osm_labels(paths: Sequence[str], tag_map: TagMap, raster_wkt: str,
@@ -84,7 +79,8 @@ def read_osm_labels(paths: Sequence[str], tag_map: TagMap, raster_wkt: str,
     areas = shapely.area(geoms)
     progress.update(85, "Taking the edge margin off the OSM polygons")
     progress.check_cancelled()
-    width = margin / metres_per_unit(raster_wkt)
+    unit_x, unit_y = metres_per_unit(raster_wkt, (raster_bounds[1] + raster_bounds[3]) / 2)
+    width = margin / float(np.sqrt(unit_x * unit_y))
     shrunk = _shrink(geoms, ids, areas, width) if width > 0 else geoms
     parts, source = shapely.get_parts(shrunk, return_index=True)
     ok = (shapely.get_type_id(parts) == 3) & (shapely.area(parts) > 0)
@@ -108,7 +104,7 @@ def read_osm_labels(paths: Sequence[str], tag_map: TagMap, raster_wkt: str,
     class_ids = np.array([index[i] for i in ids[source]], dtype=np.int64)
     given = {c["name"]: c["color"] for c in tag_map.classes if c.get("color")}
     given.update(colors or {})
-    unit = metres_per_unit(raster_wkt) ** 2
+    unit = unit_x * unit_y
     part_area = shapely.area(parts)
     per_class = {n: {"polygons": int(len(np.unique(source[class_ids == k]))),
                      "area_km2": round(float(part_area[class_ids == k].sum() * unit / 1e6), 4)}
