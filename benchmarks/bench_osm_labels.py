@@ -34,12 +34,18 @@ from bench_finetune import (  # noqa: E402
     _row,
     _scores,
     finetune_metrics,
-    gaussian_ml_metrics,
     split_pixels,
 )
 
 OSM_STYLE = ROOT / "tests" / "data" / "osm" / "s2_virginia_osm_style.geojson"
 TO_HAND_LABELS = {"wetland": "marsh", "bare": "sand"}
+
+
+def gaussian_ml_metrics(x_train, y_train, x_test, y_test, names) -> dict:
+    """Gaussian ML trained on (x_train, y_train), scored on the test pixels."""
+    with Timer() as t:
+        pred = GaussianML().fit(x_train, y_train).predict(x_test)
+    return {**_scores(y_test, pred, names), **t.figures()}
 
 
 def test_pixels(names: list) -> tuple:
@@ -112,12 +118,11 @@ def main() -> None:
     data = split_pixels()
     names = data["names"]
     rows, cols, truth = test_pixels(names)
-    results = {"Gaussian ML, clean polygons": gaussian_ml_metrics(data)}
+    results = {"Gaussian ML, clean polygons": gaussian_ml_metrics(data["x_train"], data["y_train"], data["x_test"],
+                                                                  data["y_test"], names)}
     x, y, report = osm_pixels(args.margin)
-    with Timer() as t:
-        ml = GaussianML().fit(x, np.array([names.index(n) for n in y]))
-        pred = ml.predict(data["x_test"])
-    results["Gaussian ML, OSM-style labels"] = {**_scores(data["y_test"], pred, names), **t.figures()}
+    results["Gaussian ML, OSM-style labels"] = gaussian_ml_metrics(x, np.array([names.index(n) for n in y]),
+                                                                   data["x_test"], data["y_test"], names)
     out_dir = args.out_dir or Path(tempfile.mkdtemp(prefix="bench-osm-labels-"))
     from geolink.progress import Progress
     from geolink.tasks import finetune

@@ -29,7 +29,8 @@ def utm_wkt(lon: float, lat: float) -> str:
 def coverage(path: str, tag_map_name: str, pixel: float) -> dict:
     import shapely
 
-    from geolink.osm.read import POLYGON, read_osm
+    from geolink.osm.format import POLYGON
+    from geolink.osm.read import read_osm
     from geolink.osm.tagmap import load_tag_map, most_common_tags
     from geolink.training.osm_labels import read_osm_labels
     from geolink.training.rasterize import LabelBurner

@@ -17,7 +17,8 @@ import numpy as np
 import shapely
 
 from ..errors import InputError
-from .read import POLYGON, OsmFeatures
+from .format import POLYGON
+from .read import OsmFeatures
 from .tagmap import DATA, TagMap, load_tag_map, parse_tag_map
 
 MIN_OSM_SHARE = 0.5

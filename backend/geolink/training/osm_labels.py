@@ -25,7 +25,8 @@ import numpy as np
 import shapely
 
 from ..errors import InputError
-from ..osm.read import POLYGON, read_osm
+from ..osm.format import POLYGON
+from ..osm.read import read_osm
 from ..osm.tagmap import TagMap, most_common_tags
 from ..progress import Progress
 from ..raster.crs import metres_per_unit
