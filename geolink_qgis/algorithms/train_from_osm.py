@@ -41,7 +41,7 @@ class TrainFromOsmAlgorithm(FinetuneAlgorithm):
 
     def initAlgorithm(self, config=None):  # noqa: N802
         self.add_raster_input()
-        self.add_osm_inputs(optional=False)
+        self.add_osm_inputs(required=True)
         self.addParameter(QgsProcessingParameterEnum(self.TAG_MAP, "Tag map (OSM tags -> classes)", TAG_MAPS,
                                                      defaultValue=0))
         self.addParameter(QgsProcessingParameterFile(self.TAG_MAP_FILE, "Tag map file (JSON)", FILE_BEHAVIOR_FILE,

@@ -12,6 +12,7 @@ from qgis.core import (
 
 from .. import results
 from ..compat import NUMBER_DOUBLE, NUMBER_INTEGER, SOURCE_VECTOR_POLYGON, add_advanced
+from ..i18n import tr
 from .base import GeoLinkAlgorithm
 
 
@@ -39,29 +40,30 @@ class ZonesAlgorithm(GeoLinkAlgorithm):
 
     def initAlgorithm(self, config=None):  # noqa: N802
         self.add_raster_input()
-        self.add_osm_inputs(optional=False)
+        self.add_osm_inputs(required=True)
         self.add_model()
-        self.addParameter(QgsProcessingParameterBoolean(self.COMPARE_OSM, "Compare with OSM (missing in OSM / "
-                                                        "agrees / disagrees)", defaultValue=False))
-        for param in (QgsProcessingParameterString(self.TAG_MAP, "Tag map for the comparison: landcover, "
-                                                   "urban-function or a .json (empty: the model's own)",
+        self.addParameter(QgsProcessingParameterBoolean(
+            self.COMPARE_OSM, tr("Compare with OSM (missing in OSM / agrees / disagrees)"), defaultValue=False))
+        for param in (QgsProcessingParameterString(self.TAG_MAP, tr("Tag map for the comparison: landcover, urban-"
+                                                                    "function or a .json (empty: the model's own)"),
                                                    defaultValue="", optional=True),
-                      QgsProcessingParameterNumber(self.MIN_AREA, "Smallest zone in m² (0: 16 pixels)", NUMBER_DOUBLE,
-                                                   defaultValue=0.0, minValue=0.0),
-                      QgsProcessingParameterNumber(self.SIEVE, "Without OSM ways: merge class regions smaller than "
-                                                   "this many pixels (0: 64)", NUMBER_INTEGER, defaultValue=0,
-                                                   minValue=0)):
+                      QgsProcessingParameterNumber(self.MIN_AREA, tr("Smallest zone in m² (0: 16 pixels)"),
+                                                   NUMBER_DOUBLE, defaultValue=0.0, minValue=0.0),
+                      QgsProcessingParameterNumber(self.SIEVE, tr("Without OSM ways: merge class regions smaller than "
+                                                                  "this many pixels (0: 64)"), NUMBER_INTEGER,
+                                                   defaultValue=0, minValue=0)):
             add_advanced(param)
             self.addParameter(param)
         self.add_engine_options()
-        self.addParameter(QgsProcessingParameterVectorDestination(self.OUTPUT, "Zones", SOURCE_VECTOR_POLYGON))
+        self.addParameter(QgsProcessingParameterVectorDestination(self.OUTPUT, tr("Zones"), SOURCE_VECTOR_POLYGON))
 
     def processAlgorithm(self, parameters, context, feedback):  # noqa: N802
         raster = self.raster_input(parameters, context, feedback)
         osm = self.osm_inputs(parameters, context, feedback, required=True)
         out = self.parameterAsOutputLayer(parameters, self.OUTPUT, context)
         if not out.lower().endswith(".gpkg"):
-            raise QgsProcessingException(f"Zones are written as a GeoPackage; choose a .gpkg output, not {out}.")
+            raise QgsProcessingException(tr("Zones are written as a GeoPackage; choose a .gpkg output, not {path}.")
+                                         .format(path=out))
         config = {"raster": raster, "osm": osm, "model": self.parameterAsString(parameters, self.MODEL, context),
                   "out": out, **self.engine_config(parameters, context)}
         for param, key, cast in ((self.MIN_AREA, "min_area", float), (self.SIEVE, "sieve", int)):
@@ -78,6 +80,6 @@ class ZonesAlgorithm(GeoLinkAlgorithm):
         review = (result.get("figures") or {}).get("osm_review")
         if review:
             feedback.pushInfo("OSM review: " + ", ".join(f"{n} zones {k}" for k, n in review.items()))
-        self.style_output(out, results.ZONES, "Zones")
+        self.style_output(out, results.ZONES, tr("Zones"))
         return {self.OUTPUT: out}
 
