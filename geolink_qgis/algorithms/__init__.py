@@ -6,7 +6,8 @@ from .classify import ClassifyAlgorithm
 from .embed import EmbedAlgorithm
 from .finetune import FinetuneAlgorithm
 from .import_checkpoint import ImportCheckpointAlgorithm
+from .train_from_osm import TrainFromOsmAlgorithm
 from .zones import ZonesAlgorithm
 
 ALGORITHMS = [ClassifyAlgorithm, ZonesAlgorithm, EmbedAlgorithm, BatchAlgorithm, FinetuneAlgorithm,
-              ImportCheckpointAlgorithm, CheckBackendAlgorithm]
+              TrainFromOsmAlgorithm, ImportCheckpointAlgorithm, CheckBackendAlgorithm]
