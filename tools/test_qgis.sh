@@ -3,7 +3,7 @@
 # repository (reused while healthy, rebuilt when broken), Debian's QGIS in it, a backend environment made for
 # its Python by the plugin's own installer, and this repository bind-mounted at /geolink.
 #
-#   tools/test_qgis.sh 3.40|3.44 [pytest args]   tests/qgis (default) on QGIS 3.40 (trixie) or 3.44 (sid)
+#   tools/test_qgis.sh 3.40|3.44 [pytest args]   tests/qgis (or the given tests) on QGIS 3.40 (trixie) or 3.44 (sid)
 #   tools/test_qgis.sh 3.40 --make-test          a fresh clone of HEAD passes `make test` on that Debian
 #
 # Needs root (debootstrap, chroot, mount). GEOLINK_QGIS_CACHE moves the cache (default /var/cache/geolink-test-qgis).
@@ -139,6 +139,6 @@ if [ "${1:-}" = --make-test ]; then
   [ -f "$REPO/../shared/README.md" ] && ln -s /shared "$ROOTFS/root/clone/shared"
   in_root "${RUN[@]:0:3}" sh -c "cd /root/clone/geolink && make test"
 else
-  in_root "${RUN[@]}" sh -c "cd /geolink && $VENV/bin/python -m pytest tests/qgis -q -ra -p no:cacheprovider $*"
+  in_root "${RUN[@]}" sh -c "cd /geolink && $VENV/bin/python -m pytest -ra --durations=10 -p no:cacheprovider ${*:-tests/qgis}"
 fi
 elapsed "QGIS $QGIS done" "$START"
