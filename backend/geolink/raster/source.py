@@ -16,9 +16,8 @@ from typing import List, Optional, Sequence, Tuple
 import numpy as np
 
 from ..errors import InputError
+from ..models.card import IMAGENET_MEAN, IMAGENET_STD
 
-IMAGENET_MEAN = (0.485, 0.456, 0.406)
-IMAGENET_STD = (0.229, 0.224, 0.225)
 COLOR_NAMES = {"red": 3, "green": 4, "blue": 5, "nir": None}  # gdal.GCI_RedBand etc.
 
 
@@ -104,28 +103,6 @@ def _per_band(value, n: int, what: str) -> np.ndarray:
     if arr.size != n:
         raise InputError(f"The model card's normalisation gives {arr.size} {what} values for {n} bands.")
     return arr
-
-
-@dataclass
-class ModelInput:
-    """What a model expects of its input, from its card."""
-
-    bands: List[str]
-    input_size: int
-    gsd: Optional[float]
-    normalisation: dict
-    patch_size: int = 16
-
-    @classmethod
-    def from_card(cls, card: dict) -> ModelInput:
-        bands = card.get("bands") or ["red", "green", "blue"]
-        if isinstance(bands, int):
-            bands = [f"band{i + 1}" for i in range(bands)]
-        norm = card.get("normalisation") or card.get("normalization") or {}
-        size = int(card.get("input_size") or card.get("img_size") or 224)
-        gsd = card.get("gsd")
-        return cls([str(b) for b in bands], size, float(gsd) if gsd else None, dict(norm),
-                   int(card.get("patch_size") or 16))
 
 
 class Source:
@@ -237,8 +214,9 @@ class Source:
             return by_colour
         return list(range(1, n + 1))
 
-    def normaliser(self, spec: ModelInput, bands: Sequence[int]) -> Normaliser:
-        norm, n = spec.normalisation, len(bands)
+    def normaliser(self, norm: dict, bands: Sequence[int]) -> Normaliser:
+        """The Normaliser of a model card's `normalisation` for these bands of this raster."""
+        n = len(bands)
         mean = _per_band(norm.get("mean", IMAGENET_MEAN if n == 3 else 0.0), n, "mean")
         std = _per_band(norm.get("std", IMAGENET_STD if n == 3 else 1.0), n, "std")
         byte = self.ds.GetRasterBand(bands[0]).DataType == _gdal().GDT_Byte
