@@ -5,11 +5,12 @@
 #
 #   tools/test_qgis.sh 3.40|3.44 [pytest args]   tests/qgis (or the given tests) on QGIS 3.40 (trixie) or 3.44 (sid)
 #   tools/test_qgis.sh 3.40 --make-test          a fresh clone of HEAD passes `make test` on that Debian
+#   tools/test_qgis.sh 3.40 --prepare            only build what the tests need (CI does it beside the host suite)
 #
 # Needs root (debootstrap, chroot, mount). GEOLINK_QGIS_CACHE moves the cache (default /var/cache/geolink-test-qgis).
 set -euo pipefail
 
-QGIS=${1:?usage: tools/test_qgis.sh 3.40|3.44 [--make-test | pytest args]}
+QGIS=${1:?usage: tools/test_qgis.sh 3.40|3.44 [--make-test | --prepare | pytest args]}
 shift
 case $QGIS in
   3.40) SUITE=trixie ;;
@@ -54,6 +55,12 @@ in_root() {
 }
 stamp() { cat "$ROOTFS/$1" 2>/dev/null || true; }
 elapsed() { echo "[test-qgis] $1 ($((SECONDS - $2)) s)"; }
+
+unmount_stale() {  # mounts left by a killed run (SIGKILL skips the trap); with the lock held none is in use
+  awk -v r="$ROOTFS/" 'index($2, r) == 1 {print $2}' /proc/self/mounts | sort -r | while read -r m; do
+    umount -l "$m"
+  done
+}
 
 remove_root() {  # only with nothing mounted below it: a bind of the repository must never be deleted
   cleanup
@@ -113,6 +120,9 @@ install_backend() {  # the plugin's own installer, for this system's Python; red
 
 START=$SECONDS
 mkdir -p "$CACHE"
+exec 9>"$CACHE/$SUITE.lock"  # one run per system at a time: the cleanup ends every process inside it
+flock 9
+unmount_stale
 build_base
 mount_system
 if ! install_qgis; then
@@ -128,17 +138,18 @@ install_backend
 [ -f "$CACHE/data/$SUITE/data/READY" ] \
   || in_root sh -c "cd /geolink && $VENV/bin/python tools/fetch_data.py --cache /var/cache/geolink/pypi --out /var/cache/geolink/data"
 
-RUN=(env QT_QPA_PLATFORM=offscreen PYTHONDONTWRITEBYTECODE=1 GEOLINK_BACKEND_PYTHON=$VENV/bin/python
-     GEOLINK_DATA=/var/cache/geolink/data GEOLINK_SHARED=/shared)
 echo "[test-qgis] Debian $SUITE $(cat "$ROOTFS/etc/debian_version"), $(in_root python3 --version)," \
      "QGIS $(in_root python3 -c 'from qgis.core import Qgis; print(Qgis.version())')"
-if [ "${1:-}" = --make-test ]; then
-  # A fresh clone of HEAD (committed work only) with ../shared beside it, as CI has it.
-  rm -rf "$ROOTFS/root/clone" && mkdir -p "$ROOTFS/root/clone"
-  git clone -q "$REPO" "$ROOTFS/root/clone/geolink"
-  [ -f "$REPO/../shared/README.md" ] && ln -s /shared "$ROOTFS/root/clone/shared"
-  in_root "${RUN[@]:0:3}" sh -c "cd /root/clone/geolink && make test"
-else
-  in_root "${RUN[@]}" sh -c "cd /geolink && $VENV/bin/python -m pytest -ra --durations=10 -p no:cacheprovider ${*:-tests/qgis}"
-fi
+HEADLESS=(QT_QPA_PLATFORM=offscreen PYTHONDONTWRITEBYTECODE=1)
+case ${1:-} in
+  --prepare) ;;
+  --make-test)  # a fresh clone of HEAD (committed work only) with ../shared beside it, as CI has it
+    rm -rf "$ROOTFS/root/clone" && mkdir -p "$ROOTFS/root/clone"
+    git clone -q "$REPO" "$ROOTFS/root/clone/geolink"
+    [ -f "$REPO/../shared/README.md" ] && ln -s /shared "$ROOTFS/root/clone/shared"
+    in_root "${HEADLESS[@]}" sh -c "cd /root/clone/geolink && make test" ;;
+  *)
+    in_root "${HEADLESS[@]}" GEOLINK_BACKEND_PYTHON=$VENV/bin/python GEOLINK_DATA=/var/cache/geolink/data \
+      GEOLINK_SHARED=/shared sh -c "cd /geolink && $VENV/bin/python -m pytest -ra --durations=10 -p no:cacheprovider ${*:-tests/qgis}" ;;
+esac
 elapsed "QGIS $QGIS done" "$START"
