@@ -33,6 +33,7 @@ NUMBER_DOUBLE = _pick("ProcessingNumberParameterType", "Double", QgsProcessingPa
 SOURCE_VECTOR_ANY = _pick("ProcessingSourceType", "VectorAnyGeometry", QgsProcessing, "TypeVectorAnyGeometry")
 SOURCE_VECTOR_POLYGON = _pick("ProcessingSourceType", "VectorPolygon", QgsProcessing, "TypeVectorPolygon")
 FILE_BEHAVIOR_FILE = _pick("ProcessingFileParameterBehavior", "File", QgsProcessingParameterFile, "File")
+FILE_BEHAVIOR_FOLDER = _pick("ProcessingFileParameterBehavior", "Folder", QgsProcessingParameterFile, "Folder")
 FIELD_ANY = _pick("ProcessingFieldParameterDataType", "Any", QgsProcessingParameterField, "Any")
 RASTER_WRITE_OK = _pick("RasterFileWriterResult", "Success", QgsRasterFileWriter, "NoError")
 DISTANCE_METERS = _pick("DistanceUnit", "Meters", QgsUnitTypes, "DistanceMeters")

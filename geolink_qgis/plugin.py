@@ -10,7 +10,8 @@ try:  # Qt 6 (QGIS 4) moved QAction to QtGui
 except ImportError:
     from qgis.PyQt.QtWidgets import QAction
 
-from .paths import icon_path
+from .i18n import install_translator, tr
+from .paths import PLUGIN_DIR, icon_path
 from .provider import GeoLinkProvider
 
 MENU = "&GeoLink"
@@ -22,6 +23,7 @@ class GeoLinkPlugin:
         self.provider = None
         self.actions = []
         self.dialog = None
+        install_translator(PLUGIN_DIR)
 
     def initProcessing(self) -> None:  # noqa: N802 (QGIS calls it by this name)
         self.provider = GeoLinkProvider()
@@ -29,10 +31,10 @@ class GeoLinkPlugin:
 
     def initGui(self) -> None:  # noqa: N802
         self.initProcessing()
-        main = self._action("GeoLink…", "geolinkOpenDialog", self.open_dialog, QIcon(icon_path()))
+        main = self._action(tr("GeoLink…"), "geolinkOpenDialog", self.open_dialog, QIcon(icon_path()))
         self.iface.addToolBarIcon(main)
-        self._action("Settings and backend…", "geolinkSettings", self.open_settings)
-        self._action("Models…", "geolinkModels", self.open_models)
+        self._action(tr("Settings and backend…"), "geolinkSettings", self.open_settings)
+        self._action(tr("Models…"), "geolinkModels", self.open_models)
 
     def _action(self, text: str, name: str, slot, icon: QIcon = None) -> QAction:
         action = QAction(icon or QIcon(), text, self.iface.mainWindow())
@@ -70,6 +72,7 @@ class GeoLinkPlugin:
         if self.dialog is not None:
             self.dialog.close()
             self.dialog = None
+        install_translator(PLUGIN_DIR)
         if self.provider is not None:
             QgsApplication.processingRegistry().removeProvider(self.provider)
             self.provider = None

@@ -10,15 +10,17 @@ import typing
 from typing import List, Optional
 
 from . import __version__
-from .config import base_type, field_types
-from .errors import GeoLinkError
+from .config import base_type, check_config, field_types
+from .errors import CommandLineWords, GeoLinkError, as_geolink_error, render
 from .progress import Progress, TerminalSink, quiet_library_warnings
 from .tasks import TASKS, load_task
 
 
-def _add_arguments(parser: argparse.ArgumentParser, config_cls: type) -> None:
+def _add_arguments(parser: argparse.ArgumentParser, config_cls: type, skip: typing.Collection[str] = ()) -> None:
     hints = field_types(config_cls)
     for f in dataclasses.fields(config_cls):
+        if f.name in skip:
+            continue
         meta = f.metadata
         tp = base_type(hints[f.name])
         kwargs = {"help": meta.get("help", "")}
@@ -58,8 +60,32 @@ def build_parser() -> argparse.ArgumentParser:
         except GeoLinkError:
             continue
         p = sub.add_parser(name, help=module.HELP.splitlines()[0], description=module.HELP)
-        _add_arguments(p, module.Config)
+        if name == "batch":
+            _add_batch_tasks(p, module)
+        else:
+            _add_arguments(p, module.Config)
     return parser
+
+
+def _add_batch_tasks(parser: argparse.ArgumentParser, batch) -> None:
+    """`geolink batch TASK`: the batch's own flags and TASK's, less those naming one raster's files."""
+    inner = parser.add_subparsers(dest="batch_task", metavar="TASK", required=True)
+    for name in batch.TASKS:
+        task = load_task(name)
+        p = inner.add_parser(name, help=task.HELP.splitlines()[0], description=batch.HELP)
+        _add_arguments(p, batch.Config, skip={"task", "options"})
+        _add_arguments(p, task.Config, skip=batch.PER_RASTER)
+
+
+def _config_values(args: argparse.Namespace, module) -> dict:
+    values = {f.name: getattr(args, f.name) for f in dataclasses.fields(module.Config)
+              if getattr(args, f.name, None) is not None}
+    if args.task == "batch":
+        task = load_task(args.batch_task)
+        values["task"] = args.batch_task
+        values["options"] = {f.name: getattr(args, f.name) for f in dataclasses.fields(task.Config)
+                             if f.name not in module.PER_RASTER and getattr(args, f.name, None) is not None}
+    return values
 
 
 def main(argv: Optional[List[str]] = None) -> int:
@@ -70,21 +96,24 @@ def main(argv: Optional[List[str]] = None) -> int:
         parser.print_help()
         return 2
     module = load_task(args.task)
-    values = {f.name: getattr(args, f.name) for f in dataclasses.fields(module.Config)
-              if getattr(args, f.name) is not None}
-    sink = TerminalSink(quiet=args.quiet)
+    values = _config_values(args, module)
+    words = CommandLineWords(module.Config)
+    sink = TerminalSink(quiet=args.quiet, words=words)
     try:
-        config = module.Config(**values)
+        config = check_config(module.Config(**values))
         result = module.run(config, Progress(sink))
     except KeyboardInterrupt:
         sink.close()
         print("Cancelled.", file=sys.stderr)
         return 130
-    except GeoLinkError as exc:
+    except (GeoLinkError, OSError) as exc:
+        error = exc if isinstance(exc, GeoLinkError) else as_geolink_error(exc)
+        if error is None:
+            raise
         sink.close()
-        print(f"error: {exc.message}", file=sys.stderr)
-        if exc.hint:
-            print(f"hint: {exc.hint}", file=sys.stderr)
+        print(f"error: {render(error.message, words)}", file=sys.stderr)
+        if error.hint:
+            print(f"hint: {render(error.hint, words)}", file=sys.stderr)
         return 1
     sink.close()
     if args.json:

@@ -1,5 +1,6 @@
 """One module per Processing algorithm; ALGORITHMS lists what the provider offers."""
 
+from .batch import BatchAlgorithm
 from .check_backend import CheckBackendAlgorithm
 from .classify import ClassifyAlgorithm
 from .embed import EmbedAlgorithm
@@ -7,5 +8,5 @@ from .finetune import FinetuneAlgorithm
 from .import_checkpoint import ImportCheckpointAlgorithm
 from .zones import ZonesAlgorithm
 
-ALGORITHMS = [ClassifyAlgorithm, ZonesAlgorithm, EmbedAlgorithm, FinetuneAlgorithm, ImportCheckpointAlgorithm,
-              CheckBackendAlgorithm]
+ALGORITHMS = [ClassifyAlgorithm, ZonesAlgorithm, EmbedAlgorithm, BatchAlgorithm, FinetuneAlgorithm,
+              ImportCheckpointAlgorithm, CheckBackendAlgorithm]

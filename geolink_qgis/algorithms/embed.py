@@ -10,11 +10,15 @@ from qgis.core import (
 
 from .. import results
 from ..compat import NUMBER_INTEGER, add_advanced
+from ..i18n import tr
 from .base import GeoLinkAlgorithm
+
+PREVIEW_OUTPUT = "preview"  # the key of the PCA preview among the backend's outputs
 
 
 class EmbedAlgorithm(GeoLinkAlgorithm):
     ALG_ID = "embed"
+    USES_MODEL = True
     TITLE = "Extract GeoLink embeddings"
     HELP = ("Runs the GeoLink encoder over the input raster and writes its features as a multi-band raster at "
             "patch resolution (one band per feature channel, one pixel per 16 x 16 image pixels), plus a 3-band "
@@ -32,13 +36,13 @@ class EmbedAlgorithm(GeoLinkAlgorithm):
         self.add_raster_input()
         self.add_osm_inputs()
         self.add_model()
-        layer = QgsProcessingParameterNumber(self.LAYER, "Encoder block, from 1 (0: the last, fused output)",
+        layer = QgsProcessingParameterNumber(self.LAYER, tr("Encoder block, from 1 (0: the last, fused output)"),
                                              NUMBER_INTEGER, defaultValue=0, minValue=0)
         add_advanced(layer)
         self.addParameter(layer)
         self.add_engine_options()
-        self.addParameter(QgsProcessingParameterRasterDestination(self.OUTPUT, "Embeddings"))
-        self.addOutput(QgsProcessingOutputRasterLayer(self.PREVIEW, "PCA preview"))
+        self.addParameter(QgsProcessingParameterRasterDestination(self.OUTPUT, tr("Embeddings")))
+        self.addOutput(QgsProcessingOutputRasterLayer(self.PREVIEW, tr("PCA preview")))
 
     def processAlgorithm(self, parameters, context, feedback):  # noqa: N802
         raster = self.raster_input(parameters, context, feedback)
@@ -50,16 +54,9 @@ class EmbedAlgorithm(GeoLinkAlgorithm):
         if layer:
             config["layer"] = layer
         result = self.run_backend("embed", config, feedback, outputs=[out])
-        preview = preview_path(result.get("outputs") or {}, out)
-        self.style_output(out, results.EMBEDDINGS, "Embeddings", visible=False)
+        preview = str((result.get("outputs") or {}).get(PREVIEW_OUTPUT) or "")
+        self.style_output(out, results.EMBEDDINGS, tr("Embeddings"), visible=False)
         if preview:
-            self.style_output(preview, results.PREVIEW, "Embeddings (PCA preview)", declared=False)
+            self.style_output(preview, results.PREVIEW, tr("Embeddings (PCA preview)"), declared=False)
         return {self.OUTPUT: out, self.PREVIEW: preview}
 
-
-def preview_path(outputs: dict, main: str) -> str:
-    """The PCA preview among the backend's outputs: the one named like 'preview' or 'pca' that is not `main`."""
-    for name, path in outputs.items():
-        if path and str(path) != main and any(k in name.lower() for k in ("preview", "pca", "rgb")):
-            return str(path)
-    return ""

@@ -15,6 +15,8 @@ def test_provider_registered(qgis_app):
     assert "checkbackend" in ids and ids <= FIXED_IDS
     for alg in provider.algorithms():
         assert alg.displayName() and len(alg.shortHelpString()) > 40
+        if alg.name() in ("classify", "zones", "embed", "finetune"):  # say plainly what 'default' is
+            assert "demonstration model" in alg.shortHelpString(), alg.name()
 
 
 def test_checkbackend_through_processing(qgis_app):
@@ -29,5 +31,5 @@ def test_missing_backend_is_a_processing_error_not_a_crash(qgis_app, monkeypatch
     from qgis import processing
 
     monkeypatch.setenv("GEOLINK_BACKEND_PYTHON", str(tmp_path / "missing" / "python"))
-    with pytest.raises(QgsProcessingException, match="interpreter was not found"):
+    with pytest.raises(QgsProcessingException, match="not installed yet.*click Install backend"):
         processing.run("geolink:checkbackend", {})

@@ -8,7 +8,7 @@ import time
 from pathlib import Path
 
 import pytest
-from qgis.core import QgsApplication, QgsProject, QgsRasterLayer
+from qgis.core import QgsApplication, QgsProject, QgsRasterLayer, QgsTask
 
 from geolink_qgis import settings
 from geolink_qgis.backend_installer import InstallPlan
@@ -59,9 +59,14 @@ def test_dialog_lists_layers_and_models_and_builds_parameters(qgis_app, data_dir
     osm = QgsVectorLayer(f"{data_dir / 'Helsinki.osm.pbf'}|layername=lines", "osm lines", "ogr")
     project.addMapLayers([raster, osm])
     try:
+        write_package(tmp_path / "encoder-only.safetensors", {"head": None})
         dialog = GeoLinkDialog()
         models = [dialog.model.itemText(i) for i in range(dialog.model.count())]
         assert models[0] == "default" and "my-landcover" in models
+        for task, offered in (("classify", False), ("zones", False), ("embed", True)):  # only suitable models
+            dialog.task.setCurrentIndex(dialog.task.findData(task))
+            names = [dialog.model.itemText(i) for i in range(dialog.model.count())]
+            assert ("encoder-only" in names) == offered and "my-landcover" in names, (task, names)
         dialog.raster.setLayer(raster)
         dialog.set_osm_checked([osm])
         dialog.task.setCurrentIndex(1)
@@ -78,7 +83,7 @@ def test_install_failure_is_explained_in_the_dialog(qgis_app, tmp_path):
 
     dialog = SettingsDialog()
     plan = InstallPlan(venv=tmp_path / "venv", backend_source=tmp_path, base_python=tmp_path / "no-python")
-    task = dialog.install(plan)
+    task = dialog.install(plan, confirm=False)
     wait_for(lambda: dialog.install_button.isEnabled(), timeout=60)
     assert "Installation failed" in dialog.status.text() and "does not run" in dialog.status.text()
     assert task.error and not (tmp_path / "venv").exists()
@@ -99,6 +104,8 @@ def test_model_manager_lists_packages_and_shows_cards(qgis_app, tmp_path, monkey
     assert card_text.startswith("Architecture: vit_tiny") and "Classes: residential, commercial" in card_text
     assert '"architecture": "vit_tiny"' in card_text
     assert dialog.table.item(names.index("ufz"), 2).text() == "residential, commercial"
+    assert dialog.table.item(names.index("ufz"), 1).text().startswith("classify, zones, embed")
+    assert "Can do: classify, zones" in card_text
 
 
 def test_missing_backend_shows_the_install_banner(qgis_app, tmp_path, monkeypatch):
@@ -132,11 +139,14 @@ def test_dialog_cancel_button_stops_the_run(qgis_app, data_dir, tmp_path, monkey
         dialog = GeoLinkDialog()
         dialog.raster.setLayer(raster)
         dialog.output.setFilePath(str(tmp_path / "out.tif"))
+        statuses = []  # what QGIS's task manager (and its "Task failed" notice) sees
+        QgsApplication.taskManager().statusChanged.connect(lambda task_id, status: statuses.append(status))
         dialog.start()
         wait_for(lambda: dialog.progress.value() == 7, timeout=60)
         dialog.cancel_button.click()
         wait_for(lambda: not dialog.is_running(), timeout=30)
         assert dialog.status.text() == "Cancelled." and dialog.run_button.isEnabled()
+        assert QgsTask.TaskStatus.Complete in statuses and QgsTask.TaskStatus.Terminated not in statuses
         assert not (tmp_path / "out.tif").exists()
     finally:
         project.removeMapLayer(raster.id())

@@ -4,15 +4,18 @@ graphs), with what a task asks of it: run the engine, its figures, its provenanc
 from __future__ import annotations
 
 import contextlib
+import functools
 import time
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Dict, Iterator, List, Optional, Sequence
+from typing import Dict, Iterator, List, Optional
 
-from ..errors import InputError, ModelError
+from ..atomic import OutputSet
+from ..errors import InputError, ModelError, cmd, opt
 from ..models.card import ModelCard
+from ..osm.window_graphs import WindowGraphs
 from ..progress import Progress
-from ..raster.source import Normaliser, Source, parse_band_list, parse_extent
+from ..raster.source import Normaliser, Source, gsd_warning, parse_band_list, parse_extent
 from ..raster.windows import WindowPlan
 from ..raster.writer import Handle, geotiff, provenance
 from .engine import Predict, RunStats, Runtime, Sink, run_windows
@@ -36,11 +39,18 @@ class Loaded:
     def open(cls, spec: str, device) -> Loaded:
         """The package `spec` (a path or an installed model's name, e.g. 'default') on `device`, in eval mode."""
         from ..model_store import resolve_model
-        from ..models import load_model
 
-        path = resolve_model(spec or "default")
-        module = load_model(path)
-        return cls(module.to(device).eval(), module.card, Path(path))
+        path = Path(resolve_model(spec or "default"))
+        module = _open_module(str(path.resolve()), path.stat().st_mtime_ns, str(device))
+        return cls(module, module.card, path)
+
+
+@functools.lru_cache(maxsize=1)
+def _open_module(path: str, mtime_ns: int, device: str):
+    """The last model opened stays loaded, so a batch worker running raster after raster loads it once."""
+    from ..models import load_model
+
+    return load_model(path).to(device).eval()
 
 
 def cap_fusion_nodes(module, k: Optional[int]) -> None:
@@ -50,32 +60,6 @@ def cap_fusion_nodes(module, k: Optional[int]) -> None:
     for m in module.modules():
         if isinstance(m, GeoLinkModel):
             m.max_fusion_nodes = k
-
-
-class OsmGraphs:
-    """The OSM read once for the whole raster (in its CRS) and indexed; called with a window's bounds, the
-    graph of the features inside it (None without features, or for a model without an OSM branch).
-    The tags of the features inside the raster are text-encoded up front in large batches."""
-
-    def __init__(self, paths: Sequence[str], source: Source, text_encoder: Optional[str], device: str,
-                 progress: Progress):
-        from ..osm import OsmFeatures, OsmIndex, TagWeights, get_text_encoder
-        from ..osm.text import prime_encoder
-
-        self.index = OsmIndex.from_files(list(paths), source.wkt, progress)
-        self.inside = self.index.query(source.bounds) if len(self.index) else OsmFeatures.empty()
-        self.encoder = get_text_encoder(text_encoder, device=device) if text_encoder and len(self.inside) else None
-        if self.encoder is not None:
-            prime_encoder(list(self.inside.labels), self.encoder)
-        self.weights = TagWeights.from_json()
-
-    def __call__(self, bounds: tuple):
-        from ..osm import build_graph
-
-        if self.encoder is None:
-            return None
-        features = self.index.query(bounds)
-        return build_graph(features, bounds, self.encoder, self.weights) if len(features) else None
 
 
 @dataclass
@@ -89,14 +73,14 @@ class Job:
     normalise: Normaliser
     plan: WindowPlan
     runtime: Runtime
-    graphs: Optional[OsmGraphs]
+    graphs: Optional[WindowGraphs]
 
     @property
     def classes(self) -> list:
         """The model's classes [{name, color}]; a model without a head that predicts them is refused."""
         if not self.model.card.predicts_classes:
             raise ModelError(f"The model {self.model.name} has no segmentation head with classes.",
-                             hint="Use a model fine-tuned with 'geolink finetune', or 'geolink embed' for features.")
+                             hint=f"Use a model fine-tuned with {cmd('finetune')}, or {cmd('embed')} for features.")
         return self.model.card.classes
 
     def run(self, predict: Predict, channels: int, sink: Sink, progress: Progress, message: str) -> RunStats:
@@ -109,7 +93,7 @@ class Job:
         stats.seconds = time.monotonic() - t0
         if stats.windows and stats.skipped == stats.windows:
             raise InputError("Every pixel of the raster (or of the processing extent) is nodata; nothing to process.",
-                             hint="Check the raster's nodata value and the processing extent.")
+                             hint=f"Check the raster's nodata value and {opt('extent')}.")
         return stats
 
     def figures(self, stats: RunStats) -> dict:
@@ -118,7 +102,9 @@ class Job:
                 "seconds_model": round(stats.seconds_model, 2),
                 "windows_per_second": round(stats.windows / max(stats.seconds, 1e-9), 2),
                 "width": self.source.width, "height": self.source.height,
-                "pixel_size": self.source.pixel_size, "tile": self.plan.tile, "overlap": self.plan.overlap,
+                "pixel_size": self.source.pixel_size, "pixel_size_m": round(self.source.pixel_metres, 4),
+                "model_gsd_m": self.model.card.gsd, "tile": self.plan.tile,
+                "overlap": self.plan.overlap,
                 "device": str(self.runtime.device), "batch_size": self.runtime.batch_size,
                 "model": self.model.name, "bands": self.bands}
 
@@ -129,16 +115,16 @@ class Job:
 
     @contextlib.contextmanager
     def output_raster(self, path, bands: int, dtype: str, nodata: Optional[float] = None,
-                      metadata: Optional[Dict[str, str]] = None, block_rows: int = 256) -> Iterator[Handle]:
-        """A GeoTIFF on the job's output grid (the raster's, or one pixel per patch for patch outputs), written
-        to a temporary name and renamed to `path` only when the block completes."""
-        from ..atomic import atomic_output
-
+                      metadata: Optional[Dict[str, str]] = None, block_rows: int = 256,
+                      outputs: Optional[OutputSet] = None) -> Iterator[Handle]:
+        """A GeoTIFF on the job's output grid (the raster's, or one pixel per patch for patch outputs), closed
+        and checked when the block completes. With `outputs` it is written under the temporary name the set
+        gives `path` and renamed with the task's other files; without, at `path` (a scratch file)."""
         gt = list(self.source.geotransform)
         gt[1] *= self.plan.factor
         gt[5] *= self.plan.factor
-        with atomic_output(path) as tmp, geotiff(tmp, self.plan.out_width, self.plan.out_height, bands, dtype, gt,
-                                                 self.source.wkt, nodata, metadata, block_rows) as handle:
+        with geotiff(outputs.partial(path) if outputs is not None else path, self.plan.out_width,
+                     self.plan.out_height, bands, dtype, gt, self.source.wkt, nodata, metadata, block_rows) as handle:
             yield handle
 
 
@@ -153,10 +139,13 @@ def prepare(options: RasterOptions, progress: Progress, patch_outputs: bool = Fa
     gsd = None if options.native else (options.gsd or spec.gsd)
     source = Source(options.raster, parse_extent(options.extent), gsd)
     bands = source.choose_bands(spec.bands, parse_band_list(options.bands))
-    native = source.resampled_from()
-    progress.log(f"Raster {source.width} x {source.height} px at {source.pixel_size:g} "
-                 f"{f'(resampled from {native:g})' if native else '(native)'}; "
+    progress.log(f"Raster {source.width} x {source.height} px at {source.describe_resolution()}"
+                 f"{'' if spec.gsd else ' (the model card gives no ground sample distance)'}; "
                  f"bands {bands} -> {', '.join(spec.bands)}; {runtime.describe()}")
+    warning = gsd_warning(spec.gsd, source.pixel_metres, "its own resolution, as asked" if options.native
+                          else "the ground sample distance asked for")
+    if warning:
+        progress.warn(warning)
     normalise = source.normaliser(spec.normalisation, bands)
     tile = options.tile_size or spec.input_size
     if tile % spec.patch_size:
@@ -167,14 +156,25 @@ def prepare(options: RasterOptions, progress: Progress, patch_outputs: bool = Fa
     plan = WindowPlan(source.width, source.height, tile, overlap, factor)
     graphs = None
     if options.osm_max_nodes < 0:
-        raise InputError(f"--osm-max-nodes must be 0 (every entity) or more, got {options.osm_max_nodes}.")
+        raise InputError(f"{opt('osm_max_nodes')} must be 0 (every entity) or more, got {options.osm_max_nodes}.")
+    cap_fusion_nodes(model.module, options.osm_max_nodes or None)  # every job: the module may be a kept one
     if options.osm:
-        cap_fusion_nodes(model.module, options.osm_max_nodes or None)
         progress.update(2, "Reading OSM")
         text_encoder = model.card.text_encoder_name
-        graphs = OsmGraphs(options.osm, source, text_encoder, str(runtime.device), progress.sub(2, 5))
+        graphs = WindowGraphs.from_files(options.osm, source.wkt, source.bounds, text_encoder, str(runtime.device),
+                                         progress.sub(2, 5))
         if not len(graphs.inside):
-            progress.warn("The OSM files hold no feature in the raster's area; using the image alone.")
+            progress.warn(no_overlap_message(graphs.index.bounds, source.bounds))
         elif text_encoder is None:
             progress.warn(f"The model {model.name} has no OSM branch: it uses the image alone.")
     return Job(options, model, source, bands, normalise, plan, runtime, graphs)
+
+
+def no_overlap_message(osm_bounds: Optional[tuple], raster_bounds: tuple) -> str:
+    """What to tell the user when the OSM files have nothing over the raster: both extents, in the raster's CRS."""
+    def box(b):
+        return "(" + ", ".join(f"{v:.6g}" for v in b) + ")"
+    where = f"they cover {box(osm_bounds)}" if osm_bounds else "they hold no feature at all"
+    return (f"The OSM files hold no feature in the raster's area, so the image is used alone: {where}, the raster "
+            f"{box(raster_bounds)} (xmin, ymin, xmax, ymax in the raster's CRS). Check that they are of the same "
+            "place.")

@@ -9,12 +9,15 @@ zone numbers, so memory is flat in the raster's size.
 
 from __future__ import annotations
 
+import contextlib
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Dict, List, Sequence
 
 import numpy as np
 import shapely
+
+from ..raster.crs import metres_per_unit
 
 WAY_KEYS = ("highway", "railway", "waterway")
 MINOR_WAYS = {"highway:footway", "highway:path", "highway:steps", "highway:cycleway", "highway:bridleway",
@@ -25,7 +28,7 @@ MINOR_WAYS = {"highway:footway", "highway:path", "highway:steps", "highway:cycle
 
 def way_lines(labels: Sequence[str], kinds: np.ndarray, geoms: np.ndarray) -> np.ndarray:
     """The line features that bound zones (see module doc), from OsmFeatures' arrays."""
-    from ..osm.read import LINE
+    from ..osm.format import LINE
 
     keep = []
     for i, (label, kind) in enumerate(zip(labels, kinds)):
@@ -119,22 +122,10 @@ def share_field(name: str) -> str:
     return f"share_{safe or 'class'}"
 
 
-def metres_per_unit(wkt: str) -> float:
-    """Metres per CRS unit: the linear unit of a projected CRS, about 111 km per degree for a geographic one."""
-    from osgeo import osr
-
-    srs = osr.SpatialReference(wkt=wkt)
-    return 111_320.0 if srs.IsGeographic() else float(srs.GetLinearUnits() or 1.0)
-
-
 def ground_area(poly, wkt: str) -> float:
-    """Square metres: exact for a projected CRS, a local approximation (cos latitude) in degrees."""
-    from osgeo import osr
-
-    area = poly.area * metres_per_unit(wkt) ** 2
-    if osr.SpatialReference(wkt=wkt).IsGeographic():
-        area *= np.cos(np.radians(poly.centroid.y))
-    return float(area)
+    """Square metres: exact for a projected CRS, a local approximation (at the centroid's latitude) in degrees."""
+    x, y = metres_per_unit(wkt, poly.centroid.y)
+    return float(poly.area * x * y)
 
 
 def write_zones_gpkg(path: Path, polygons: Sequence, stats: ZoneStats, classes: Sequence[Dict[str, str]], wkt: str,
@@ -174,7 +165,34 @@ def write_zones_gpkg(path: Path, polygons: Sequence, stats: ZoneStats, classes: 
         feat.SetGeometry(ogr.ForceToMultiPolygon(ogr.CreateGeometryFromWkb(shapely.to_wkb(poly))))
         layer.CreateFeature(feat)
         written += 1
-    ds.CommitTransaction()
-    ds.SetMetadata(metadata)
-    layer = ds = None
+    from ..raster.writer import gdal_problems, write_failure
+
+    with gdal_problems() as problems:  # a full disk shows only here, at commit and close
+        if ds.CommitTransaction() != 0 and not problems:
+            problems.append("the transaction could not be committed")
+        ds.SetMetadata(metadata)
+        layer = ds = None
+    problems = problems or gpkg_problems(Path(path), "zones", written)
+    if problems:
+        raise write_failure(Path(path), problems)
     return written
+
+
+GPKG_TABLES = ("gpkg_spatial_ref_sys", "gpkg_contents", "gpkg_geometry_columns")
+
+
+def gpkg_problems(path: Path, layer: str, features: int) -> List[str]:
+    """What is missing from a written GeoPackage: its required tables, the layer, or some of its rows."""
+    import sqlite3
+
+    try:
+        with contextlib.closing(sqlite3.connect(f"file:{path}?mode=ro", uri=True)) as db:
+            tables = {row[0] for row in db.execute("SELECT name FROM sqlite_master WHERE type = 'table'")}
+            missing = [t for t in (*GPKG_TABLES, layer) if t not in tables]
+            if missing:
+                return [f"the GeoPackage lacks its table(s) {', '.join(missing)}"]
+            quoted = layer.replace('"', '""')  # an identifier cannot be a parameter; this one is in sqlite_master
+            rows = db.execute(f'SELECT COUNT(*) FROM "{quoted}"').fetchone()[0]  # nosec B608  a checked table name
+    except sqlite3.Error as exc:
+        return [f"the GeoPackage cannot be read: {exc}"]
+    return [] if rows == features else [f"the layer {layer} holds {rows} of {features} features"]

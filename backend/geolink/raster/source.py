@@ -15,8 +15,9 @@ from typing import List, Optional, Sequence, Tuple
 
 import numpy as np
 
-from ..errors import InputError
+from ..errors import InputError, opt
 from ..models.card import IMAGENET_MEAN, IMAGENET_STD
+from .crs import metres_per_unit
 
 COLOR_NAMES = {"red": 3, "green": 4, "blue": 5, "nir": None}  # gdal.GCI_RedBand etc.
 
@@ -57,9 +58,9 @@ def parse_band_list(text: Optional[str]) -> Optional[List[int]]:
     try:
         bands = [int(b) for b in items if str(b).strip()]
     except ValueError:
-        raise InputError(f"--bands must be band numbers like 4,3,2; got {text!r}.") from None
+        raise InputError(f"{opt('bands')} must be band numbers like 4,3,2; got {text!r}.") from None
     if not bands or min(bands) < 1:
-        raise InputError(f"--bands must be band numbers from 1; got {text!r}.")
+        raise InputError(f"{opt('bands')} must be band numbers from 1; got {text!r}.")
     return bands
 
 
@@ -106,15 +107,16 @@ def _per_band(value, n: int, what: str) -> np.ndarray:
 
 
 class Source:
-    """A north-up raster with a CRS, possibly cut and resampled (a VRT), read by rows of pixels."""
+    """A north-up raster with a CRS, possibly cut and resampled (a VRT), read by rows of pixels. With
+    `georeferenced=False` any image is taken as a plain pixel grid (pretraining pairs' JPEG tiles)."""
 
     def __init__(self, path: str, extent: Optional[Sequence[float]] = None, gsd: Optional[float] = None,
-                 resampling: str = "bilinear"):
+                 resampling: str = "bilinear", georeferenced: bool = True):
         gdal = _gdal()
         self.path = str(path)
         if not Path(self.path).exists() and not self.path.startswith("/vsi"):
             raise InputError(f"Raster not found: {self.path}")
-        problems = []
+        problems, ds = [], None
         gdal.PushErrorHandler(lambda level, code, msg: problems.append(msg) if level >= gdal.CE_Warning else None)
         try:
             ds = gdal.Open(self.path)
@@ -126,22 +128,24 @@ class Source:
         finally:
             gdal.PopErrorHandler()
         damaged = [m for m in problems if "error" in m.lower() or "not recognized" in m.lower()]
-        if damaged:
-            raise InputError(f"Cannot read the raster {Path(self.path).name}: {damaged[0]}",
+        if damaged or ds is None:
+            reason = (damaged or problems or ["GDAL does not recognise its format"])[0]
+            raise InputError(f"Cannot read the raster {Path(self.path).name}: {reason}",
                              hint="Is it a complete raster file GDAL can open (GeoTIFF, JP2, VRT, ...)? "
                                   "It may be damaged or still being written.")
-        if ds is None or ds.RasterCount == 0:
+        if ds.RasterCount == 0:
             raise InputError(f"{self.path} holds no raster bands.")
         self.original = ds
         gt = ds.GetGeoTransform(can_return_null=True)
-        if gt is None or not ds.GetProjection():
+        if georeferenced and (gt is None or not ds.GetProjection()):
             raise InputError(f"The raster {Path(self.path).name} has no CRS or georeferencing.",
                              hint="Assign its CRS (QGIS: Raster > Projections > Assign Projection) "
                                   "or georeference it first.")
-        if gt[2] or gt[4] or gt[5] >= 0:
+        if georeferenced and (gt[2] or gt[4] or gt[5] >= 0):
             raise InputError(f"The raster {Path(self.path).name} is rotated or not north-up.",
                              hint="Warp it to a north-up grid first (QGIS: Raster > Projections > Warp).")
-        self.native_pixel = (gt[1], -gt[5])
+        gt = gt or ds.GetGeoTransform()
+        self.native_pixel = (gt[1], abs(gt[5]))
         self.ds = self._prepare(ds, extent, gsd, resampling)
         self.width, self.height = self.ds.RasterXSize, self.ds.RasterYSize
         self.geotransform = tuple(self.ds.GetGeoTransform())
@@ -157,11 +161,20 @@ class Source:
             if box[0] >= box[2] or box[1] >= box[3]:
                 raise InputError(f"The processing extent {tuple(extent)} does not overlap the raster "
                                  f"({', '.join(f'{v:.2f}' for v in full)}).",
-                                 hint="Give the extent in the raster's CRS.")
+                                 hint=f"Give {opt('extent')} in the raster's CRS.")
         else:
             box = full
+        yres = None
         if gsd:
-            gsd = _metres_to_units(ds.GetProjection(), gsd, (full[1] + full[3]) / 2)
+            metres = gsd
+            east, north = metres_per_unit(ds.GetProjection(), (full[1] + full[3]) / 2)
+            gsd, yres = gsd / east, gsd / north  # square on the ground: a geographic CRS's degrees differ
+            across = min((box[2] - box[0]) / gsd, (box[3] - box[1]) / yres)
+            if across < 1:
+                raise InputError(f"{opt('gsd', format(metres, 'g'))} m is coarser than the raster (or the processing "
+                                 "extent) is wide: it would leave less than one pixel across.",
+                                 hint=f"Give a {opt('gsd')} below {metres * across:.4g} m (0: the model's).",
+                                 option="gsd")
         resample = gsd is not None and gsd > 0 and not math.isclose(gsd, gt[1], rel_tol=0.02)
         if not resample and box == full:
             return ds
@@ -174,7 +187,7 @@ class Source:
             return gdal.Translate("", ds, format="VRT", srcWin=[c0, r0, c1 - c0, r1 - r0])
         alg = "average" if gsd > gt[1] else resampling
         nodata = ds.GetRasterBand(1).GetNoDataValue()
-        opts = dict(format="VRT", xRes=gsd, yRes=gsd, outputBounds=box, resampleAlg=alg, multithread=False)
+        opts = dict(format="VRT", xRes=gsd, yRes=yres, outputBounds=box, resampleAlg=alg, multithread=False)
         if nodata is not None:
             opts.update(srcNodata=nodata, dstNodata=nodata)
         return gdal.Warp("", ds, **opts)
@@ -198,15 +211,16 @@ class Source:
         n = len(wanted)
         if mapping:
             if len(mapping) != n:
-                raise InputError(f"--bands gives {len(mapping)} band(s) but the model takes {n} ({', '.join(wanted)}).")
+                raise InputError(f"{opt('bands')} gives {len(mapping)} band(s) but the model takes {n} "
+                                 f"({', '.join(wanted)}).")
             if max(mapping) > self.band_count:
-                raise InputError(f"--bands asks for band {max(mapping)} but the raster has {self.band_count}.")
+                raise InputError(f"{opt('bands')} asks for band {max(mapping)} but the raster has {self.band_count}.")
             return list(mapping)
         if self.band_count < n:
             raise InputError(f"The raster has {self.band_count} band(s) but the model takes {n} "
                              f"({', '.join(wanted)}).",
-                             hint="Map bands with --bands (e.g. --bands 1,1,1 for a grey image) or use a model "
-                                  "made for this sensor.")
+                             hint=f"Map bands with {opt('bands')} (e.g. {opt('bands', '1,1,1')} for a grey image) "
+                                  "or use a model made for this sensor.")
         interp = [self.ds.GetRasterBand(i + 1).GetColorInterpretation() for i in range(self.band_count)]
         by_colour = [interp.index(COLOR_NAMES[w.lower()]) + 1 if COLOR_NAMES.get(w.lower()) in interp else None
                      for w in wanted]
@@ -296,13 +310,40 @@ class Source:
         """The native pixel size when this source is resampled, else None."""
         return self.native_pixel[0] if not math.isclose(self.pixel_size, self.native_pixel[0], rel_tol=1e-6) else None
 
+    def metres(self, units: float) -> float:
+        """A distance in the raster's CRS units as ground metres (geographic CRS: degrees of longitude at
+        the raster's centre latitude, as the --gsd conversion)."""
+        bounds = self.bounds
+        return units * metres_per_unit(self.wkt, (bounds[1] + bounds[3]) / 2)[0]
 
-def _metres_to_units(wkt: str, metres: float, centre_y: float) -> float:
-    """A ground distance in the CRS's units: degrees at the centre latitude for a geographic CRS, else the
-    linear unit (metres, feet)."""
-    from osgeo import osr
+    @property
+    def pixel_metres(self) -> float:
+        """The processing pixel size in ground metres."""
+        return self.metres(self.pixel_size)
 
-    srs = osr.SpatialReference(wkt=wkt)
-    if srs.IsGeographic():
-        return metres / (111_320.0 * max(math.cos(math.radians(centre_y)), 1e-6))
-    return metres / (srs.GetLinearUnits() or 1.0)
+    def describe_resolution(self) -> str:
+        """'0.6 m (native)' or '10 m (resampled from 0.6 m)', in metres whatever the CRS."""
+        native = self.resampled_from()
+        return f"{metres_text(self.pixel_metres)} " + (
+            f"(resampled from {metres_text(self.metres(native))})" if native else "(native)")
+
+
+GSD_TOLERANCE = 1.5  # a processing pixel more than this factor finer or coarser than the model's is "far" from it
+
+
+def metres_text(value: float) -> str:
+    return f"{value:.3g} m"
+
+
+def gsd_warning(model_gsd: Optional[float], processing_metres: float, why: str) -> Optional[str]:
+    """The warning when a raster is processed far from the resolution the model was trained at (None when near,
+    or when the card does not say); `why` names the user's choice that caused it."""
+    if not model_gsd:
+        return None
+    ratio = processing_metres / model_gsd
+    if 1 / GSD_TOLERANCE <= ratio <= GSD_TOLERANCE:
+        return None
+    return (f"The model was trained at {metres_text(model_gsd)} per pixel; this raster is processed at "
+            f"{metres_text(processing_metres)} ({why}), {max(ratio, 1 / ratio):.0f}x "
+            f"{'coarser' if ratio > 1 else 'finer'}: expect a poor result. Set the ground sample distance to 0 "
+            f"(the model's) to resample the raster to {metres_text(model_gsd)}.")

@@ -19,6 +19,7 @@ TASKS = {
     "zones": "geolink.tasks.zones",
     "finetune": "geolink.tasks.finetune",
     "pretrain": "geolink.tasks.pretrain",
+    "batch": "geolink.tasks.batch",
 }
 
 

@@ -11,6 +11,7 @@ from typing import List, Optional
 
 from ..config import option
 from ..devices import DEVICE_CHOICES
+from ..errors import opt
 from ..progress import Progress
 
 HELP = """Pretrain a GeoLink encoder on imagery paired with OpenStreetMap (masked image reconstruction,
@@ -30,19 +31,20 @@ class Config:
     osm: List[str] = option(default_factory=list, flag="--osm", help="OSM files (PBF, GeoJSON, GPKG...) for --raster")
     bands: List[int] = option(default_factory=lambda: [1, 2, 3], flag="--bands",
                               help="raster bands used as red, green, blue (default: 1 2 3)")
-    tile_size: int = option(224, flag="--tile-size", help="raster tile size in pixels")
+    tile_size: int = option(224, flag="--tile-size", minimum=16, help="raster tile size in pixels")
     tile_stride: Optional[int] = option(flag="--tile-stride", help="tile step in pixels (default: the tile size)")
-    image_size: int = option(224, flag="--image-size", help="model input size in pixels (multiple of 16)")
+    image_size: int = option(224, flag="--image-size", minimum=16, help="model input size in pixels (multiple of 16)")
     arch: str = option("vit_tiny_patch16_224", flag="--arch", help="timm ViT name (patch 16)")
     init: Optional[str] = option(flag="--init", help="start from an official GeoLink checkpoint or a model package")
     text_encoder: str = option("minilm", flag="--text-encoder", help="tag text encoder for new graphs")
-    steps: int = option(1000, flag="--steps", help="optimiser steps")
-    batch_size: int = option(32, flag="--batch-size", help="images per step per process")
+    steps: int = option(1000, flag="--steps", minimum=1, help="optimiser steps")
+    batch_size: int = option(32, flag="--batch-size", minimum=1, maximum=65536, help="images per step per process")
     lr: Optional[float] = option(flag="--lr", help="peak learning rate (default: 1.5e-4 x global batch / 256)")
     warmup: Optional[int] = option(flag="--warmup", help="warm-up steps (default: 5 percent of --steps)")
-    mask_ratio: float = option(0.75, flag="--mask-ratio", help="share of image patches masked")
-    osm_mask_ratio: float = option(0.2, flag="--osm-mask-ratio", help="share of OSM nodes masked")
-    checkpoint_every: int = option(100, flag="--checkpoint-every", help="steps between checkpoints")
+    mask_ratio: float = option(0.75, flag="--mask-ratio", minimum=0, maximum=0.99, help="share of image patches masked")
+    osm_mask_ratio: float = option(0.2, flag="--osm-mask-ratio", minimum=0, maximum=0.99,
+                                   help="share of OSM nodes masked")
+    checkpoint_every: int = option(100, flag="--checkpoint-every", minimum=1, help="steps between checkpoints")
     resume: bool = option(True, flag="--resume", help="continue from OUT/checkpoint.pt when present")
     cache_dir: Optional[str] = option(flag="--cache-dir", help="prepared-pairs cache (default: OUT/cache)")
     device: str = option("auto", flag="--device", choices=DEVICE_CHOICES, help="compute device")
@@ -89,7 +91,8 @@ def _run(config: Config, progress: Progress) -> dict:
     model = build_model(config.arch, config.init, spec.text_encoder, config.image_size)
     text_dim, native = model_info(model)
     if config.init and native != config.image_size:
-        progress.warn(f"--init model was pretrained at {native} px; training at --image-size {config.image_size}.")
+        progress.warn(f"{opt('init')} model was pretrained at {native} px; training at "
+                      f"{opt('image_size', config.image_size)}.")
     dataset = PairsDataset(samples, text_dim, PairAugment(size=config.image_size), seed=config.seed)
     settings = TrainSettings(steps=config.steps, batch_size=config.batch_size, lr=config.lr, warmup=config.warmup,
                              mask_ratio=config.mask_ratio, osm_mask_ratio=config.osm_mask_ratio,

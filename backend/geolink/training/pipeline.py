@@ -8,26 +8,22 @@ import os
 import time
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Dict, Optional, Sequence, Tuple
+from typing import Optional, Sequence, Tuple
 
 import numpy as np
 
-from ..errors import InputError, ModelError
+from ..errors import InputError, ModelError, opt
 from ..progress import Progress
 from ..raster.source import Normaliser
 from .dataset import LabelWindows, label_windows, read_windows
-from .labels import LabelSet, read_labels
+from .labels import LabelSet, parse_colors, read_labels
 from .losses import IGNORE
 from .metrics import scores
 from .rasterize import overlap_conflicts
 from .report import write_report
-from .sampling import apply_d4, augmentations, classes_without, d4_graph, spatial_split
+from .sampling import apply_d4, augmentations, d4_graph
+from .split import TEST, TRAIN, VAL, check_classes, split_polygons
 from .trainer import Checkpoint, Samples, TrainSettings, evaluate, fit
-
-MIN_CLASS_PIXELS = 200  # fewer training pixels than this for a class: warn
-TRAIN, VAL, TEST = 0, 1, 2  # what a polygon is for
-VAL_VALUES = {"val", "valid", "validation", "holdout", "held-out"}  # split field: early stopping
-TEST_VALUES = {"test"}  # split field: scored only, never used for any choice
 
 
 def state_path(out: Path) -> Path:
@@ -45,46 +41,6 @@ def _fingerprint(config, model_path: Path) -> str:
     return hashlib.sha256(json.dumps(parts, sort_keys=True, default=str).encode()).hexdigest()[:16]
 
 
-def split_polygons(config, labels: LabelSet, pixels: np.ndarray, block: float) -> Tuple[np.ndarray, str]:
-    """(TRAIN, VAL or TEST per polygon, how the validation polygons were chosen): from the split field
-    when given; when it marks no validation polygon, the training ones are split spatially (blocks of
-    `block` map units) by --val-fraction."""
-    part = np.full(len(labels.class_ids), TRAIN)
-    if labels.split_values is not None:
-        values = [v.strip().lower() for v in labels.split_values]
-        part[[v in TEST_VALUES for v in values]] = TEST
-        part[[v in VAL_VALUES for v in values]] = VAL
-        if (part == VAL).any():
-            return part, f"marked in {config.split_field!r}"
-    rest = np.flatnonzero(part == TRAIN)
-    held = spatial_split(labels.class_ids[rest], labels.centroids[rest], pixels[rest], config.val_fraction, block,
-                         config.seed)
-    part[rest[held]] = VAL
-    return part, f"spatial blocks, {config.val_fraction:.0%} of the training pixels"
-
-
-def check_classes(labels: LabelSet, pixels: np.ndarray, part: np.ndarray, progress: Progress) -> None:
-    """Refuse classes with nothing to train on; warn about small ones and about those never validated."""
-    names = labels.class_names
-    empty = int((pixels == 0).sum())
-    if empty:
-        progress.warn(f"{empty} polygon(s) cover no pixel centre (thinner than a pixel) and are left out.")
-    train = part == TRAIN
-    train_px = np.bincount(labels.class_ids[train], weights=pixels[train], minlength=len(names))
-    missing = [n for i, n in enumerate(names) if train_px[i] == 0]
-    if missing:
-        raise InputError("No training pixels for class(es): " + ", ".join(missing) + ".",
-                         hint="Draw more or larger polygons of these classes, or hold fewer out.")
-    small = [f"{n} ({int(train_px[i])})" for i, n in enumerate(names) if train_px[i] < MIN_CLASS_PIXELS]
-    if small:
-        progress.warn("Few training pixels for: " + ", ".join(small) + f"; aim for at least {MIN_CLASS_PIXELS} "
-                      "per class, spread over several polygons.")
-    unvalidated = classes_without(part == VAL, labels.class_ids, names)
-    if (part == VAL).any() and unvalidated:
-        progress.warn("No validation polygon for: " + ", ".join(unvalidated) +
-                      " (a class needs two polygons or more to be validated).")
-
-
 def load_base(path: Path):
     """The base model: a GeoLink encoder, or a segmenter whose encoder is reused; anything else is refused."""
     from ..models import GeoLinkModel, GeoLinkSegmenter, load_model
@@ -93,10 +49,10 @@ def load_base(path: Path):
         model = load_model(path)
     except ModelError as exc:
         raise InputError(f"The base model {path.name} has no GeoLink encoder to fine-tune: {exc.message}",
-                         hint="Choose a GeoLink encoder package, e.g. --model default.") from None
+                         hint=f"Choose a GeoLink encoder package, e.g. {opt('model', 'default')}.") from None
     if not isinstance(model, (GeoLinkModel, GeoLinkSegmenter)):
         raise InputError(f"The base model {path.name} has no GeoLink encoder to fine-tune.",
-                         hint="Choose a GeoLink encoder package, e.g. --model default.")
+                         hint=f"Choose a GeoLink encoder package, e.g. {opt('model', 'default')}.")
     return model
 
 
@@ -104,11 +60,11 @@ def check_options(config) -> None:
     if Path(config.out).suffix != ".safetensors":
         raise InputError(f"The output must be a .safetensors file, got {Path(config.out).name}.")
     if not 1 <= config.augment <= 8:
-        raise InputError("--augment must be between 1 and 8.")
+        raise InputError(f"{opt('augment')} must be between 1 and 8.")
     if config.unfreeze < 0:
-        raise InputError("--unfreeze must be 0 or more.")
+        raise InputError(f"{opt('unfreeze')} must be 0 or more.")
     if not 0 <= config.val_fraction < 1:
-        raise InputError("--val-fraction must be at least 0 and below 1.")
+        raise InputError(f"{opt('val_fraction')} must be at least 0 and below 1.")
 
 
 @dataclass
@@ -127,6 +83,7 @@ class TrainingData:
     samples: Samples
     normalise: Normaliser
     raster_dtype: str
+    gsd: float  # the training pixel size in ground metres: the package's card records it
 
     def scoring_targets(self, polygons: np.ndarray) -> np.ndarray:
         return scoring_targets(self.windows, self.labels.class_ids, polygons, self.sample_win, self.sample_t)
@@ -156,13 +113,17 @@ def trained_stretch(card, normalise: Normaliser, dtype: str) -> dict:
 
 def prepare_data(config, base, progress: Progress) -> TrainingData:
     """Labels on the model's grid (as classify and zones read the raster), split, windows read, samples listed."""
-    from ..raster.source import Source
+    from ..raster.source import Source, gsd_warning
 
     spec = base.card
     grid = Source(config.raster, gsd=config.gsd or spec.gsd)
+    progress.log(f"Training on {Path(config.raster).name} at {grid.describe_resolution()}.")
+    warning = gsd_warning(spec.gsd, grid.pixel_metres, "the ground sample distance asked for")
+    if warning:
+        progress.warn(warning)
     bands = grid.choose_bands(spec.bands, None)
     normalise = grid.normaliser(spec.normalisation, bands)
-    labels = read_labels(config.labels, config.class_field, grid.wkt, grid.bounds, _colors(config.colors),
+    labels = read_labels(config.labels, config.class_field, grid.wkt, grid.bounds, parse_colors(config.colors),
                          progress.sub(0, 10), split_field=config.split_field)
     conflicts = overlap_conflicts(labels)
     if conflicts:
@@ -170,10 +131,10 @@ def prepare_data(config, base, progress: Progress) -> TrainingData:
                       "the smaller polygon's class is used where they overlap.")
     size = int(config.tile_size or spec.input_size)
     if size % spec.patch_size:
-        raise InputError(f"--tile-size {size} is not a multiple of the model's patch size {spec.patch_size}.")
+        raise InputError(f"{opt('tile_size')} {size} is not a multiple of the model's patch size {spec.patch_size}.")
     if config.head != "linear" and size % 32:
         raise InputError(f"The {config.head} head needs windows that are a multiple of 32 px; got {size}.",
-                         hint="Set --tile-size (e.g. 128 or 224) or use --head linear.")
+                         hint=f"Set {opt('tile_size')} (e.g. 128 or 224) or use {opt('head', 'linear')}.")
     windows = label_windows(labels, grid, size, int(config.overlap), progress.sub(10, 25))
     images, valid = read_windows(grid, windows.positions, size, bands, normalise, progress.sub(25, 60))
     windows.drop_invalid(valid)
@@ -192,7 +153,7 @@ def prepare_data(config, base, progress: Progress) -> TrainingData:
                       val_labels=scoring_targets(windows, labels.class_ids, part == VAL, sample_win, sample_t),
                       n_classes=len(labels.classes))
     return TrainingData(labels, part, split_how, windows, images, graphs, sample_win, sample_t, samples, normalise,
-                        grid.dtype_name(bands))
+                        grid.dtype_name(bands), round(grid.pixel_metres, 4))
 
 
 def scoring_targets(windows: LabelWindows, class_ids: np.ndarray, polygons: np.ndarray, sample_win: np.ndarray,
@@ -205,7 +166,8 @@ def scoring_targets(windows: LabelWindows, class_ids: np.ndarray, polygons: np.n
 def trainable(config, segmenter, data: TrainingData, device, progress: Progress):
     """(module whose parameters train, forward(sample indices) -> logits, feature cache or None).
 
-    Frozen encoder: its features are cached once and only the head trains. --unfreeze K: the last K
+    Frozen encoder: its features are cached once and only the head trains (the detail head's full-resolution
+    path reads the window's bands as well, which are in memory anyway). --unfreeze K: the last K
     blocks train too, so every step runs the encoder on the (transformed) window pixels."""
     from .. import models
 
@@ -219,7 +181,10 @@ def trainable(config, segmenter, data: TrainingData, device, progress: Progress)
         p.requires_grad_(False)
     cache = build_cache(lambda idx: segmenter.encode(data.batch_images(idx, device), data.batch_graphs(idx)),
                         len(data.sample_win), config.batch_size, progress)
-    return segmenter.head, lambda idx: segmenter.head(cache.get(idx, device)), cache
+    head = segmenter.head
+    if head.needs_images:  # the detail path trains on the window's bands beside the cached features
+        return head, lambda idx: head(cache.get(idx, device), data.batch_images(idx, device)), cache
+    return head, lambda idx: head(cache.get(idx, device)), cache
 
 
 def finetune(config, progress: Progress) -> dict:
@@ -267,14 +232,8 @@ def finetune(config, progress: Progress) -> dict:
                "samples": len(data.sample_win), "best epoch": result.best_epoch,
                "epochs run": len(result.history), "device": str(device), "seconds": round(elapsed, 1),
                "seconds training": round(fit_seconds, 1)}
-    provenance = {"task": "finetune", "base_model": model_path.name, "base_card": base.card.provenance,
-                  "labels": Path(config.labels).name, "class_field": config.class_field,
-                  "raster": Path(config.raster).name, "window": data.windows.size, "epochs": result.best_epoch,
-                  scored_on: {k: final[k] for k in ("overall_accuracy", "balanced_accuracy", "mean_iou")},
-                  "date": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime())}
-    stretch = trained_stretch(segmenter.card, data.normalise, data.raster_dtype)
-    segmenter.card = segmenter.card.replace(normalisation=stretch)
-    models.save_package(segmenter.cpu(), out, provenance=provenance, classes=labels.classes, encoder_only=True)
+    card = package_card(config, out, model_path, base.card, segmenter.card, data, final, scored_on, result.best_epoch)
+    models.save_package(segmenter.cpu(), out, card, classes=labels.classes, encoder_only=True)
     report = {"classes": labels.classes, "validation": validation, "test": test, "history": result.history,
               "summary": summary}
     outputs = {"model": str(out), **write_report(report, out)}
@@ -290,6 +249,38 @@ def finetune(config, progress: Progress) -> dict:
                       f"best epoch {result.best_epoch}; {elapsed:.0f} s."}
 
 
+def package_card(config, out: Path, model_path: Path, base_card, card, data: TrainingData, final: dict,
+                 scored_on: str, best_epoch: int):
+    """The fine-tuned package's own card: its name, its base (named, not copied), its training data (raster,
+    label layer, classes with their training pixels), its held-out scores, the resolution and stretch it was
+    trained with and the date. The base's summary and scores describe another model and are left out."""
+    labels, part = data.labels, data.part
+    pixels = data.windows.polygon_pixels(len(labels.geometries))
+    train = part == TRAIN
+    class_pixels = np.bincount(labels.class_ids[train], weights=pixels[train], minlength=len(labels.classes))
+    base_name = base_card.name or model_path.stem
+    scores_ = {k: final[k] for k in ("overall_accuracy", "balanced_accuracy", "mean_iou", "pixels")}
+    held = int((part == (TEST if scored_on == "test" else VAL)).sum())
+    provenance = {
+        "task": "finetune",
+        "summary": (f"{len(labels.classes)}-class {config.head} head fine-tuned from '{base_name}' on "
+                    f"{int(train.sum())} polygons of {Path(config.labels).name} over {Path(config.raster).name} "
+                    f"({data.gsd:g} m); {scored_on} scores on {held} held-out polygons: balanced accuracy "
+                    f"{final['balanced_accuracy']}, mean IoU {final['mean_iou']}."),
+        "base_model": {"name": base_name, "file": model_path.name, "architecture": base_card.architecture},
+        "training_data": {"raster": Path(config.raster).name, "labels": Path(config.labels).name,
+                          "class_field": config.class_field, "gsd_m": data.gsd,
+                          "classes": {n: int(v) for n, v in zip(labels.class_names, class_pixels)},
+                          "polygons": {"train": int(train.sum()), "validation": int((part == VAL).sum()),
+                                       "test": int((part == TEST).sum())},
+                          "validation_polygons": data.split_how, "window": data.windows.size},
+        "head": config.head, "unfrozen_blocks": config.unfreeze, "epochs": best_epoch,
+        scored_on: scores_,
+        "date": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime())}
+    stretch = trained_stretch(card, data.normalise, data.raster_dtype)
+    return card.replace(name=out.stem, normalisation=stretch, gsd=data.gsd, provenance=provenance)
+
+
 def _window_graphs(config, grid, positions: Sequence[Tuple[int, int]], size: int, base,
                    progress: Progress) -> Optional[list]:
     """The OSM graph of each window (None where a window has no OSM feature), or None without --osm."""
@@ -299,16 +290,18 @@ def _window_graphs(config, grid, positions: Sequence[Tuple[int, int]], size: int
     if not encoder.has_osm:
         progress.warn("The base model is image-only: the OSM files are not used.")
         return None
-    from ..osm import OsmIndex, build_graph, get_text_encoder
+    text_encoder = encoder.card.text_encoder_name
+    if text_encoder is None:
+        progress.warn("The base model's card names no tag text encoder: the OSM files are not used.")
+        return None
+    from ..osm.window_graphs import WindowGraphs
 
-    index = OsmIndex.from_files(config.osm, grid.wkt, progress.sub(0, 40))
-    if not len(index):
+    graphs = WindowGraphs.from_files(config.osm, grid.wkt, grid.bounds, text_encoder, progress=progress.sub(0, 40))
+    if graphs.encoder is None:
         progress.warn("The OSM files hold no feature over the raster; training on the image alone.")
         return None
-    text = get_text_encoder(encoder.card.text_encoder_name or "minilm")
     bounds = [grid.window_bounds(x, y, size, size) for x, y in positions]
-    return [build_graph(index.query(b), b, text)
-            for b in progress.sub(40, 100).steps(bounds, len(bounds), "Building OSM graphs")]
+    return [graphs(b) for b in progress.sub(40, 100).steps(bounds, len(bounds), "Building OSM graphs")]
 
 
 def _score(module, forward, data: TrainingData, polygons: np.ndarray, batch_size: int) -> dict:
@@ -317,16 +310,3 @@ def _score(module, forward, data: TrainingData, polygons: np.ndarray, batch_size
     index = np.flatnonzero((targets.reshape(len(targets), -1) >= 0).any(1))
     return scores(evaluate(module, forward, data.samples.n_classes, index, targets, batch_size),
                   data.labels.class_names)
-
-
-def _colors(value) -> Optional[Dict[str, str]]:
-    """--colors as a dict (the worker) or JSON text (the command line)."""
-    if value is None or isinstance(value, dict):
-        return value
-    try:
-        parsed = json.loads(value)
-    except json.JSONDecodeError:
-        parsed = None
-    if not isinstance(parsed, dict):
-        raise InputError('--colors must be a JSON object such as {"water": "#1f78b4"}.')
-    return {str(k): str(v) for k, v in parsed.items()}
