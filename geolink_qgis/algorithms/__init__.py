@@ -2,10 +2,12 @@
 
 from .check_backend import CheckBackendAlgorithm
 from .classify import ClassifyAlgorithm
+from .cluster import ClusterAlgorithm
 from .embed import EmbedAlgorithm
 from .finetune import FinetuneAlgorithm
 from .import_checkpoint import ImportCheckpointAlgorithm
+from .similar import SimilarAlgorithm
 from .zones import ZonesAlgorithm
 
-ALGORITHMS = [ClassifyAlgorithm, ZonesAlgorithm, EmbedAlgorithm, FinetuneAlgorithm, ImportCheckpointAlgorithm,
-              CheckBackendAlgorithm]
+ALGORITHMS = [ClassifyAlgorithm, ZonesAlgorithm, EmbedAlgorithm, SimilarAlgorithm, ClusterAlgorithm,
+              FinetuneAlgorithm, ImportCheckpointAlgorithm, CheckBackendAlgorithm]

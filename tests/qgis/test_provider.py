@@ -5,7 +5,7 @@ from __future__ import annotations
 import pytest
 from qgis.core import QgsApplication, QgsProcessingException
 
-FIXED_IDS = {"classify", "zones", "embed", "finetune", "importcheckpoint", "checkbackend"}
+FIXED_IDS = {"classify", "zones", "embed", "similar", "cluster", "finetune", "importcheckpoint", "checkbackend"}
 
 
 def test_provider_registered(qgis_app):
