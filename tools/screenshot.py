@@ -1,12 +1,15 @@
 """Render a screenshot of the real QGIS window with the GeoLink dialog and its results over real data.
 
     python tools/screenshot.py [--out docs/screenshot.png] [--model default] [--size 480]
+    python tools/screenshot.py --find-similar --out docs/find_similar.png   # the "Find similar" map tool
 
 Runs the `qgis` desktop application on a virtual screen (xvfb-run), with a throw-away
 profile where the plugin is installed from `make package`'s zip. A startup script loads a
 crop of the real Sentinel-2 scene (`make data`), runs "Classify land cover" from the GeoLink
 dialog (the same path a user clicks), waits for the styled results to land in their group,
-and grabs the screen.
+and grabs the screen. With --find-similar it instead picks the "Find similar" tool on the GeoLink toolbar
+and clicks the map with the mouse (a click on marsh, then a shift-click on another marsh), waiting for
+the similarity layer after each.
 """
 
 from __future__ import annotations
@@ -29,8 +32,10 @@ SCREEN = (1600, 1000)
 
 STARTUP = r'''
 import json, os
-from qgis.core import QgsContrastEnhancement, QgsMultiBandColorRenderer, QgsProject, QgsRasterLayer, QgsRectangle
-from qgis.PyQt.QtCore import Qt, QTimer
+from qgis.core import (QgsContrastEnhancement, QgsMultiBandColorRenderer, QgsPointXY, QgsProject, QgsRasterLayer,
+                       QgsRectangle)
+from qgis.PyQt.QtCore import QPoint, Qt, QTimer
+from qgis.PyQt.QtTest import QTest
 from qgis.PyQt.QtWidgets import QApplication, QDockWidget, QLineEdit
 from qgis.utils import iface, plugins
 
@@ -71,6 +76,40 @@ def show_left_of_dialog(extent):
     canvas.refresh()
 
 
+def find_similar(layer):
+    """Pick the map tool from the toolbar and click the map with the mouse; grab when the last query is shown."""
+    plugin = plugins["geolink_qgis"]
+    QgsProject.instance().setCrs(layer.crs())  # the project takes the first layer's CRS later, after the clicks
+    show_left_of_dialog(layer.extent())
+    plugin.find_action.trigger()
+    iface.setActiveLayer(layer)
+    canvas, ext = iface.mapCanvas(), layer.extent()
+    clicks = list(CFG["find_similar"])
+
+    def next_click():
+        tool = plugin.similar_tool
+        if tool.task is not None:
+            QTimer.singleShot(500, next_click)
+            return
+        if tool.last_error:
+            log("find similar: " + tool.last_error)
+        if not clicks:
+            log(f"find similar: {len(tool.points)} points shown")
+            iface.layerTreeView().expandAll()
+            QTimer.singleShot(3000, grab)
+            return
+        fx, fy = clicks.pop(0)
+        at = canvas.getCoordinateTransform().transform(QgsPointXY(ext.xMinimum() + fx * ext.width(),
+                                                                  ext.yMaximum() - fy * ext.height()))
+        shift = Qt.KeyboardModifier.ShiftModifier if tool.points else Qt.KeyboardModifier.NoModifier
+        QTest.mouseClick(canvas.viewport(), Qt.MouseButton.LeftButton, shift, QPoint(int(at.x()), int(at.y())))
+        job = tool.task.jobs[-1].config if tool.task is not None else {}
+        log(f"clicked at {fx}, {fy} ({'shift' if tool.points[:-1] else 'new query'}): "
+            f"{job.get('at')} in {str(job.get('at_crs'))[:60]}")
+        QTimer.singleShot(500, next_click)
+    QTimer.singleShot(2000, next_click)
+
+
 def start():
     try:
         win = iface.mainWindow()
@@ -99,6 +138,8 @@ def start():
         layer.setRenderer(renderer)
         QgsProject.instance().addMapLayer(layer)
         show_left_of_dialog(layer.extent())
+        if CFG["find_similar"]:
+            return find_similar(layer)
         plugin = plugins["geolink_qgis"]
         plugin.open_dialog()
         dialog = plugin.dialog
@@ -134,6 +175,7 @@ def main() -> int:
     parser.add_argument("--model", default="default")
     parser.add_argument("--size", type=int, default=480, help="crop size in pixels (10 m each)")
     parser.add_argument("--data", type=Path, default=ROOT / ".cache" / "data")
+    parser.add_argument("--find-similar", action="store_true", help="drive the Find similar map tool instead")
     parser.add_argument("--timeout", type=int, default=480, help="seconds before the screen is grabbed regardless")
     args = parser.parse_args()
     if not (args.data / "s2" / "s2_rgbn.tif").exists():
@@ -152,7 +194,8 @@ def main() -> int:
     args.out.parent.mkdir(parents=True, exist_ok=True)
     log = work / "screenshot.log"
     config = {"raster": str(raster), "out": str(args.out.resolve()), "model": args.model, "log": str(log),
-              "output": str(work / "land_cover.tif"), "screen": SCREEN, "timeout_ms": args.timeout * 1000}
+              "output": str(work / "land_cover.tif"), "screen": SCREEN, "timeout_ms": args.timeout * 1000,
+              "find_similar": [(0.62, 0.21), (0.42, 0.77)] if args.find_similar else []}
     script = work / "startup.py"
     script.write_text(STARTUP.replace("__CONFIG__", repr(json.dumps(config))), encoding="utf-8")
     env = dict(os.environ, GEOLINK_BACKEND_PYTHON=os.environ.get("GEOLINK_BACKEND_PYTHON",

@@ -206,6 +206,14 @@ class Embeddings:
             sink(r0, values, valid)
 
 
+def all_valid(source, bands: Sequence[int]) -> bool:
+    """Whether every pixel of these bands is valid by declaration (no nodata value or mask; integers)."""
+    from osgeo import gdal
+
+    return all(source.ds.GetRasterBand(b).GetMaskFlags() == gdal.GMF_ALL_VALID
+               and source.ds.GetRasterBand(b).DataType not in (gdal.GDT_Float32, gdal.GDT_Float64) for b in bands)
+
+
 @contextlib.contextmanager
 def embeddings_for(options, embeddings: Optional[str], progress: Progress) -> Iterator[tuple]:
     """(Embeddings, Source, bands, model path) for a task's raster options: the given --embeddings, checked

@@ -81,6 +81,9 @@ def check_pixels(points, labels, source, bands) -> None:
 
     gt = source.geotransform
     for (x, y), label in zip(points, labels):
+        if not (math.isfinite(x) and math.isfinite(y)):
+            raise InputError(f"The point {label} cannot be placed in the raster's CRS (the transformation from "
+                             "--at-crs gives no finite coordinates).", hint="Check --at-crs.")
         col, row = math.floor((x - gt[0]) / gt[1]), math.floor((y - gt[3]) / gt[5])
         if not (0 <= col < source.width and 0 <= row < source.height):
             b = source.bounds
@@ -266,7 +269,8 @@ def run(config: Config, progress: Progress) -> dict:
         meta = provenance("similar", model_path, {"architecture": emb.meta.get("GEOLINK_MODEL_ARCHITECTURE", "")},
                           src.path, config.osm, {"queries": ";".join(names), "embeddings": Path(emb.path).name})
         out = stack.enter_context(geotiff(stack.enter_context(atomic_output(config.out)), src.width, src.height,
-                                          len(names), "float32", src.geotransform, src.wkt, float("nan"), meta))
+                                          len(names), "float32", src.geotransform, src.wkt, float("nan"), meta,
+                                          level=1))  # an interactive query: fast over small
         for i, n in enumerate(names):
             out.ds.GetRasterBand(i + 1).SetDescription(f"similarity to {n}")
         mask = None
