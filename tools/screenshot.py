@@ -102,9 +102,12 @@ def find_similar(layer):
         at = canvas.getCoordinateTransform().transform(QgsPointXY(ext.xMinimum() + fx * ext.width(),
                                                                   ext.yMaximum() - fy * ext.height()))
         shift = Qt.KeyboardModifier.ShiftModifier if tool.points else Qt.KeyboardModifier.NoModifier
-        QTest.mouseClick(canvas.viewport(), Qt.MouseButton.LeftButton, shift, QPoint(int(at.x()), int(at.y())))
+        pos = QPoint(int(at.x()), int(at.y()))
+        QTest.mouseMove(canvas.viewport(), pos)
+        QTest.mousePress(canvas.viewport(), Qt.MouseButton.LeftButton, shift, pos, 800)  # no double click
+        QTest.mouseRelease(canvas.viewport(), Qt.MouseButton.LeftButton, shift, pos, 100)
         job = tool.task.jobs[-1].config if tool.task is not None else {}
-        log(f"clicked at {fx}, {fy} ({'shift' if tool.points[:-1] else 'new query'}): "
+        log(f"clicked at {fx}, {fy} ({len(tool.points)} points): "
             f"{job.get('at')} in {str(job.get('at_crs'))[:60]}")
         QTimer.singleShot(500, next_click)
     QTimer.singleShot(2000, next_click)

@@ -127,11 +127,16 @@ class FindSimilarTool(QgsMapToolEmitPoint):
         self.raster_id = ""
         self.layer_id = ""
         self.task: Optional[JobsTask] = None
+        self.finished_task: Optional[JobsTask] = None
         self.pending = False
         self.runs = 0
         self.last_error = ""
 
     # -- events
+
+    def flags(self):
+        """No flags: QgsMapToolEmitPoint's AllowZoomRect would make a shift-click a zoom rectangle."""
+        return type(super().flags())(0)
 
     def canvasReleaseEvent(self, event):  # noqa: N802 (QGIS API name)
         add = bool(event.modifiers() & Qt.KeyboardModifier.ShiftModifier)
@@ -222,7 +227,8 @@ class FindSimilarTool(QgsMapToolEmitPoint):
         QgsApplication.taskManager().addTask(self.task)
 
     def _done(self, ok: bool, error: str, out: Path) -> None:
-        self.task = None
+        # the task manager deletes a task after this returns: its Python object must outlive that
+        self.finished_task, self.task = self.task, None
         if ok:
             self.last_error = ""
             self.show(out)

@@ -8,8 +8,9 @@ import time
 import pytest
 from osgeo import gdal
 from qgis.core import QgsApplication, QgsPointXY, QgsProject, QgsRasterLayer, QgsSingleBandPseudoColorRenderer
-from qgis.gui import QgsMapCanvas, QgsMapMouseEvent, QgsMessageBar
-from qgis.PyQt.QtCore import QEvent, QPoint, Qt
+from qgis.gui import QgsMapCanvas, QgsMessageBar
+from qgis.PyQt.QtCore import QPoint, Qt
+from qgis.PyQt.QtTest import QTest
 
 from .geodata import require_task, s2_crop
 
@@ -43,6 +44,8 @@ def canvas_with_raster(qgis_app, data_dir, tmp_path):
     canvas.setExtent(layer.extent())
     canvas.refresh()
     yield canvas, layer, raster
+    if canvas.mapTool() is not None:
+        canvas.unsetMapTool(canvas.mapTool())  # deactivates it: its markers leave the canvas before the canvas goes
     project.clear()
     project.setPresetHomePath("")
 
@@ -74,11 +77,12 @@ def test_clicks_encode_once_then_update_the_similarity_layer(canvas_with_raster,
     assert isinstance(first.renderer(), QgsSingleBandPseudoColorRenderer)
     first_path = first.source()
 
-    # a shift-click on the canvas adds a point: same embeddings, a new map in the old one's place
+    # a shift-click with the mouse on the canvas adds a point (not a zoom): same embeddings, a new map in
+    # the old one's place
     pixel = canvas.getCoordinateTransform().transform(at(raster, 50, 30))
-    event = QgsMapMouseEvent(canvas, QEvent.Type.MouseButtonRelease, QPoint(int(pixel.x()), int(pixel.y())),
-                             Qt.MouseButton.LeftButton, Qt.MouseButton.LeftButton, Qt.KeyboardModifier.ShiftModifier)
-    tool.canvasReleaseEvent(event)
+    pos = QPoint(int(pixel.x()), int(pixel.y()))
+    QTest.mousePress(canvas.viewport(), Qt.MouseButton.LeftButton, Qt.KeyboardModifier.ShiftModifier, pos, 800)
+    QTest.mouseRelease(canvas.viewport(), Qt.MouseButton.LeftButton, Qt.KeyboardModifier.ShiftModifier, pos, 100)
     wait(tool)
     assert len(tool.points) == 2 and tool.last_error == ""
     (second,) = similarity_layers()
@@ -97,6 +101,7 @@ def test_bad_clicks_are_told_in_words(canvas_with_raster, tiny_models):
     canvas, layer, raster = canvas_with_raster
     bar = QgsMessageBar()
     tool = FindSimilarTool(canvas, bar, active_layer=lambda: layer, model=tiny_models["encoder"])
+    canvas.setMapTool(tool)
     tool.click(at(raster, 500, 10))
     wait(tool)
     assert "outside the raster" in tool.last_error
