@@ -37,7 +37,7 @@ ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT / "backend"))
 
 from geolink.models import collate_graphs, create_geolink  # noqa: E402
-from geolink.models.graphs import POS_POINTS, RELATIONS  # noqa: E402
+from geolink.osm.format import POSITION_POINTS, RELATIONS  # noqa: E402
 
 KEEP_MEMORY = "glibc.malloc.mmap_threshold=1073741824:glibc.malloc.trim_threshold=4294967296"
 UFZ = ROOT.parent / "shared" / "geolink-examples" / "ufz_example" / "graph"
@@ -55,7 +55,7 @@ def synthetic_graph(polygons: int, lines: int, points: int, edges: int, seed: in
     g = torch.Generator().manual_seed(seed)
     data, counts = HeteroData(), {"polygon": polygons, "line": lines, "point": points}
     for t, n in counts.items():
-        data[t].x = torch.cat([torch.randn(n, 512, generator=g), torch.rand(n, 2 * POS_POINTS[t], generator=g)], 1)
+        data[t].x = torch.cat([torch.randn(n, 512, generator=g), torch.rand(n, 2 * POSITION_POINTS[t], generator=g)], 1)
     for src, rel, dst in RELATIONS:
         e = edges // len(RELATIONS) if counts[src] and counts[dst] else 0
         data[src, rel, dst].edge_index = torch.stack([torch.randint(0, max(counts[src], 1), (e,), generator=g),

@@ -86,16 +86,16 @@ def engine_only(raster: str, out: str) -> dict:
     import torch
 
     from geolink.atomic import atomic_output
+    from geolink.inference.engine import Runtime, run_windows
+    from geolink.inference.sinks import NODATA, ClassWriter
     from geolink.progress import Progress
-    from geolink.raster.classes import NODATA, ClassWriter
-    from geolink.raster.engine import Runtime, run_windows
-    from geolink.raster.source import ModelInput, Source
+    from geolink.raster.source import Source
     from geolink.raster.windows import WindowPlan
     from geolink.raster.writer import geotiff
 
     src = Source(raster)
     bands = [1, 2, 3]
-    norm = src.normaliser(ModelInput.from_card({}), bands)
+    norm = src.normaliser({}, bands)
     plan = WindowPlan(src.width, src.height, 224, 56)
     weight = torch.randn(6, 3, 1, 1)
     t0 = time.monotonic()

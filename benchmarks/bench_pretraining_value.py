@@ -34,13 +34,14 @@ def random_twin(default: Path, out: Path, seed: int) -> Path:
     """A randomly initialised GeoLink with the default model's architecture, saved as a package."""
     import torch
 
-    from geolink.models import GeoLinkConfig, GeoLinkModel, read_card, save_package
+    from geolink.models import GeoLinkConfig, GeoLinkModel, ModelCard, read_card, save_package
 
     card = read_card(default)
     torch.manual_seed(seed)
-    model = GeoLinkModel(GeoLinkConfig.from_dict({**card["config"], "pretraining": False}))
-    keep = {k: card[k] for k in ("bands", "normalisation", "gsd", "input_size") if k in card}
-    return save_package(model, out, {"name": "random", **keep},
+    model = GeoLinkModel(GeoLinkConfig.from_dict({**card.config, "pretraining": False}))
+    twin = ModelCard.for_model(model, name="random", bands=card.bands, normalisation=card.normalisation, gsd=card.gsd,
+                               input_size=card.input_size)
+    return save_package(model, out, twin,
                         provenance={"task": "random initialisation (benchmark baseline)", "seed": seed})
 
 

@@ -56,10 +56,10 @@ def finetune(base: Path, work: Path, args) -> dict:
 
 def encoder_package(pretrained: Path, dst: Path) -> Path:
     """The pretrained encoder without its pretraining parts (MAE decoder, graph readout): the base to fine-tune."""
-    from geolink.models import load_model, save_package
+    from geolink.models import ModelCard, load_model, save_package
 
     model = load_model(pretrained)
-    return save_package(model, dst, {"name": "default-encoder"}, encoder_only=True)
+    return save_package(model, dst, ModelCard.for_model(model, name="default-encoder"), encoder_only=True)
 
 
 def final_package(finetuned: Path, dst: Path, provenance: dict) -> Path:
@@ -67,8 +67,7 @@ def final_package(finetuned: Path, dst: Path, provenance: dict) -> Path:
     from geolink.models import load_model, save_package
 
     model = load_model(finetuned)
-    card = {**model.card, "name": "default", "provenance": provenance}
-    return save_package(model, dst, card, half=True)
+    return save_package(model, dst, model.card.replace(name="default", provenance=provenance), half=True)
 
 
 def card_provenance(pretraining: dict, finetuning: dict, args, seconds: float) -> dict:
@@ -111,7 +110,7 @@ def value_figures(path: Path) -> dict:
 def repackage(args) -> int:
     from geolink.models import read_card
 
-    provenance = read_card(args.out)["provenance"]
+    provenance = read_card(args.out).provenance
     if args.value_json:
         provenance["pretraining_value"] = value_figures(args.value_json)
     final_package(args.work / "finetuned.safetensors", args.out, provenance)

@@ -2,11 +2,10 @@
 __version__ = "0.1.0"
 
 
-def load_model(path, layers=()):
-    """An official GeoLink checkpoint (.pth) or a model package (.safetensors) as a torch module (eval mode).
+def __getattr__(name: str):
+    """`geolink.load_model` is models.load_model, imported on first use so that `import geolink` stays free of torch."""
+    if name == "load_model":
+        from .models import load_model
 
-    Imported lazily so that `import geolink` stays free of torch.
-    """
-    from .models import load_model as _load
-
-    return _load(path, layers)
+        return load_model
+    raise AttributeError(f"module 'geolink' has no attribute {name!r}")

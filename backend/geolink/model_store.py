@@ -1,23 +1,20 @@
 """Where model packages live, and finding one by name (`--model default`).
 
-A model package is one `.safetensors` file whose header metadata holds the JSON card
-under "geolink_card". Folders searched, in order: those passed in, GEOLINK_MODEL_DIRS
+A model package is one `.safetensors` file with its card in the header (models/card.py).
+Folders searched, in order: those passed in, GEOLINK_MODEL_DIRS
 (os.pathsep-separated), the user's model folder, and `resources/models` of the source tree.
 """
 
 from __future__ import annotations
 
 import hashlib
-import json
 import os
-import struct
 import sys
 from pathlib import Path
 from typing import Iterable, List
 
 from .errors import InputError, ModelError
 
-CARD_KEY = "geolink_card"
 SOURCE_MODELS = Path(__file__).resolve().parents[2] / "resources" / "models"
 
 
@@ -51,25 +48,10 @@ def sha256_of(path: os.PathLike) -> str:
     return digest.hexdigest()
 
 
-def read_card(path: os.PathLike) -> dict:
-    """The card of a model package, read from the safetensors header alone (no weights loaded)."""
-    path = Path(path)
-    try:
-        with open(path, "rb") as f:
-            (size,) = struct.unpack("<Q", f.read(8))
-            if size > 100 * 1024**2:
-                raise ValueError("header too large")
-            header = json.loads(f.read(size))
-        return json.loads(header["__metadata__"][CARD_KEY])
-    except FileNotFoundError:
-        raise InputError(f"Model file not found: {path}") from None
-    except (KeyError, ValueError, struct.error, json.JSONDecodeError):
-        raise ModelError(f"{path} is not a GeoLink model package (no card in its header).",
-                         hint="Import official checkpoints first with 'Import GeoLink checkpoint'.") from None
-
-
 def list_models(extra: Iterable[str] = ()) -> List[dict]:
     """Every readable package in the model folders: name, path, and a short summary of its card."""
+    from .models.card import read_card
+
     found = []
     for d in model_dirs(extra):
         for path in sorted(d.glob("*.safetensors")) if d.is_dir() else []:
@@ -77,10 +59,9 @@ def list_models(extra: Iterable[str] = ()) -> List[dict]:
                 card = read_card(path)
             except (InputError, ModelError):
                 continue
-            head = card.get("head") or {}
-            found.append({"name": path.stem, "path": str(path), "architecture": card.get("architecture"),
-                          "task": head.get("type") or "encoder",
-                          "classes": [c["name"] for c in head.get("classes", [])]})
+            found.append({"name": path.stem, "path": str(path), "architecture": card.architecture,
+                          "task": (card.head or {}).get("type") or "encoder",
+                          "classes": [c["name"] for c in card.classes]})
     return found
 
 

@@ -12,6 +12,8 @@ from .. import results
 from ..compat import NUMBER_INTEGER, add_advanced
 from .base import GeoLinkAlgorithm
 
+PREVIEW_OUTPUT = "preview"  # the key of the PCA preview among the backend's outputs
+
 
 class EmbedAlgorithm(GeoLinkAlgorithm):
     ALG_ID = "embed"
@@ -50,16 +52,9 @@ class EmbedAlgorithm(GeoLinkAlgorithm):
         if layer:
             config["layer"] = layer
         result = self.run_backend("embed", config, feedback, outputs=[out])
-        preview = preview_path(result.get("outputs") or {}, out)
+        preview = str((result.get("outputs") or {}).get(PREVIEW_OUTPUT) or "")
         self.style_output(out, results.EMBEDDINGS, "Embeddings", visible=False)
         if preview:
             self.style_output(preview, results.PREVIEW, "Embeddings (PCA preview)", declared=False)
         return {self.OUTPUT: out, self.PREVIEW: preview}
 
-
-def preview_path(outputs: dict, main: str) -> str:
-    """The PCA preview among the backend's outputs: the one named like 'preview' or 'pca' that is not `main`."""
-    for name, path in outputs.items():
-        if path and str(path) != main and any(k in name.lower() for k in ("preview", "pca", "rgb")):
-            return str(path)
-    return ""

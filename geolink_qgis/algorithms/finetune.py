@@ -20,6 +20,7 @@ from ..compat import FIELD_ANY, NUMBER_DOUBLE, NUMBER_INTEGER, SOURCE_VECTOR_POL
 from .base import GeoLinkAlgorithm
 
 HEADS = ["fpn", "upernet", "linear"]  # the first is the default: FPN trains about 4x faster than UPerNet on CPU
+REPORT_OUTPUTS = ("report_html", "report_json")  # the backend's output keys of the report, in order of preference
 
 
 class FinetuneAlgorithm(GeoLinkAlgorithm):
@@ -97,7 +98,7 @@ class FinetuneAlgorithm(GeoLinkAlgorithm):
                 config[key] = cast(value)
         result = self.run_backend("finetune", config, feedback, outputs=[out])
         outputs = result.get("outputs") or {}
-        report = str(outputs.get("report_html") or outputs.get("report_json") or "")
+        report = str(next((outputs[k] for k in REPORT_OUTPUTS if outputs.get(k)), ""))
         if result.get("report"):
             feedback.pushInfo(result["report"])
         figures = result.get("figures") or {}

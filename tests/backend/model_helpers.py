@@ -9,7 +9,7 @@ import torch
 from torch_geometric.data import HeteroData
 
 from geolink.models import create_geolink
-from geolink.models.graphs import POS_POINTS, RELATIONS
+from geolink.osm.format import POSITION_WIDTHS, RELATIONS
 
 TEXT_DIM = 24
 TINY = dict(vit_overrides={"depth": 4, "embed_dim": 64, "num_heads": 2}, fusion_dim=32, fusion_heads=4, osm_dim=16,
@@ -30,7 +30,8 @@ def random_graph(polygons: int, lines: int, points: int, edges: int = 6, seed: i
     data = HeteroData()
     counts = {"polygon": polygons, "line": lines, "point": points}
     for t, n in counts.items():
-        data[t].x = torch.cat([torch.randn(n, text_dim, generator=g), torch.rand(n, 2 * POS_POINTS[t], generator=g)], 1)
+        text = torch.randn(n, text_dim, generator=g)
+        data[t].x = torch.cat([text, torch.rand(n, POSITION_WIDTHS[t], generator=g)], 1)
     for src, rel, dst in relations:
         ns, nd = counts[src], counts[dst]
         e = edges if ns and nd else 0

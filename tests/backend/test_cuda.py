@@ -7,7 +7,7 @@ import pytest
 import torch
 
 from geolink.models import build_segmenter
-from geolink.pretraining.graphs import empty_graph
+from geolink.osm.graph_edit import empty_graph
 
 from .model_helpers import TEXT_DIM, random_graph, tiny_model
 

@@ -25,14 +25,14 @@ NORM = {"low_percentile": 2, "high_percentile": 98, "mean": 0.5, "std": 0.25}
 
 
 def _tiny_package(path, osm: bool = False):
-    from geolink.models import create_geolink, default_card, save_package
+    from geolink.models import ModelCard, create_geolink, save_package
 
     torch.manual_seed(0)
     extra = {"osm_dim": 32, "fusion_dim": 32, "fusion_heads": 2} if osm else {}
     model = create_geolink("tiny", text_dim=384, img_size=64, osm=osm, pretraining=False,
                            vit_overrides={"depth": 2, "embed_dim": 32, "num_heads": 2}, **extra)
-    save_package(model, path, default_card(model, provenance={"note": "random init, tests"}, normalisation=NORM,
-                                           gsd=10))
+    save_package(model, path, ModelCard.for_model(model, provenance={"note": "random init, tests"},
+                                                    normalisation=NORM, gsd=10))
     return path
 
 
@@ -70,11 +70,11 @@ def test_worker_job_writes_a_package_classify_can_use(inputs, tmp_path):
 
     model = load_package(out)
     assert isinstance(model, GeoLinkSegmenter)
-    classes = model.card["head"]["classes"]
+    classes = model.card.head["classes"]
     assert [c["name"] for c in classes] == ["built-up", "cropland", "forest"]
     assert classes[2]["color"] == "#00ff00"
-    assert model.card["provenance"]["task"] == "finetune"
-    norm = model.card["normalisation"]  # the percentile stretch trained with is kept, for crops and other scenes
+    assert model.card.provenance["task"] == "finetune"
+    norm = model.card.normalisation  # the percentile stretch trained with is kept, for crops and other scenes
     assert len(norm["low"]) == len(norm["high"]) == 3 and all(lo < hi for lo, hi in zip(norm["low"], norm["high"]))
     assert 0 < min(norm["low"]) and max(norm["high"]) < 10000  # Sentinel-2 L1C reflectance x 10000
     assert norm["mean"] == NORM["mean"] and norm["std"] == NORM["std"] and norm["low_high_dtype"] == "UInt16"

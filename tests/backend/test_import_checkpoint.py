@@ -29,7 +29,7 @@ def test_import_gives_an_identical_model_with_provenance(reference, shared_dir, 
     result = task.run(task.Config(src=str(src), out=str(tmp_path / "geolink_tiny.safetensors"), gsd=0.6),
                       Progress())
     out = result["outputs"]["model"]
-    card = read_card(out)
+    card = read_card(out).to_dict()
     assert card["provenance"]["source_sha256"] == hashlib.sha256(src.read_bytes()).hexdigest()
     assert card["architecture"] == "vit_tiny_patch16_224" and card["gsd"] == 0.6
     assert card["text_encoder"] == {"name": "clip", "dim": 512} and card["name"] == "geolink_tiny"
@@ -48,7 +48,7 @@ def test_cli_half_encoder_only(reference, tmp_path, capsys):
                      "--encoder-only", "--name", "GeoLink tiny"])
     assert code == 0 and out.exists()
     assert out.stat().st_size < 16e6  # ViT-T encoder in float16
-    card = read_card(out)
+    card = read_card(out).to_dict()
     assert card["name"] == "GeoLink tiny" and card["config"]["pretraining"] is False
 
 

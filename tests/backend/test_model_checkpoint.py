@@ -61,7 +61,7 @@ def test_official_checkpoint_loads_exactly(official):
     model, _, _, path = official
     loaded = load_model(path, layers=[0, 1])
     assert loaded.config.text_dim == TEXT and not loaded.training
-    assert loaded.card["provenance"]["source"] == path.name and len(loaded.card["provenance"]["source_sha256"]) == 64
+    assert loaded.card.provenance["source"] == path.name and len(loaded.card.provenance["source_sha256"]) == 64
     image, graph = torch.randn(1, 3, 224, 224), [random_graph(2, 3, 1, text_dim=TEXT)]
     with torch.no_grad():
         a, b = model.encode(image, graph, [0, 1]), loaded.encode(image, graph)

@@ -11,7 +11,7 @@ from geolink.errors import InputError, ModelError
 from geolink.models import GeoLinkConfig, create_geolink, default_layers
 from geolink.models.graphs import IN_RELATIONS, NODE_TYPES, OUT_RELATIONS, RELATIONS, collate_graphs
 from geolink.models.pos_embed import sincos_table
-from geolink.pretraining.graphs import empty_graph
+from geolink.osm.graph_edit import empty_graph
 
 from .model_helpers import TEXT_DIM, max_err, random_graph, tiny_model
 

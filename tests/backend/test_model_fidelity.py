@@ -6,7 +6,7 @@ import pytest
 import torch
 
 from geolink import load_model
-from geolink.pretraining.graphs import empty_graph
+from geolink.osm.graph_edit import empty_graph
 
 from .model_helpers import max_err, ufz_graphs
 

@@ -39,7 +39,7 @@ def inputs(n=2):
 def test_round_trip_is_exact_and_card_complete(model, tmp_path):
     path = save_package(model, tmp_path / "m.safetensors", provenance={"data": "test"})
     assert list(tmp_path.iterdir()) == [path]  # atomic: no partial file left
-    card = read_card(path)
+    card = read_card(path).to_dict()
     for key in ("format", "architecture", "config", "text_encoder", "bands", "normalisation", "gsd", "input_size",
                 "layers", "head", "provenance"):
         assert key in card, key
@@ -47,7 +47,7 @@ def test_round_trip_is_exact_and_card_complete(model, tmp_path):
     header = json.loads(path.read_bytes()[8:8 + struct.unpack("<Q", path.read_bytes()[:8])[0]])
     assert "geolink_card" in header["__metadata__"]
     loaded = load_model(path)
-    assert isinstance(loaded, GeoLinkModel) and not loaded.training and loaded.card["provenance"] == {"data": "test"}
+    assert isinstance(loaded, GeoLinkModel) and not loaded.training and loaded.card.provenance == {"data": "test"}
     assert {k: v.shape for k, v in loaded.state_dict().items()} == {k: v.shape for k, v in model.state_dict().items()}
     images, graphs = inputs()
     with torch.no_grad():
@@ -80,11 +80,11 @@ def test_segmenter_heads(model, decoder, tmp_path):
     seg.eval()
     path = save_package(seg, tmp_path / "seg.safetensors", provenance={"task": "test"}, classes=CLASSES,
                         encoder_only=True)
-    card = read_card(path)
+    card = read_card(path).to_dict()
     assert card["head"]["type"] == "segmentation" and card["head"]["decoder"] == decoder
     assert card["head"]["classes"] == CLASSES
     loaded = load_model(path)
-    assert isinstance(loaded, GeoLinkSegmenter) and loaded.card["head"]["classes"] == CLASSES
+    assert isinstance(loaded, GeoLinkSegmenter) and loaded.card.head["classes"] == CLASSES
     with torch.no_grad():
         assert max_err(seg(images, graphs), loaded(images, graphs)) < 1e-5
         feats = loaded.encode(images, graphs)
@@ -115,7 +115,7 @@ def test_bad_packages_are_refused(model, tmp_path):
         load_model(tmp_path / "junk.safetensors")
     from safetensors.torch import save_file
 
-    card = json.loads(json.dumps(read_card(save_package(model, tmp_path / "ok.safetensors"))))
+    card = read_card(save_package(model, tmp_path / "ok.safetensors")).to_dict()
     save_file({"cls_token": torch.zeros(1, 1, 64)}, str(tmp_path / "partial.safetensors"),
               metadata={"geolink_card": json.dumps(card)})
     with pytest.raises(ModelError, match="missing key"):

@@ -15,8 +15,8 @@ from shapely.geometry import LineString, Point, Polygon, box
 from geolink.errors import InputError
 from geolink.osm import OsmFeatures, OsmIndex, build_graph, get_text_encoder, load_graph, read_osm, save_graph
 from geolink.osm import relations as rel
-from geolink.osm.graph import EDGE_TYPES, TileFrame, polygon_positions
-from geolink.osm.read import LINE, POINT, POLYGON
+from geolink.osm.format import EDGE_TYPES, LINE, POINT, POLYGON
+from geolink.osm.graph import TileFrame, polygon_positions
 from geolink.osm.text import TagWeights
 
 REFERENCE_SAMPLES = ["a1085095888_S2_20", "a472140250_FI_21", "w221548378_US_21"]

@@ -12,7 +12,7 @@ from osgeo import ogr, osr
 
 from geolink.errors import InputError
 from geolink.osm import OsmIndex, clip_to_bounds, read_osm
-from geolink.osm.read import LINE, POINT, POLYGON
+from geolink.osm.format import LINE, POINT, POLYGON
 from geolink.osm.tags import MAX_VALUE_CHARS, parse_hstore
 
 SMALL_OSM = Path(__file__).resolve().parents[1] / "data" / "osm" / "small.osm"

@@ -9,11 +9,12 @@ import pytest
 import torch
 
 from geolink.errors import InputError
+from geolink.osm.graph_edit import from_plain, positions, subgraph, to_plain
 from geolink.pretraining.augment import PairAugment, crop_pair, flip_pair
 from geolink.pretraining.dataset import step_indices
-from geolink.pretraining.graphs import from_plain, positions, subgraph, to_plain
-from geolink.pretraining.prepare import find_pairs, tile_windows
+from geolink.pretraining.prepare import find_pairs
 from geolink.pretraining.safe_pickle import load_plain_pickle, read_bbox
+from geolink.raster.windows import window_grid
 
 
 class _Exploit:
@@ -55,10 +56,10 @@ def test_pairs_layout_on_paper_examples(shared_dir):
 
 
 def test_tile_windows_cover_the_raster():
-    wins = tile_windows(500, 300, 224, 224)
+    wins = window_grid(500, 300, 224, 224)
     assert wins[0] == (0, 0) and (276, 76) in wins
     assert all(c + 224 <= 500 and r + 224 <= 300 for c, r in wins)
-    assert tile_windows(100, 100, 224, 224) == [(0, 0)]
+    assert window_grid(100, 100, 224, 224) == [(0, 0)]
 
 
 def test_step_indices_are_reproducible_and_split_across_ranks():

@@ -14,7 +14,7 @@ def test_default_package_size_and_card():
     from geolink.models import read_card
 
     assert DEFAULT.stat().st_size <= 25 * 1024**2
-    card = read_card(DEFAULT)
+    card = read_card(DEFAULT).to_dict()
     assert card["name"] == "default" and card["input_size"] % 32 == 0
     assert [c["name"] for c in card["head"]["classes"]] == CLASSES
     prov = card["provenance"]

@@ -9,9 +9,9 @@ import pytest
 import torch
 
 from geolink.errors import Cancelled, InputError
+from geolink.inference.engine import RowAccumulator, Runtime, run_windows
 from geolink.progress import Progress
-from geolink.raster.engine import RowAccumulator, Runtime, run_windows
-from geolink.raster.source import ModelInput, Source, parse_band_list, parse_extent
+from geolink.raster.source import Source, parse_band_list, parse_extent
 from geolink.raster.windows import WindowPlan, axis_starts, blend_weights
 
 from .raster_helpers import s2_crop, set_nodata_box
@@ -58,7 +58,7 @@ def test_window_starts_cover_the_axis_and_stay_inside():
 def test_windows_blend_without_seams_and_match_the_whole_raster(data_dir, tmp_path):
     src = Source(str(s2_crop(data_dir, tmp_path / "s2.tif", size=150)))
     bands = src.choose_bands(["red", "green", "blue"], None)
-    norm = src.normaliser(ModelInput.from_card({}), bands)
+    norm = src.normaliser({}, bands)
     plan = WindowPlan(src.width, src.height, 64, 16)
     out, ok, rows, sink = collect(2, src.width, src.height)
     stats = run_windows(src, bands, norm, plan, pixelwise, 2, sink, Runtime("cpu", 3), Progress())
@@ -80,7 +80,7 @@ def test_accumulator_holds_one_window_of_rows_whatever_the_height():
 def test_patch_outputs_at_a_coarser_factor(data_dir, tmp_path):
     src = Source(str(s2_crop(data_dir, tmp_path / "s2.tif", size=100)))  # not a multiple of 16
     bands = [1, 2, 3]
-    norm = src.normaliser(ModelInput.from_card({}), bands)
+    norm = src.normaliser({}, bands)
     plan = WindowPlan(src.width, src.height, 64, 32, factor=16)
 
     def pooled(images, graphs):
@@ -97,7 +97,7 @@ def test_nodata_in_gives_nodata_out_and_all_nodata_windows_are_skipped(data_dir,
     path = s2_crop(data_dir, tmp_path / "s2.tif", size=128)
     set_nodata_box(path, 0, 0, 64, 128)  # the left half is nodata
     src = Source(str(path))
-    norm = src.normaliser(ModelInput.from_card({}), [1, 2, 3])
+    norm = src.normaliser({}, [1, 2, 3])
     plan = WindowPlan(src.width, src.height, 32, 0)
     calls = []
 
@@ -112,7 +112,7 @@ def test_nodata_in_gives_nodata_out_and_all_nodata_windows_are_skipped(data_dir,
 
 def test_raster_smaller_than_a_window_is_padded(data_dir, tmp_path):
     src = Source(str(s2_crop(data_dir, tmp_path / "s2.tif", size=40)))
-    norm = src.normaliser(ModelInput.from_card({}), [1, 2, 3])
+    norm = src.normaliser({}, [1, 2, 3])
     plan = WindowPlan(src.width, src.height, 64, 16)
     out, ok, _, sink = collect(2, 40, 40)
     run_windows(src, [1, 2, 3], norm, plan, pixelwise, 2, sink, Runtime("cpu", 2), Progress())
@@ -121,7 +121,7 @@ def test_raster_smaller_than_a_window_is_padded(data_dir, tmp_path):
 
 def test_cancel_between_batches(data_dir, tmp_path):
     src = Source(str(s2_crop(data_dir, tmp_path / "s2.tif", size=160)))
-    norm = src.normaliser(ModelInput.from_card({}), [1, 2, 3])
+    norm = src.normaliser({}, [1, 2, 3])
     plan = WindowPlan(src.width, src.height, 32, 0)
     cancel = threading.Event()
     batches = []
@@ -196,7 +196,7 @@ def test_a_trained_stretch_holds_for_its_data_type_only(data_dir, tmp_path):
     aerial = Source(str(data_dir / "OSBS_029.tif"))  # 8-bit RGB
     card = {"normalisation": {"scale": 255.0, "mean": 0.0, "std": 1.0, "low": [400, 600, 900],
                               "high": [1400, 1300, 1500], "low_high_dtype": "UInt16"}}
-    spec = ModelInput.from_card(card)
+    spec = card["normalisation"]
     assert s2.dtype_name([1, 2, 3]) == "UInt16" and aerial.dtype_name([1, 2, 3]) == "Byte"
     fitted = s2.normaliser(spec, [1, 2, 3])
     assert fitted.low.tolist() == [400, 600, 900] and fitted.high.tolist() == [1400, 1300, 1500]

@@ -8,6 +8,7 @@ import numpy as np
 import pytest
 from osgeo import gdal, osr
 
+from geolink.models.card import ModelCard
 from geolink.raster.styles import categorized_qml, class_table, paletted_qml, rgb_qml, write_qml
 from geolink.raster.writer import geotiff, provenance, set_classes
 
@@ -69,7 +70,7 @@ def test_provenance_names_model_hash_osm_and_version(tmp_path):
     model.write_bytes(b"abc")
     osm = tmp_path / "city.osm.pbf"
     osm.write_bytes(b"")
-    meta = provenance("classify", model, {"name": "base"}, "in.tif", [str(osm)], {"classes": "a;b"})
+    meta = provenance("classify", model, ModelCard(name="base"), "in.tif", [str(osm)], {"classes": "a;b"})
     assert meta["GEOLINK_MODEL"] == "m"
     assert meta["GEOLINK_MODEL_SHA256"] == "ba7816bf8f01cfea414140de5dae2223b00361a396177a9cb410ff61f20015ad"
     assert meta["GEOLINK_OSM"].startswith("city.osm.pbf (file date ")

@@ -21,7 +21,7 @@ def make_package(path: Path, classes: Optional[Sequence[str]] = ("water", "veget
     """Write a package; extra keyword arguments go into the card (e.g. gsd=20.0, bands=[...])."""
     import torch
 
-    from geolink.models import build_segmenter, create_geolink, default_card, save_package
+    from geolink.models import ModelCard, build_segmenter, create_geolink, save_package
 
     torch.manual_seed(seed)
     overrides = {"depth": depth, "embed_dim": dim, "num_heads": heads} if dim else {}
@@ -32,5 +32,5 @@ def make_package(path: Path, classes: Optional[Sequence[str]] = ("water", "veget
     if classes:
         model = build_segmenter(encoder, decoder, len(classes))
         named = [{"name": n, "color": COLOURS[i % len(COLOURS)]} for i, n in enumerate(classes)]
-    full = {**default_card(encoder), "name": Path(path).stem, **card}
+    full = ModelCard.for_model(encoder, **{"name": Path(path).stem, **card})
     return save_package(model, path, full, provenance={"what": "random weights for tests"}, classes=named)

@@ -18,6 +18,8 @@ from typing import Callable, Dict, Iterable, Mapping, Sequence, Tuple
 import torch
 
 from ..errors import InputError, ModelError
+from ..model_store import sha256_of
+from .card import ModelCard
 from .config import ARCHS, GeoLinkConfig
 from .geolink import GeoLinkModel
 
@@ -134,11 +136,8 @@ def load_official(path: Path, layers: Sequence[int] = ()) -> GeoLinkModel:
         state = next((obj[k] for k in ("model", "state_dict", "model_state_dict") if isinstance(obj.get(k), Mapping)),
                      obj)
         model = _unimodal(_strip(state), path.name, layers)
-    from ..model_store import sha256_of
-    from .package import default_card
-
-    model.card = default_card(model, provenance={"source": path.name, "source_sha256": sha256_of(path),
-                                                 "source_format": "official GeoLink checkpoint"})
+    model.card = ModelCard.for_model(model, provenance={"source": path.name, "source_sha256": sha256_of(path),
+                                                        "source_format": "official GeoLink checkpoint"})
     return model.eval()
 
 

@@ -22,6 +22,7 @@ from timm.models.vision_transformer import Block
 from torch import nn
 
 from ..errors import InputError, ModelError
+from .card import ModelCard
 from .config import GeoLinkConfig, default_layers
 from .derived import DerivedCache
 from .fusion import TwoWayAttentionBlock
@@ -46,10 +47,9 @@ class GeoLinkModel(nn.Module):
     thousands, where the original was trained with at most 50.
     """
 
-    def __init__(self, config: GeoLinkConfig, card: Optional[dict] = None):
+    def __init__(self, config: GeoLinkConfig, card: Optional[ModelCard] = None):
         super().__init__()
         self.config = config
-        self.card = card or {}
         c = config
         vit = timm.create_model(c.arch, pretrained=False, num_classes=0, global_pool="", img_size=c.img_size,
                                 in_chans=c.in_chans, **c.vit_overrides)
@@ -63,6 +63,7 @@ class GeoLinkModel(nn.Module):
         self.embed_dim, self.depth, self.grid = dim, len(vit.blocks), c.img_size // PATCH
         self.max_fusion_nodes: Optional[int] = None
         self.layers = list(c.layers) if c.layers else default_layers(self.depth)
+        self.card = card if card is not None else ModelCard.for_model(self)
         self.cls_token = nn.Parameter(torch.zeros(1, 1, dim))
         self.img_pos_embed = _fixed(sincos_table(dim, self.grid))
         self._derived = DerivedCache()

@@ -1,9 +1,4 @@
-"""OSM graphs for the model: HeteroData in the original GeoLink format, batched into plain tensors.
-
-A graph is a torch_geometric HeteroData with node types polygon, line and point, x = tag text
-embedding followed by positions in tile units (x from the west edge, y from the north edge):
-polygon 4 points (8 values), line 3 (6), point 1 (2); edge types (src, "to", dst). `None`, a graph
-without nodes, or a missing node type all mean "no entities".
+"""OSM graphs for the model: HeteroData in the graph format (osm/format.py), batched into plain tensors.
 
 The original averages, for each node type, over the relations a batch *has* (HeteroConv skips edge
 types absent from the data). To make every image's result independent of its batch neighbours,
@@ -19,20 +14,15 @@ from __future__ import annotations
 
 from dataclasses import dataclass, fields
 from itertools import accumulate
-from typing import Dict, List, Optional, Sequence, Tuple
+from typing import Dict, List, Optional, Sequence
 
 import torch
 import torch.nn.functional as F
 
 from ..errors import InputError
+from ..osm.format import MAX_POSITION_POINTS, NODE_TYPES, POSITION_POINTS, RELATIONS
 from .padding import NodePadding, rank_within
 
-NODE_TYPES = ("point", "line", "polygon")
-POS_POINTS = {"point": 1, "line": 3, "polygon": 4}
-MAX_POS_POINTS = max(POS_POINTS.values())
-RELATIONS: Tuple[Tuple[str, str, str], ...] = tuple(
-    (s, "to", d) for s, ds in (("point", ("point", "line", "polygon")), ("line", ("line", "point", "polygon")),
-                               ("polygon", ("polygon", "point", "line"))) for d in ds)
 # the relations out of and into each node type, as indices into RELATIONS
 OUT_RELATIONS = {t: [r for r, rel in enumerate(RELATIONS) if rel[0] == t] for t in NODE_TYPES}
 IN_RELATIONS = {t: [r for r, rel in enumerate(RELATIONS) if rel[2] == t] for t in NODE_TYPES}
@@ -95,13 +85,13 @@ def _node_features(graph, text_dim: int) -> Dict[str, torch.Tensor]:
     found = {t: store.get("x") for t, store in graph.node_items()} if graph is not None else {}
     out = {}
     for t in NODE_TYPES:
-        width = text_dim + 2 * POS_POINTS[t]
+        width = text_dim + 2 * POSITION_POINTS[t]
         x = found.get(t)
         if x is None:
             x = torch.zeros(0, width)
         elif x.dim() != 2 or x.shape[1] != width:
             raise InputError(f"OSM graph {t} nodes have {x.shape[1] if x.dim() == 2 else x.dim()}-wide features; the "
-                             f"model expects {width} ({text_dim} text values + {2 * POS_POINTS[t]} positions).",
+                             f"model expects {width} ({text_dim} text values + {2 * POSITION_POINTS[t]} positions).",
                              hint="Build the graphs with the text encoder named in the model card.")
         out[t] = x.detach().cpu().float()
     return out
@@ -125,10 +115,10 @@ def collate_graphs(graphs: Sequence, text_dim: int, max_fusion_nodes: Optional[i
     totals = {t: sum(counts[t]) for t in NODE_TYPES}
     starts = {t: sum(totals[u] for u in NODE_TYPES[:i]) for i, t in enumerate(NODE_TYPES)}
     first = {t: [starts[t] + c for c in accumulate(counts[t][:-1], initial=0)] for t in NODE_TYPES}  # graph i's 1st row
-    rows = {t: torch.cat([f[t] for f in feats]) if n else torch.zeros(0, text_dim + 2 * POS_POINTS[t])
+    rows = {t: torch.cat([f[t] for f in feats]) if n else torch.zeros(0, text_dim + 2 * POSITION_POINTS[t])
             for t in NODE_TYPES}
     x = {t: rows[t][:, :text_dim] for t in NODE_TYPES}
-    pos = {t: rows[t][:, text_dim:].reshape(-1, POS_POINTS[t], 2) for t in NODE_TYPES}
+    pos = {t: rows[t][:, text_dim:].reshape(-1, POSITION_POINTS[t], 2) for t in NODE_TYPES}
     # each flat node's (type, graph) block: type * n + graph
     node_block = torch.repeat_interleave(torch.arange(len(NODE_TYPES) * n),
                                          torch.tensor([c for t in NODE_TYPES for c in counts[t]], dtype=torch.long))
@@ -170,9 +160,9 @@ def _flat_layout(n: int, pos, node_block: torch.Tensor, node_graph: torch.Tensor
     block_bias = torch.zeros(types * n, len(RELATIONS)).scatter_(1, columns, block_weight)
     reached = (into.sum(1) > 0)[node_block]
     weight = block_weight[node_block]  # [N, 3]
-    fusion_pos = torch.cat([F.pad(pos[t], (0, 0, 0, MAX_POS_POINTS - POS_POINTS[t])) for t in NODE_TYPES])
-    point_weight = torch.tensor([[1.0 / POS_POINTS[t]] * POS_POINTS[t] + [0.0] * (MAX_POS_POINTS - POS_POINTS[t])
-                                 for t in NODE_TYPES])
+    fusion_pos = torch.cat([F.pad(pos[t], (0, 0, 0, MAX_POSITION_POINTS - POSITION_POINTS[t])) for t in NODE_TYPES])
+    point_weight = torch.tensor([[1.0 / POSITION_POINTS[t]] * POSITION_POINTS[t]
+                                 + [0.0] * (MAX_POSITION_POINTS - POSITION_POINTS[t]) for t in NODE_TYPES])
     if parts:
         edges = torch.cat(parts, 1).cpu()
         info = torch.tensor(per_part, dtype=torch.long)

@@ -16,6 +16,7 @@ from segmentation_models_pytorch.decoders.upernet.decoder import UPerNetDecoder
 from torch import nn
 
 from ..errors import InputError
+from .card import ModelCard
 from .geolink import PATCH, GeoLinkModel
 
 DECODERS = ("upernet", "fpn", "linear")
@@ -84,12 +85,12 @@ class GeoLinkSegmenter(nn.Module):
                 "num_classes": self.num_classes, "classes": self.classes}
 
     @property
-    def card(self) -> dict:
-        return {**self.encoder.card, "head": self.head_card()}
+    def card(self) -> ModelCard:
+        return self.encoder.card.replace(head=self.head_card())
 
     @card.setter
-    def card(self, value: dict) -> None:
-        self.encoder.card = {k: v for k, v in value.items() if k != "head"}
+    def card(self, value: ModelCard) -> None:
+        self.encoder.card = value.replace(head=None)
 
     def encode(self, images: torch.Tensor, graphs=None) -> List[torch.Tensor]:
         return self.encoder.encode(images, graphs, self.layers)

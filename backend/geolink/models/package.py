@@ -1,15 +1,11 @@
-"""Model packages: one .safetensors file, the JSON card in its header metadata under "geolink_card".
+"""Model packages: one .safetensors file with the card (card.py) in its header; and `load_model`, the one way
+to load any model file (a package, or an official checkpoint through checkpoint.py).
 
-The card says everything needed to rebuild and run the model:
-    format, name, architecture, config (GeoLinkConfig), text_encoder {name, dim}, bands,
-    normalisation {scale, mean, std}, gsd (metres or null), input_size, patch_size, layers,
-    head (null, or {type: "segmentation", decoder, layers, classes: [{name, color}]}), provenance.
 Weights may be stored as float16 (half the size); they are always loaded as float32.
 """
 
 from __future__ import annotations
 
-import json
 import os
 from pathlib import Path
 from typing import Optional, Sequence
@@ -20,64 +16,42 @@ from safetensors.torch import save_file
 
 from ..atomic import atomic_output
 from ..errors import InputError, ModelError
-from ..model_store import CARD_KEY
-from ..model_store import read_card as _read_card_header
+from .card import ModelCard, read_card
+from .checkpoint import build_loaded, load_official
 from .config import GeoLinkConfig
 from .geolink import GeoLinkModel
+from .heads import GeoLinkSegmenter, build_segmenter
 
-FORMAT = "geolink-model/1"
-IMAGENET = {"scale": 255.0, "mean": [0.485, 0.456, 0.406], "std": [0.229, 0.224, 0.225]}
-TEXT_ENCODER_BY_DIM = {512: "clip", 384: "minilm"}
 ALIAS_PREFIX = "patch_embed."  # a second name of img_encoder.patch_embed; stored once
 
 
-def default_card(model: GeoLinkModel, provenance: Optional[dict] = None, **fields) -> dict:
-    """A complete card for `model` (RGB, ImageNet normalisation, no head) updated with `fields`."""
-    c = model.config
-    card = {"format": FORMAT, "name": None, "architecture": c.arch, "config": c.to_dict(),
-            "text_encoder": {"name": TEXT_ENCODER_BY_DIM.get(c.text_dim), "dim": c.text_dim} if c.osm else None,
-            "bands": ["red", "green", "blue"][: c.in_chans], "normalisation": dict(IMAGENET), "gsd": None,
-            "input_size": c.img_size, "patch_size": 16, "layers": list(model.layers), "head": None,
-            "provenance": dict(provenance or {})}
-    card.update(fields)
-    return card
-
-
-def read_card(path: os.PathLike) -> dict:
-    """The card of a package, from the file header alone."""
-    return _read_card_header(path)
-
-
-def save_package(model: torch.nn.Module, path: os.PathLike, card: Optional[dict] = None, *,
+def save_package(model: torch.nn.Module, path: os.PathLike, card: Optional[ModelCard] = None, *,
                  provenance: Optional[dict] = None, classes: Optional[Sequence[dict]] = None,
                  half: bool = False, encoder_only: bool = False) -> Path:
     """Write `model` (a GeoLinkModel or a segmenter) as a package, atomically.
 
-    The card is `card`, else the model's own `.card`, else a default one; `provenance` is merged into
-    it, `classes` ([{name, color}]) set on the head. `half` stores float16 weights; `encoder_only`
-    drops the pretraining parts (MAE decoder, graph readout, node reconstruction).
+    The card is `card`, else the model's own; its architecture, config and head are the model's.
+    `provenance` is merged into it, `classes` ([{name, color}]) set on the head. `half` stores float16
+    weights; `encoder_only` drops the pretraining parts (MAE decoder, graph readout, node reconstruction).
     """
-    from .heads import GeoLinkSegmenter
-
     encoder = model.encoder if isinstance(model, GeoLinkSegmenter) else model
     if not isinstance(encoder, GeoLinkModel):
         raise ModelError(f"Cannot package a {type(model).__name__}; expected a GeoLink model.")
-    card = json.loads(json.dumps(card if card is not None else (getattr(model, "card", None) or {})))
-    base = default_card(encoder)
-    card = {**base, **card}
-    card["provenance"] = {**(card.get("provenance") or {}), **(provenance or {})}
+    card = (card if card is not None else model.card).replace()
+    base = ModelCard.for_model(encoder)
+    card.provenance = {**card.provenance, **(provenance or {})}
     state = {k: v for k, v in model.state_dict().items()
              if not k.startswith(ALIAS_PREFIX) and not k.startswith("encoder." + ALIAS_PREFIX)}
-    config = dict(base["config"])
+    config = dict(base.config)
     if encoder_only and encoder.has_pretraining_parts:
         config["pretraining"] = False
         with torch.device("meta"):
             keep = set(GeoLinkModel(GeoLinkConfig.from_dict(config)).state_dict())
         prefix = "encoder." if encoder is not model else ""
         state = {k: v for k, v in state.items() if not k.startswith(prefix) or k[len(prefix):] in keep}
-    card["config"], card["architecture"] = config, base["architecture"]
+    card.config, card.architecture, card.head = config, base.architecture, None
     if isinstance(model, GeoLinkSegmenter):
-        card["head"] = {**model.head_card(), **({"classes": [dict(c) for c in classes]} if classes else {})}
+        card.head = {**model.head_card(), **({"classes": [dict(c) for c in classes]} if classes else {})}
     elif classes:
         raise ModelError("Classes were given for a model without a task head.")
     tensors = {}
@@ -90,7 +64,7 @@ def save_package(model: torch.nn.Module, path: os.PathLike, card: Optional[dict]
         tensors[k] = v
     path = Path(path)
     with atomic_output(path) as tmp:
-        save_file(tensors, str(tmp), metadata={CARD_KEY: json.dumps(card)})
+        save_file(tensors, str(tmp), metadata=card.header())
     return path
 
 
@@ -98,17 +72,13 @@ def load_package(path: os.PathLike) -> torch.nn.Module:
     """A package as a GeoLinkModel (or a segmenter when its card has a head), float32, eval mode."""
     path = Path(path)
     card = read_card(path)
-    if card.get("format") != FORMAT or not isinstance(card.get("config"), dict):
-        raise ModelError(f"{path.name} was written in an unknown package format ({card.get('format')!r}).")
-    config = GeoLinkConfig.from_dict(card["config"])
-    head = card.get("head")
+    config = GeoLinkConfig.from_dict(card.config)
+    head = card.head
 
     def make() -> torch.nn.Module:
         model = GeoLinkModel(config, card=card)
         if not head:
             return model
-        from .heads import build_segmenter
-
         return build_segmenter(model, head["decoder"], int(head.get("num_classes") or len(head["classes"])),
                                head.get("layers"), classes=head.get("classes"))
 
@@ -121,8 +91,6 @@ def load_package(path: os.PathLike) -> torch.nn.Module:
     prefix = "encoder." if head else ""
     for k in [k for k in state if k.startswith(prefix + "img_encoder.patch_embed.")]:
         state[prefix + k[len(prefix + "img_encoder."):]] = state[k]
-    from .checkpoint import build_loaded
-
     model = build_loaded(make, state, path.name)
     model.card = card
     return model.eval()
@@ -136,7 +104,5 @@ def load_model(path: os.PathLike, layers: Sequence[int] = ()) -> torch.nn.Module
     if path.suffix.lower() == ".safetensors":
         return load_package(path)
     if path.suffix.lower() in (".pth", ".pt", ".ckpt", ".bin"):
-        from .checkpoint import load_official
-
         return load_official(path, layers)
     raise InputError(f"{path.name}: expected a model package (.safetensors) or an official checkpoint (.pth).")

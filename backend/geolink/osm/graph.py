@@ -1,17 +1,12 @@
-"""One tile's OSM features -> a torch_geometric HeteroData in the original GeoLink input format.
+"""One tile's OSM features -> a torch_geometric HeteroData in the graph format (format.py).
 
-Node types polygon, line and point (source order); x = tag text embedding followed by positions in
-tile units (x from the west edge, y from the north edge, 0..1 inside the tile):
-- polygon: 3 points inside the polygon, then its centroid (8 values);
-- line: centroid, first vertex, last vertex (6 values);
-- point: the point (2 values).
 The polygon's inner points follow the original's recipe: from the centroid towards 0, 120 and 240
 degrees, at a radius drawn uniformly between half the smallest and half the largest
 centroid-to-vertex distance, pulled towards the centroid (10 steps) until inside the polygon, else
 placed at 1/100 of the smallest radius. The original drew the radii unseeded; here they come from
 a numpy generator seeded with `seed`, so a graph is reproducible.
 
-Edge types, attributes and their order are those of the original (see relations.py).
+Edge attributes are the relation classes of relations.py.
 """
 
 from __future__ import annotations
@@ -24,15 +19,9 @@ import shapely
 
 from ..errors import InputError
 from . import relations as rel
-from .read import KINDS, LINE, POINT, POLYGON, OsmFeatures
+from .format import EDGE_ATTR_WIDTHS, EDGE_TYPES, KINDS, LINE, POINT, POLYGON, POSITION_WIDTHS
+from .read import OsmFeatures
 from .text import TagWeights, TextEncoder, default_tag_weights, embed_labels
-
-POSITION_DIMS = {"polygon": 8, "line": 6, "point": 2}
-EDGE_TYPES = (("polygon", "polygon"), ("line", "line"), ("line", "polygon"), ("polygon", "line"),
-              ("point", "point"), ("point", "line"), ("line", "point"), ("point", "polygon"), ("polygon", "point"))
-EDGE_ATTR_DIMS = {("polygon", "polygon"): 6, ("line", "line"): 6, ("line", "polygon"): 3, ("polygon", "line"): 3,
-                  ("point", "point"): 2, ("point", "line"): 2, ("line", "point"): 2, ("point", "polygon"): 2,
-                  ("polygon", "point"): 2}
 
 
 class TileFrame:
@@ -115,13 +104,13 @@ def build_graph(features: OsmFeatures, bounds: Sequence[float], encoder: TextEnc
                  "point": point_positions(geoms["point"], frame)}
     data = HeteroData()
     for kind, name in zip((POLYGON, LINE, POINT), KINDS):
-        pos = torch.from_numpy(positions[name].reshape(-1, POSITION_DIMS[name]))
+        pos = torch.from_numpy(positions[name].reshape(-1, POSITION_WIDTHS[name]))
         data[name].x = torch.cat([text[torch.from_numpy(features.kinds == kind)].double(), pos], 1).float()
     edges = graph_edges(geoms["polygon"], geoms["line"], geoms["point"])
     for src, dst in EDGE_TYPES:
         index, attr = edges[(src, dst)]
         data[src, "to", dst].edge_index = torch.from_numpy(np.ascontiguousarray(index, dtype=np.int64)).view(2, -1)
-        data[src, "to", dst].edge_attr = torch.from_numpy(attr).view(-1, EDGE_ATTR_DIMS[(src, dst)])
+        data[src, "to", dst].edge_attr = torch.from_numpy(attr).view(-1, EDGE_ATTR_WIDTHS[(src, dst)])
     return data
 
 

@@ -29,8 +29,6 @@ from ..errors import InputError
 from ..progress import Progress
 from .tags import geofabrik_tags, label_from_tags, label_pieces, parse_hstore
 
-KINDS = ("polygon", "line", "point")
-POLYGON, LINE, POINT = 0, 1, 2
 OSM_DRIVER_LAYERS = ("points", "lines", "multilinestrings", "multipolygons")
 OSM_KEYS = {
     "highway", "building", "landuse", "natural", "amenity", "leisure", "waterway", "railway", "shop", "tourism",

@@ -15,7 +15,7 @@ from typing import Tuple
 import torch
 import torch.nn.functional as F
 
-from .graphs import node_count, positions, set_positions, subgraph
+from ..osm.graph_edit import node_count, positions, set_positions, subgraph
 
 Box = Tuple[float, float, float, float]
 

@@ -6,8 +6,8 @@ from typing import List, Sequence, Tuple
 
 import torch
 
+from ..osm.graph_edit import empty_graph, from_plain
 from .augment import PairAugment
-from .graphs import empty_graph, from_plain
 from .images import normalise
 
 

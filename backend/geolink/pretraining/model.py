@@ -7,14 +7,14 @@ from typing import Optional, Tuple
 
 from ..errors import ModelError
 
-TEXT_DIMS = {"minilm": 384, "clip": 512}
-
 
 def text_dim_of(encoder_name: str) -> int:
     """Width of the tag text embedding of a text encoder spec ('minilm', 'clip' or a model folder)."""
-    if encoder_name in TEXT_DIMS:
-        return TEXT_DIMS[encoder_name]
+    from ..models.card import TEXT_ENCODER_DIMS
     from ..osm.text import get_text_encoder
+
+    if encoder_name in TEXT_ENCODER_DIMS:
+        return TEXT_ENCODER_DIMS[encoder_name]
 
     return int(get_text_encoder(encoder_name).dim)
 
@@ -37,7 +37,7 @@ def build_model(arch: str, init: Optional[str], text_encoder: str, image_size: i
                          hint="Start from the multimodal checkpoint or a GeoLink package.")
     if not model.has_pretraining_parts:
         config = GeoLinkConfig.from_dict({**model.config.to_dict(), "pretraining": True})
-        full = GeoLinkModel(config, card=getattr(model, "card", None))
+        full = GeoLinkModel(config, card=model.card)
         missing, unexpected = full.load_state_dict(model.state_dict(), strict=False)
         if unexpected:
             raise ModelError(f"{init}: unexpected weights {unexpected[:3]} when adding pretraining parts.")
@@ -52,11 +52,9 @@ def model_info(model) -> Tuple[int, int]:
 
 def write_package(model, path: Path, provenance: dict) -> Path:
     """The pretrained model as a package with its pretraining parts (so it can be continued with --init)."""
-    from ..models import save_package
+    from ..models import ModelCard, save_package
 
-    card = {"name": Path(path).stem}
-    old = getattr(model, "card", None) or {}
-    for key in ("bands", "normalisation", "gsd"):
-        if key in old:
-            card[key] = old[key]
+    old = model.card
+    card = ModelCard.for_model(model, name=Path(path).stem, bands=old.bands, normalisation=old.normalisation,
+                               gsd=old.gsd)
     return save_package(model, path, card, provenance=provenance)

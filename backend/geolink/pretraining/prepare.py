@@ -23,8 +23,8 @@ from typing import List, Optional, Sequence
 import torch
 
 from ..errors import InputError
+from ..osm.graph_edit import to_plain
 from ..progress import Progress
-from .graphs import to_plain
 from .images import STRETCH, RasterImage, read_image
 from .safe_pickle import read_bbox
 
@@ -80,17 +80,6 @@ def find_pairs(root: os.PathLike) -> List[dict]:
     return found
 
 
-def tile_windows(width: int, height: int, size: int, stride: int) -> List[tuple]:
-    """(col, row) of square windows covering the raster; the last row/column is shifted inside."""
-    def starts(n: int) -> List[int]:
-        if n <= size:
-            return [0]
-        s = list(range(0, n - size + 1, stride))
-        return s if s[-1] == n - size else s + [n - size]
-
-    return [(c, r) for r in starts(height) for c in starts(width)]
-
-
 def prepare_pairs(root: os.PathLike, encoder, progress: Progress) -> List[dict]:
     """Pairs as the original converter sees them: every feature of the GeoJSON files, unclipped."""
     from ..osm.graph import build_graph
@@ -107,30 +96,25 @@ def prepare_pairs(root: os.PathLike, encoder, progress: Progress) -> List[dict]:
 
 
 def prepare_rasters(rasters: Sequence[str], osm: Sequence[str], bands: Sequence[int], tile_size: int,
-                    tile_stride: Optional[int], encoder, progress: Progress) -> List[dict]:
+                    tile_stride: Optional[int], text_encoder: str, progress: Progress) -> List[dict]:
     """Square tiles of each raster; with OSM, each tile's clipped features as its graph (None when it has none)."""
-    from ..osm.graph import build_graph
-    from ..osm.read import OsmIndex
+    from ..osm.window_graphs import WindowGraphs
+    from ..raster.windows import window_grid
 
     samples = []
     for n, path in enumerate(rasters):
         sub = progress.sub(100.0 * n / len(rasters), 100.0 * (n + 1) / len(rasters))
-        raster = RasterImage(str(path), tuple(bands))
+        raster = RasterImage(str(path), tuple(bands), georeferenced=bool(osm))  # OSM needs a north-up CRS grid
+        source = raster.source
         width, height = raster.size
         size = min(tile_size, width, height)
-        windows = tile_windows(width, height, size, tile_stride or size)
-        index = OsmIndex.from_files(list(osm), raster.crs_wkt) if osm else None
-        gt = raster.geotransform
+        windows = window_grid(width, height, size, tile_stride or size)
+        graphs = WindowGraphs.from_files(list(osm), source.wkt, source.bounds, text_encoder) if osm else None
         for col, row in sub.steps(windows, len(windows), f"Tiling {Path(path).name}"):
             sample = {"name": f"{Path(path).stem}_{col}_{row}", "image": raster.read(col, row, size, size),
                       "graph": None}
-            if index is not None:
-                if gt[2] or gt[4]:
-                    raise InputError(f"{path} is rotated; OSM pairs need a north-up raster.",
-                                     hint="Warp it first (gdalwarp) or pretrain on it without --osm.")
-                west, north = gt[0] + col * gt[1], gt[3] + row * gt[5]
-                bounds = (west, north + size * gt[5], west + size * gt[1], north)
-                graph = build_graph(index.query(bounds), bounds, encoder)
+            if graphs is not None:
+                graph = graphs(source.window_bounds(col, row, size, size))
                 sample["graph"] = to_plain(graph) if graph is not None else None
             samples.append(sample)
     return samples
@@ -146,22 +130,18 @@ def prepare(spec: DataSpec, cache_dir: Optional[os.PathLike], progress: Progress
     if cache and cache.exists():
         progress.log(f"Prepared pairs from cache {cache}")
         return torch.load(cache, weights_only=True)["samples"]
-    encoder = _text_encoder(spec.text_encoder) if (spec.pairs or spec.osm) else None
     samples = []
     if spec.pairs:
-        samples += prepare_pairs(spec.pairs, encoder, progress.sub(0, 50 if spec.rasters else 100))
+        from ..osm.text import get_text_encoder
+
+        samples += prepare_pairs(spec.pairs, get_text_encoder(spec.text_encoder),
+                                 progress.sub(0, 50 if spec.rasters else 100))
     if spec.rasters:
-        samples += prepare_rasters(spec.rasters, spec.osm, spec.bands, spec.tile_size, spec.tile_stride, encoder,
-                                   progress.sub(50 if spec.pairs else 0, 100))
+        samples += prepare_rasters(spec.rasters, spec.osm, spec.bands, spec.tile_size, spec.tile_stride,
+                                   spec.text_encoder, progress.sub(50 if spec.pairs else 0, 100))
     if cache:
         from ..atomic import atomic_output
 
         with atomic_output(cache) as tmp:
             torch.save({"samples": samples, "spec": json.dumps(asdict(spec)), "stretch": json.dumps(STRETCH)}, tmp)
     return samples
-
-
-def _text_encoder(name: str):
-    from ..osm.text import get_text_encoder
-
-    return get_text_encoder(name)

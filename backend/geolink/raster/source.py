@@ -16,9 +16,9 @@ from typing import List, Optional, Sequence, Tuple
 import numpy as np
 
 from ..errors import InputError
+from ..models.card import IMAGENET_MEAN, IMAGENET_STD
+from .crs import metres_per_unit
 
-IMAGENET_MEAN = (0.485, 0.456, 0.406)
-IMAGENET_STD = (0.229, 0.224, 0.225)
 COLOR_NAMES = {"red": 3, "green": 4, "blue": 5, "nir": None}  # gdal.GCI_RedBand etc.
 
 
@@ -106,33 +106,12 @@ def _per_band(value, n: int, what: str) -> np.ndarray:
     return arr
 
 
-@dataclass
-class ModelInput:
-    """What a model expects of its input, from its card."""
-
-    bands: List[str]
-    input_size: int
-    gsd: Optional[float]
-    normalisation: dict
-    patch_size: int = 16
-
-    @classmethod
-    def from_card(cls, card: dict) -> ModelInput:
-        bands = card.get("bands") or ["red", "green", "blue"]
-        if isinstance(bands, int):
-            bands = [f"band{i + 1}" for i in range(bands)]
-        norm = card.get("normalisation") or card.get("normalization") or {}
-        size = int(card.get("input_size") or card.get("img_size") or 224)
-        gsd = card.get("gsd")
-        return cls([str(b) for b in bands], size, float(gsd) if gsd else None, dict(norm),
-                   int(card.get("patch_size") or 16))
-
-
 class Source:
-    """A north-up raster with a CRS, possibly cut and resampled (a VRT), read by rows of pixels."""
+    """A north-up raster with a CRS, possibly cut and resampled (a VRT), read by rows of pixels. With
+    `georeferenced=False` any image is taken as a plain pixel grid (pretraining pairs' JPEG tiles)."""
 
     def __init__(self, path: str, extent: Optional[Sequence[float]] = None, gsd: Optional[float] = None,
-                 resampling: str = "bilinear"):
+                 resampling: str = "bilinear", georeferenced: bool = True):
         gdal = _gdal()
         self.path = str(path)
         if not Path(self.path).exists() and not self.path.startswith("/vsi"):
@@ -157,14 +136,15 @@ class Source:
             raise InputError(f"{self.path} holds no raster bands.")
         self.original = ds
         gt = ds.GetGeoTransform(can_return_null=True)
-        if gt is None or not ds.GetProjection():
+        if georeferenced and (gt is None or not ds.GetProjection()):
             raise InputError(f"The raster {Path(self.path).name} has no CRS or georeferencing.",
                              hint="Assign its CRS (QGIS: Raster > Projections > Assign Projection) "
                                   "or georeference it first.")
-        if gt[2] or gt[4] or gt[5] >= 0:
+        if georeferenced and (gt[2] or gt[4] or gt[5] >= 0):
             raise InputError(f"The raster {Path(self.path).name} is rotated or not north-up.",
                              hint="Warp it to a north-up grid first (QGIS: Raster > Projections > Warp).")
-        self.native_pixel = (gt[1], -gt[5])
+        gt = gt or ds.GetGeoTransform()
+        self.native_pixel = (gt[1], abs(gt[5]))
         self.ds = self._prepare(ds, extent, gsd, resampling)
         self.width, self.height = self.ds.RasterXSize, self.ds.RasterYSize
         self.geotransform = tuple(self.ds.GetGeoTransform())
@@ -184,7 +164,7 @@ class Source:
         else:
             box = full
         if gsd:
-            gsd = _metres_to_units(ds.GetProjection(), gsd, (full[1] + full[3]) / 2)
+            gsd /= metres_per_unit(ds.GetProjection(), (full[1] + full[3]) / 2)[0]
         resample = gsd is not None and gsd > 0 and not math.isclose(gsd, gt[1], rel_tol=0.02)
         if not resample and box == full:
             return ds
@@ -237,8 +217,9 @@ class Source:
             return by_colour
         return list(range(1, n + 1))
 
-    def normaliser(self, spec: ModelInput, bands: Sequence[int]) -> Normaliser:
-        norm, n = spec.normalisation, len(bands)
+    def normaliser(self, norm: dict, bands: Sequence[int]) -> Normaliser:
+        """The Normaliser of a model card's `normalisation` for these bands of this raster."""
+        n = len(bands)
         mean = _per_band(norm.get("mean", IMAGENET_MEAN if n == 3 else 0.0), n, "mean")
         std = _per_band(norm.get("std", IMAGENET_STD if n == 3 else 1.0), n, "std")
         byte = self.ds.GetRasterBand(bands[0]).DataType == _gdal().GDT_Byte
@@ -317,14 +298,3 @@ class Source:
     def resampled_from(self) -> Optional[float]:
         """The native pixel size when this source is resampled, else None."""
         return self.native_pixel[0] if not math.isclose(self.pixel_size, self.native_pixel[0], rel_tol=1e-6) else None
-
-
-def _metres_to_units(wkt: str, metres: float, centre_y: float) -> float:
-    """A ground distance in the CRS's units: degrees at the centre latitude for a geographic CRS, else the
-    linear unit (metres, feet)."""
-    from osgeo import osr
-
-    srs = osr.SpatialReference(wkt=wkt)
-    if srs.IsGeographic():
-        return metres / (111_320.0 * max(math.cos(math.radians(centre_y)), 1e-6))
-    return metres / (srs.GetLinearUnits() or 1.0)

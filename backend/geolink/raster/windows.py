@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import math
 from dataclasses import dataclass
-from typing import List
+from typing import List, Tuple
 
 import numpy as np
 
@@ -26,6 +26,11 @@ def axis_starts(length: int, tile: int, stride: int, factor: int = 1) -> List[in
     starts = list(range(0, last, stride))
     starts.append(last)
     return starts
+
+
+def window_grid(width: int, height: int, tile: int, stride: int) -> List[Tuple[int, int]]:
+    """(col, row) of every window, row by row; any stride, also one larger than the tile (windows with gaps)."""
+    return [(c, r) for r in axis_starts(height, tile, stride) for c in axis_starts(width, tile, stride)]
 
 
 @dataclass(frozen=True)

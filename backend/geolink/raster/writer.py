@@ -70,7 +70,7 @@ def set_classes(band, classes: Sequence[Dict[str, str]], nodata: Optional[int] =
     band.SetDescription("class")
 
 
-def provenance(task: str, model_path: Path, card: dict, raster: str, osm: Sequence[str] = (),
+def provenance(task: str, model_path: Path, card, raster: str, osm: Sequence[str] = (),
                extra: Optional[Dict[str, object]] = None, osm_max_nodes: int = 0) -> Dict[str, str]:
     """GEOLINK_* metadata items: what made the output (model and its hash, inputs, OSM files and dates, the
     cap on fused OSM entities when one was set)."""
@@ -84,7 +84,7 @@ def provenance(task: str, model_path: Path, card: dict, raster: str, osm: Sequen
     meta = {"GEOLINK_TASK": task,
             "GEOLINK_MODEL": Path(model_path).stem,
             "GEOLINK_MODEL_SHA256": sha256_of(model_path),
-            "GEOLINK_MODEL_ARCHITECTURE": str(card.get("architecture", "")),
+            "GEOLINK_MODEL_ARCHITECTURE": str(card.architecture or ""),
             "GEOLINK_INPUT": Path(raster).name,
             "GEOLINK_OSM": "; ".join(osm_items) or "none (image only)",
             "GEOLINK_VERSION": __version__,

@@ -6,8 +6,8 @@ from dataclasses import dataclass
 from typing import Optional
 
 from ..config import option
+from ..inference.options import RasterOptions
 from ..progress import Progress
-from ..raster.options import RasterOptions
 
 HELP = """Classify every pixel of a raster with a GeoLink model that has a segmentation head.
 
@@ -28,34 +28,25 @@ def run(config: Config, progress: Progress) -> dict:
     import contextlib
     from pathlib import Path
 
-    from ..atomic import atomic_output
-    from ..raster.classes import NODATA, ClassWriter, segmentation_predict
-    from ..raster.pipeline import prepare, require_classes, require_valid
+    from ..inference.job import prepare
+    from ..inference.sinks import NODATA, ClassWriter
     from ..raster.styles import class_table, paletted_qml, write_qml
-    from ..raster.writer import geotiff, provenance, set_classes
+    from ..raster.writer import set_classes
 
     job = prepare(config, progress)
-    classes = class_table(require_classes(job.model))
-    src = job.source
-    meta = provenance("classify", job.model.path, job.model.card, config.raster, config.osm,
-                      {"classes": ";".join(c["name"] for c in classes), "pixel_size": src.pixel_size},
-                      osm_max_nodes=config.osm_max_nodes)
+    classes = class_table(job.classes)
+    meta = job.provenance("classify", classes=";".join(c["name"] for c in classes), pixel_size=job.source.pixel_size)
     with contextlib.ExitStack() as stack:
-        out = stack.enter_context(geotiff(stack.enter_context(atomic_output(config.out)), src.width, src.height, 1,
-                                          "uint8", src.geotransform, src.wkt, NODATA, meta))
+        out = stack.enter_context(job.output_raster(config.out, 1, "uint8", NODATA, meta))
         set_classes(out.ds.GetRasterBand(1), classes, NODATA)
         prob = None
         if config.probabilities:
-            prob = stack.enter_context(geotiff(stack.enter_context(atomic_output(config.probabilities)), src.width,
-                                               src.height, len(classes), "uint8", src.geotransform, src.wkt, NODATA,
-                                               meta))
+            prob = stack.enter_context(job.output_raster(config.probabilities, len(classes), "uint8", NODATA, meta))
             for i, c in enumerate(classes):
                 prob.ds.GetRasterBand(i + 1).SetDescription(c["name"])
                 prob.ds.GetRasterBand(i + 1).SetScale(0.01)
         writer = ClassWriter(out, prob)
-        stats = job.run(segmentation_predict(job.model.module), len(classes), writer, progress.sub(5, 98),
-                        "Classifying, batch")
-        require_valid(stats)
+        stats = job.run(job.model.module, len(classes), writer, progress.sub(5, 98), "Classifying, batch")
     outputs = {"classes": config.out, "style": str(write_qml(Path(config.out), paletted_qml(classes)))}
     if config.probabilities:
         outputs["probabilities"] = config.probabilities

@@ -7,8 +7,8 @@ from pathlib import Path
 from typing import Optional
 
 from ..config import option
+from ..inference.options import RasterOptions
 from ..progress import Progress
-from ..raster.options import RasterOptions
 
 HELP = """Write the GeoLink encoder's features of a raster as a multi-band GeoTIFF, one pixel per patch.
 
@@ -17,7 +17,7 @@ windows overlap and their features are blended. With --osm the features are the 
 ones, else the image encoder's. OUT_pca.tif (or --preview) is a 3-band 8-bit preview: the first three
 principal components of the features, so similar places have similar colours."""
 
-SAMPLE = 20_000  # feature vectors kept for fitting the PCA
+EMBEDDINGS, PREVIEW = "embeddings", "preview"  # the keys of the result's outputs (the plugin reads them)
 
 
 @dataclass
@@ -40,64 +40,6 @@ def encoder_predict(module, layer: int):
     return predict
 
 
-class FeatureWriter:
-    """Sink: blended features written strip by strip, and a fixed-size sample kept for the PCA."""
-
-    def __init__(self, raster, seed: int = 0):
-        import numpy as np
-
-        self.raster, self.rng = raster, np.random.default_rng(seed)
-        self.sample, self.seen = [], 0
-
-    def __call__(self, row, values, valid):
-        import numpy as np
-
-        out = np.where(valid[None], values, np.nan).astype(np.float32)
-        self.raster.ds.WriteArray(out, 0, row)
-        vectors = values[:, valid].T
-        self.seen += len(vectors)
-        if len(vectors):  # keep every pixel with probability SAMPLE / (pixels so far), roughly uniform
-            keep = self.rng.random(len(vectors)) < min(1.0, 4 * SAMPLE / max(self.seen, 1))
-            self.sample.append(vectors[keep])
-            if sum(len(s) for s in self.sample) > 4 * SAMPLE:
-                pool = np.concatenate(self.sample)
-                self.sample = [pool[self.rng.choice(len(pool), SAMPLE, replace=False)]]
-
-
-def fit_pca(sample, k: int = 3):
-    """(mean, components [k, C], low, high) of the sample; components' signs fixed so output is reproducible."""
-    import numpy as np
-
-    mean = sample.mean(0)
-    _, _, vt = np.linalg.svd(sample - mean, full_matrices=False)
-    comps = vt[:k]
-    if len(comps) < k:
-        comps = np.vstack([comps, np.zeros((k - len(comps), sample.shape[1]), dtype=comps.dtype)])
-    comps *= np.sign(comps[np.arange(k), np.abs(comps).argmax(1)])[:, None] + (comps.sum(1) == 0)[:, None]
-    proj = (sample - mean) @ comps.T
-    low, high = np.percentile(proj, 2, axis=0), np.percentile(proj, 98, axis=0)
-    return mean, comps, low, np.maximum(high, low + 1e-6)
-
-
-def write_preview(features_ds, preview_ds, pca, progress: Progress, rows: int = 256) -> None:
-    """Project the feature raster strip by strip onto the PCA and write bytes 1-255 (0 = nodata)."""
-    import numpy as np
-
-    mean, comps, low, high = pca
-    height = features_ds.RasterYSize
-    starts = range(0, height, rows)
-    for r0 in progress.steps(starts, len(starts), "Writing the PCA preview"):
-        block = features_ds.ReadAsArray(0, r0, None, min(rows, height - r0))
-        c, h, w = block.shape
-        flat = block.reshape(c, -1).T
-        ok = np.isfinite(flat).all(1)
-        proj = np.zeros((len(flat), 3), dtype=np.float32)
-        proj[ok] = (flat[ok] - mean) @ comps.T
-        scaled = np.clip((proj - low) / (high - low), 0, 1) * 254 + 1
-        out = np.where(ok[:, None], scaled, 0).astype(np.uint8)
-        preview_ds.WriteArray(out.T.reshape(3, h, w), 0, r0)
-
-
 def default_preview(out: str) -> str:
     path = Path(out)
     return str(path.with_name(f"{path.stem}_pca{path.suffix or '.tif'}"))
@@ -109,44 +51,35 @@ def run(config: Config, progress: Progress) -> dict:
     import numpy as np
     import torch
 
-    from ..atomic import atomic_output
     from ..errors import InputError
-    from ..raster.pipeline import prepare, require_valid
+    from ..inference.job import prepare
+    from ..inference.pca import fit_pca, write_preview
+    from ..inference.sinks import FeatureWriter
     from ..raster.styles import rgb_qml, write_qml
-    from ..raster.writer import geotiff, provenance
 
     if config.layer < 0:
         raise InputError(f"--layer must be 0 (the last output) or a block number from 1, got {config.layer}.")
     job = prepare(config, progress, patch_outputs=True)
-    patch = job.plan.factor
+    patch, plan = job.plan.factor, job.plan
     predict = encoder_predict(job.model.module, config.layer)
-    tile = job.plan.tile
     with torch.inference_mode():
-        channels = int(predict(torch.zeros(1, len(job.bands), tile, tile, device=job.runtime.device), None).shape[1])
-    src, plan = job.source, job.plan
-    gt = list(src.geotransform)
-    gt[1] *= patch
-    gt[5] *= patch
-    meta = provenance("embed", job.model.path, job.model.card, config.raster, config.osm,
-                      {"layer": config.layer or "last", "channels": channels, "patch_size": patch},
-                      osm_max_nodes=config.osm_max_nodes)
+        channels = int(predict(torch.zeros(1, len(job.bands), plan.tile, plan.tile, device=job.runtime.device),
+                               None).shape[1])
+    meta = job.provenance("embed", layer=config.layer or "last", channels=channels, patch_size=patch)
     preview = config.preview or default_preview(config.out)
     with contextlib.ExitStack() as stack:
-        feats = stack.enter_context(geotiff(stack.enter_context(atomic_output(config.out)), plan.out_width,
-                                            plan.out_height, channels, "float32", gt, src.wkt, float("nan"), meta,
-                                            block_rows=16))
+        feats = stack.enter_context(job.output_raster(config.out, channels, "float32", float("nan"), meta,
+                                                      block_rows=16))
         writer = FeatureWriter(feats)
         stats = job.run(predict, channels, writer, progress.sub(5, 90), "Embedding, batch")
-        require_valid(stats)
         feats.ds.FlushCache()
         sample = np.concatenate(writer.sample) if writer.sample else np.zeros((0, channels), np.float32)
         pca = fit_pca(sample.astype(np.float64))
-        prev = stack.enter_context(geotiff(stack.enter_context(atomic_output(preview)), plan.out_width,
-                                           plan.out_height, 3, "uint8", gt, src.wkt, 0, meta))
+        prev = stack.enter_context(job.output_raster(preview, 3, "uint8", 0, meta))
         write_preview(feats.ds, prev.ds, pca, progress.sub(90, 99))
     write_qml(Path(preview), rgb_qml())
     progress.update(100, "Done")
-    return {"outputs": {"embeddings": config.out, "preview": preview},
+    return {"outputs": {EMBEDDINGS: config.out, PREVIEW: preview},
             "figures": {**job.figures(stats), "channels": channels, "patch_size": patch,
                         "out_width": plan.out_width, "out_height": plan.out_height, "pca_sample": len(sample)},
             "report": f"{channels} features at {plan.out_width} x {plan.out_height} px -> {config.out}; "

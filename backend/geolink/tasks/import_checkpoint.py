@@ -46,21 +46,20 @@ def run(config: Config, progress: Progress) -> dict:
     progress.update(0, f"Reading and checking {src.name}")
     model = load_official(src)
     progress.update(70, "Writing the package")
-    card = dict(model.card)
     bands = [b.strip() for b in config.bands.split(",") if b.strip()]
     if len(bands) != model.config.in_chans:
         raise InputError(f"--bands names {len(bands)} bands; the model takes {model.config.in_chans}.")
-    card.update(name=config.name or out.stem, bands=bands, gsd=config.gsd)
-    if config.text_encoder and card.get("text_encoder"):
-        card["text_encoder"] = {**card["text_encoder"], "name": config.text_encoder}
-    card["provenance"] = {**card["provenance"], "imported": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime())}
-    save_package(model, out, card, half=config.half, encoder_only=config.encoder_only)
+    card = model.card.replace(name=config.name or out.stem, bands=bands, gsd=config.gsd)
+    if config.text_encoder and card.text_encoder:
+        card.text_encoder = {**card.text_encoder, "name": config.text_encoder}
+    save_package(model, out, card, half=config.half, encoder_only=config.encoder_only,
+                 provenance={"imported": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime())})
     written = read_card(out)
     progress.update(100, "Done")
     size_mb = out.stat().st_size / 1e6
     return {"outputs": {"model": str(out)},
-            "figures": {"architecture": written["architecture"], "multimodal": bool(written["config"]["osm"]),
+            "figures": {"architecture": written.architecture, "multimodal": bool(written.config["osm"]),
                         "parameters": sum(p.numel() for p in model.parameters()), "size_mb": round(size_mb, 1),
-                        "source_sha256": written["provenance"]["source_sha256"],
+                        "source_sha256": written.provenance["source_sha256"],
                         "seconds": round(time.monotonic() - t0, 2)},
-            "report": f"{written['architecture']} -> {out} ({size_mb:.1f} MB)"}
+            "report": f"{written.architecture} -> {out} ({size_mb:.1f} MB)"}

@@ -6,8 +6,8 @@ from dataclasses import dataclass
 from typing import List
 
 from ..config import option
+from ..inference.options import RasterOptions
 from ..progress import Progress
-from ..raster.options import RasterOptions
 
 HELP = """Cut the raster's extent into zones along the OSM ways and give each zone its class.
 
@@ -39,35 +39,29 @@ def run(config: Config, progress: Progress) -> dict:
 
     from ..atomic import atomic_output
     from ..errors import InputError
-    from ..raster import zones as z
-    from ..raster.classes import NODATA, ClassWriter, segmentation_predict
-    from ..raster.pipeline import prepare, require_classes, require_valid
+    from ..inference import zones as z
+    from ..inference.job import prepare
+    from ..inference.sinks import NODATA, ClassWriter
+    from ..raster.crs import metres_per_unit
     from ..raster.styles import categorized_qml, class_table, write_qml
-    from ..raster.writer import geotiff, provenance
 
     if Path(config.out).suffix.lower() != ".gpkg":
         raise InputError(f"Zones are written as a GeoPackage; give an --out ending in .gpkg, not {config.out}.")
     job = prepare(config, progress)
-    classes = class_table(require_classes(job.model))
+    classes = class_table(job.classes)
     src = job.source
-    meta = provenance("zones", job.model.path, job.model.card, config.raster, config.osm,
-                      {"classes": ";".join(c["name"] for c in classes)},
-                      osm_max_nodes=config.osm_max_nodes)
+    meta = job.provenance("zones", classes=";".join(c["name"] for c in classes))
     with tempfile.TemporaryDirectory(prefix="geolink-zones-") as tmp:
         tmp = Path(tmp)
         with contextlib.ExitStack() as stack:
-            cls_ds = stack.enter_context(geotiff(tmp / "classes.tif", src.width, src.height, 1, "uint8",
-                                                 src.geotransform, src.wkt, NODATA))
-            conf_ds = stack.enter_context(geotiff(tmp / "confidence.tif", src.width, src.height, 1, "float32",
-                                                  src.geotransform, src.wkt))
+            cls_ds = stack.enter_context(job.output_raster(tmp / "classes.tif", 1, "uint8", NODATA))
+            conf_ds = stack.enter_context(job.output_raster(tmp / "confidence.tif", 1, "float32"))
             writer = ClassWriter(cls_ds, confidence=conf_ds)
-            stats = job.run(segmentation_predict(job.model.module), len(classes), writer, progress.sub(5, 85),
-                            "Classifying, batch")
-            require_valid(stats)
+            stats = job.run(job.model.module, len(classes), writer, progress.sub(5, 85), "Classifying, batch")
         progress.update(86, "Cutting zones along the OSM ways")
         pixel = src.pixel_size
-        unit = z.metres_per_unit(src.wkt)
-        min_area = (config.min_area / unit**2) if config.min_area else 16 * pixel * pixel
+        unit_x, unit_y = metres_per_unit(src.wkt, (src.bounds[1] + src.bounds[3]) / 2)
+        min_area = (config.min_area / (unit_x * unit_y)) if config.min_area else 16 * pixel * pixel
         polys, origin = [], "osm_block"
         if job.graphs is not None:
             feats = job.graphs.inside

@@ -143,25 +143,25 @@ class TrainingData:
         return [d4_graph(self.graphs[self.sample_win[i]], int(self.sample_t[i])) for i in idx]
 
 
-def trained_stretch(card: dict, normalise: Normaliser, dtype: str) -> dict:
+def trained_stretch(card, normalise: Normaliser, dtype: str) -> dict:
     """The card's normalisation with the stretch the head was trained with made explicit (low/high per band),
     for rasters of the training raster's data type.
 
     Without it a package would stretch each raster it classifies from that raster's own percentiles, so a
     crop of the training scene, or a mostly-sea extent, would be stretched differently from the training data.
     """
-    return {**(card.get("normalisation") or {}), "low": [float(v) for v in normalise.low],
+    return {**card.normalisation, "low": [float(v) for v in normalise.low],
             "high": [float(v) for v in normalise.high], "low_high_dtype": dtype}
 
 
 def prepare_data(config, base, progress: Progress) -> TrainingData:
     """Labels on the model's grid (as classify and zones read the raster), split, windows read, samples listed."""
-    from ..raster.source import ModelInput, Source
+    from ..raster.source import Source
 
-    spec = ModelInput.from_card(base.card)
+    spec = base.card
     grid = Source(config.raster, gsd=config.gsd or spec.gsd)
     bands = grid.choose_bands(spec.bands, None)
-    normalise = grid.normaliser(spec, bands)
+    normalise = grid.normaliser(spec.normalisation, bands)
     labels = read_labels(config.labels, config.class_field, grid.wkt, grid.bounds, _colors(config.colors),
                          progress.sub(0, 10), split_field=config.split_field)
     conflicts = overlap_conflicts(labels)
@@ -267,13 +267,13 @@ def finetune(config, progress: Progress) -> dict:
                "samples": len(data.sample_win), "best epoch": result.best_epoch,
                "epochs run": len(result.history), "device": str(device), "seconds": round(elapsed, 1),
                "seconds training": round(fit_seconds, 1)}
-    provenance = {"task": "finetune", "base_model": model_path.name, "base_card": base.card.get("provenance"),
+    provenance = {"task": "finetune", "base_model": model_path.name, "base_card": base.card.provenance,
                   "labels": Path(config.labels).name, "class_field": config.class_field,
                   "raster": Path(config.raster).name, "window": data.windows.size, "epochs": result.best_epoch,
                   scored_on: {k: final[k] for k in ("overall_accuracy", "balanced_accuracy", "mean_iou")},
                   "date": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime())}
     stretch = trained_stretch(segmenter.card, data.normalise, data.raster_dtype)
-    segmenter.card = {**segmenter.card, "normalisation": stretch}
+    segmenter.card = segmenter.card.replace(normalisation=stretch)
     models.save_package(segmenter.cpu(), out, provenance=provenance, classes=labels.classes, encoder_only=True)
     report = {"classes": labels.classes, "validation": validation, "test": test, "history": result.history,
               "summary": summary}
@@ -299,16 +299,18 @@ def _window_graphs(config, grid, positions: Sequence[Tuple[int, int]], size: int
     if not encoder.has_osm:
         progress.warn("The base model is image-only: the OSM files are not used.")
         return None
-    from ..osm import OsmIndex, build_graph, get_text_encoder
+    text_encoder = encoder.card.text_encoder_name
+    if text_encoder is None:
+        progress.warn("The base model's card names no tag text encoder: the OSM files are not used.")
+        return None
+    from ..osm.window_graphs import WindowGraphs
 
-    index = OsmIndex.from_files(config.osm, grid.wkt, progress.sub(0, 40))
-    if not len(index):
+    graphs = WindowGraphs.from_files(config.osm, grid.wkt, grid.bounds, text_encoder, progress=progress.sub(0, 40))
+    if graphs.encoder is None:
         progress.warn("The OSM files hold no feature over the raster; training on the image alone.")
         return None
-    text = get_text_encoder((encoder.card.get("text_encoder") or {}).get("name") or "minilm")
     bounds = [grid.window_bounds(x, y, size, size) for x, y in positions]
-    return [build_graph(index.query(b), b, text)
-            for b in progress.sub(40, 100).steps(bounds, len(bounds), "Building OSM graphs")]
+    return [graphs(b) for b in progress.sub(40, 100).steps(bounds, len(bounds), "Building OSM graphs")]
 
 
 def _score(module, forward, data: TrainingData, polygons: np.ndarray, batch_size: int) -> dict:

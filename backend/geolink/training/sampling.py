@@ -54,7 +54,7 @@ def d4_graph(graph, t: int):
     """A copy of a window's OSM graph with its node positions moved by symmetry t (None stays None)."""
     if graph is None or t == 0:
         return graph
-    from ..pretraining.graphs import positions, set_positions
+    from ..osm.graph_edit import positions, set_positions
 
     out = graph.clone()
     for node_type in out.node_types:

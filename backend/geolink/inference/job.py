@@ -1,18 +1,23 @@
-"""What classify, embed and zones share: the model, the raster grid, the windows, the OSM graphs."""
+"""An inference job: what classify, embed and zones share (the model, the raster grid, the windows, the OSM
+graphs), with what a task asks of it: run the engine, its figures, its provenance, its output rasters."""
 
 from __future__ import annotations
 
+import contextlib
 import time
 from dataclasses import dataclass
 from pathlib import Path
-from typing import List, Optional, Sequence
+from typing import Dict, Iterator, List, Optional
 
 from ..errors import InputError, ModelError
+from ..models.card import ModelCard
+from ..osm.window_graphs import WindowGraphs
 from ..progress import Progress
+from ..raster.source import Normaliser, Source, parse_band_list, parse_extent
+from ..raster.windows import WindowPlan
+from ..raster.writer import Handle, geotiff, provenance
 from .engine import Predict, RunStats, Runtime, Sink, run_windows
 from .options import RasterOptions
-from .source import ModelInput, Normaliser, Source, parse_band_list, parse_extent
-from .windows import WindowPlan
 
 
 @dataclass
@@ -20,7 +25,7 @@ class Loaded:
     """A model package ready to run."""
 
     module: object
-    card: dict
+    card: ModelCard
     path: Path
 
     @property
@@ -28,20 +33,15 @@ class Loaded:
         """The package's file name: what the user chose it by (a fine-tuned card may keep its base's name)."""
         return self.path.stem
 
-    @property
-    def classes(self) -> list:
-        return list((self.card.get("head") or {}).get("classes") or [])
+    @classmethod
+    def open(cls, spec: str, device) -> Loaded:
+        """The package `spec` (a path or an installed model's name, e.g. 'default') on `device`, in eval mode."""
+        from ..model_store import resolve_model
+        from ..models import load_model
 
-
-def load_model(spec: str, device) -> Loaded:
-    """The package `spec` (a path or an installed model's name, e.g. 'default') on `device`, in eval mode."""
-    from ..model_store import read_card, resolve_model
-    from ..models import load_model as load_package
-
-    path = resolve_model(spec or "default")
-    module = load_package(str(path))
-    card = getattr(module, "card", None) or (read_card(path) if path.suffix == ".safetensors" else {})
-    return Loaded(module.to(device).eval(), dict(card), Path(path))
+        path = resolve_model(spec or "default")
+        module = load_model(path)
+        return cls(module.to(device).eval(), module.card, Path(path))
 
 
 def cap_fusion_nodes(module, k: Optional[int]) -> None:
@@ -53,43 +53,9 @@ def cap_fusion_nodes(module, k: Optional[int]) -> None:
             m.max_fusion_nodes = k
 
 
-def text_encoder_of(card: dict) -> Optional[str]:
-    """The tag text encoder a model's OSM branch was trained with; None for an image-only model."""
-    spec = card.get("text_encoder")
-    if isinstance(spec, dict):
-        spec = spec.get("name")
-    return str(spec) if spec else None
-
-
-class OsmGraphs:
-    """The OSM read once for the whole raster (in its CRS) and indexed; called with a window's bounds, the
-    graph of the features inside it (None without features, or for a model without an OSM branch).
-    The tags of the features inside the raster are text-encoded up front in large batches."""
-
-    def __init__(self, paths: Sequence[str], source: Source, text_encoder: Optional[str], device: str,
-                 progress: Progress):
-        from ..osm import OsmFeatures, OsmIndex, TagWeights, get_text_encoder
-        from ..osm.text import prime_encoder
-
-        self.index = OsmIndex.from_files(list(paths), source.wkt, progress)
-        self.inside = self.index.query(source.bounds) if len(self.index) else OsmFeatures.empty()
-        self.encoder = get_text_encoder(text_encoder, device=device) if text_encoder and len(self.inside) else None
-        if self.encoder is not None:
-            prime_encoder(list(self.inside.labels), self.encoder)
-        self.weights = TagWeights.from_json()
-
-    def __call__(self, bounds: tuple):
-        from ..osm import build_graph
-
-        if self.encoder is None:
-            return None
-        features = self.index.query(bounds)
-        return build_graph(features, bounds, self.encoder, self.weights) if len(features) else None
-
-
 @dataclass
 class Job:
-    """Everything a raster task needs to run the engine."""
+    """Everything a raster task needs to run the engine and write its outputs."""
 
     options: RasterOptions
     model: Loaded
@@ -98,15 +64,27 @@ class Job:
     normalise: Normaliser
     plan: WindowPlan
     runtime: Runtime
-    graphs: Optional[OsmGraphs]
-    progress: Progress
+    graphs: Optional[WindowGraphs]
+
+    @property
+    def classes(self) -> list:
+        """The model's classes [{name, color}]; a model without a head that predicts them is refused."""
+        if not self.model.card.predicts_classes:
+            raise ModelError(f"The model {self.model.name} has no segmentation head with classes.",
+                             hint="Use a model fine-tuned with 'geolink finetune', or 'geolink embed' for features.")
+        return self.model.card.classes
 
     def run(self, predict: Predict, channels: int, sink: Sink, progress: Progress, message: str) -> RunStats:
+        """Stream every window through `predict` into `sink`; refused (so no output is kept) when every window
+        was nodata."""
         t0 = time.monotonic()
         graph_for = self.graphs if self.graphs is not None and self.graphs.encoder is not None else None
         stats = run_windows(self.source, self.bands, self.normalise, self.plan, predict, channels, sink,
                             self.runtime, progress, graph_for, message)
         stats.seconds = time.monotonic() - t0
+        if stats.windows and stats.skipped == stats.windows:
+            raise InputError("Every pixel of the raster (or of the processing extent) is nodata; nothing to process.",
+                             hint="Check the raster's nodata value and the processing extent.")
         return stats
 
     def figures(self, stats: RunStats) -> dict:
@@ -119,6 +97,25 @@ class Job:
                 "device": str(self.runtime.device), "batch_size": self.runtime.batch_size,
                 "model": self.model.name, "bands": self.bands}
 
+    def provenance(self, task: str, **extra) -> Dict[str, str]:
+        """The GEOLINK_* metadata of this job's outputs (writer.provenance), with `extra` items."""
+        o = self.options
+        return provenance(task, self.model.path, self.model.card, o.raster, o.osm, extra, o.osm_max_nodes)
+
+    @contextlib.contextmanager
+    def output_raster(self, path, bands: int, dtype: str, nodata: Optional[float] = None,
+                      metadata: Optional[Dict[str, str]] = None, block_rows: int = 256) -> Iterator[Handle]:
+        """A GeoTIFF on the job's output grid (the raster's, or one pixel per patch for patch outputs), written
+        to a temporary name and renamed to `path` only when the block completes."""
+        from ..atomic import atomic_output
+
+        gt = list(self.source.geotransform)
+        gt[1] *= self.plan.factor
+        gt[5] *= self.plan.factor
+        with atomic_output(path) as tmp, geotiff(tmp, self.plan.out_width, self.plan.out_height, bands, dtype, gt,
+                                                 self.source.wkt, nodata, metadata, block_rows) as handle:
+            yield handle
+
 
 def prepare(options: RasterOptions, progress: Progress, patch_outputs: bool = False,
             default_overlap: float = 0.25) -> Job:
@@ -126,8 +123,8 @@ def prepare(options: RasterOptions, progress: Progress, patch_outputs: bool = Fa
     With `patch_outputs` the outputs are one pixel per model patch (embeddings), else per pixel."""
     runtime = Runtime(options.device, options.batch_size, progress)
     progress.update(0, "Loading the model")
-    model = load_model(options.model, runtime.device)
-    spec = ModelInput.from_card(model.card)
+    model = Loaded.open(options.model, runtime.device)
+    spec = model.card
     gsd = None if options.native else (options.gsd or spec.gsd)
     source = Source(options.raster, parse_extent(options.extent), gsd)
     bands = source.choose_bands(spec.bands, parse_band_list(options.bands))
@@ -135,7 +132,7 @@ def prepare(options: RasterOptions, progress: Progress, patch_outputs: bool = Fa
     progress.log(f"Raster {source.width} x {source.height} px at {source.pixel_size:g} "
                  f"{f'(resampled from {native:g})' if native else '(native)'}; "
                  f"bands {bands} -> {', '.join(spec.bands)}; {runtime.describe()}")
-    normalise = source.normaliser(spec, bands)
+    normalise = source.normaliser(spec.normalisation, bands)
     tile = options.tile_size or spec.input_size
     if tile % spec.patch_size:
         raise InputError(f"The tile size ({tile}) must be a multiple of the model's patch size ({spec.patch_size}).")
@@ -149,25 +146,11 @@ def prepare(options: RasterOptions, progress: Progress, patch_outputs: bool = Fa
     if options.osm:
         cap_fusion_nodes(model.module, options.osm_max_nodes or None)
         progress.update(2, "Reading OSM")
-        text_encoder = text_encoder_of(model.card)
-        graphs = OsmGraphs(options.osm, source, text_encoder, str(runtime.device), progress.sub(2, 5))
+        text_encoder = model.card.text_encoder_name
+        graphs = WindowGraphs.from_files(options.osm, source.wkt, source.bounds, text_encoder, str(runtime.device),
+                                         progress.sub(2, 5))
         if not len(graphs.inside):
             progress.warn("The OSM files hold no feature in the raster's area; using the image alone.")
         elif text_encoder is None:
             progress.warn(f"The model {model.name} has no OSM branch: it uses the image alone.")
-    return Job(options, model, source, bands, normalise, plan, runtime, graphs, progress)
-
-
-def require_classes(model: Loaded) -> list:
-    head = model.card.get("head") or {}
-    if not model.classes or str(head.get("type", "segmentation")) not in ("segmentation", "seg", "classification"):
-        raise ModelError(f"The model {model.name} has no segmentation head with classes.",
-                         hint="Use a model fine-tuned with 'geolink finetune', or 'geolink embed' for features.")
-    return model.classes
-
-
-def require_valid(stats: RunStats) -> None:
-    """Refuse (and so leave no output) when every window was nodata."""
-    if stats.windows and stats.skipped == stats.windows:
-        raise InputError("Every pixel of the raster (or of the processing extent) is nodata; nothing to process.",
-                         hint="Check the raster's nodata value and the processing extent.")
+    return Job(options, model, source, bands, normalise, plan, runtime, graphs)

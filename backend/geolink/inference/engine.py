@@ -17,8 +17,8 @@ import numpy as np
 
 from ..errors import ModelError
 from ..progress import Progress
-from .source import Normaliser, Source
-from .windows import WindowPlan
+from ..raster.source import Normaliser, Source
+from ..raster.windows import WindowPlan
 
 # predict(images [B, C, T, T] on the device, graphs: list of HeteroData/None or None) -> [B, K, T/f, T/f]
 Predict = Callable[[object, Optional[list]], object]

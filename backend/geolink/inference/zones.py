@@ -16,6 +16,8 @@ from typing import Dict, List, Sequence
 import numpy as np
 import shapely
 
+from ..raster.crs import metres_per_unit
+
 WAY_KEYS = ("highway", "railway", "waterway")
 MINOR_WAYS = {"highway:footway", "highway:path", "highway:steps", "highway:cycleway", "highway:bridleway",
               "highway:corridor", "highway:service", "highway:track", "highway:pedestrian", "highway:proposed",
@@ -25,7 +27,7 @@ MINOR_WAYS = {"highway:footway", "highway:path", "highway:steps", "highway:cycle
 
 def way_lines(labels: Sequence[str], kinds: np.ndarray, geoms: np.ndarray) -> np.ndarray:
     """The line features that bound zones (see module doc), from OsmFeatures' arrays."""
-    from ..osm.read import LINE
+    from ..osm.format import LINE
 
     keep = []
     for i, (label, kind) in enumerate(zip(labels, kinds)):
@@ -119,22 +121,10 @@ def share_field(name: str) -> str:
     return f"share_{safe or 'class'}"
 
 
-def metres_per_unit(wkt: str) -> float:
-    """Metres per CRS unit: the linear unit of a projected CRS, about 111 km per degree for a geographic one."""
-    from osgeo import osr
-
-    srs = osr.SpatialReference(wkt=wkt)
-    return 111_320.0 if srs.IsGeographic() else float(srs.GetLinearUnits() or 1.0)
-
-
 def ground_area(poly, wkt: str) -> float:
-    """Square metres: exact for a projected CRS, a local approximation (cos latitude) in degrees."""
-    from osgeo import osr
-
-    area = poly.area * metres_per_unit(wkt) ** 2
-    if osr.SpatialReference(wkt=wkt).IsGeographic():
-        area *= np.cos(np.radians(poly.centroid.y))
-    return float(area)
+    """Square metres: exact for a projected CRS, a local approximation (at the centroid's latitude) in degrees."""
+    x, y = metres_per_unit(wkt, poly.centroid.y)
+    return float(poly.area * x * y)
 
 
 def write_zones_gpkg(path: Path, polygons: Sequence, stats: ZoneStats, classes: Sequence[Dict[str, str]], wkt: str,

@@ -1,17 +1,12 @@
-"""Turning blended logits into class maps: the engine's sink for classify and zones."""
+"""The engine's sinks: blended logits into class maps (classify, zones), blended features into a feature
+raster and a sample for its PCA preview (embed)."""
 
 from __future__ import annotations
 
 import numpy as np
 
 NODATA = 255
-
-
-def segmentation_predict(module):
-    """The model's per-pixel class logits [B, K, H, W] for a batch of windows and their graphs."""
-    def predict(images, graphs):
-        return module(images, graphs)
-    return predict
+SAMPLE = 20_000  # feature vectors kept for fitting the PCA
 
 
 class ClassWriter:
@@ -40,3 +35,23 @@ class ClassWriter:
         counts = self.counts if self.counts is not None else np.zeros(len(classes), np.int64)
         total = max(int(counts.sum()), 1)
         return {c["name"]: round(int(n) / total, 4) for c, n in zip(classes, counts)}
+
+
+class FeatureWriter:
+    """Sink: blended features written strip by strip, and a fixed-size sample kept for the PCA."""
+
+    def __init__(self, raster, seed: int = 0):
+        self.raster, self.rng = raster, np.random.default_rng(seed)
+        self.sample, self.seen = [], 0
+
+    def __call__(self, row: int, values: np.ndarray, valid: np.ndarray) -> None:
+        out = np.where(valid[None], values, np.nan).astype(np.float32)
+        self.raster.ds.WriteArray(out, 0, row)
+        vectors = values[:, valid].T
+        self.seen += len(vectors)
+        if len(vectors):  # keep every pixel with probability SAMPLE / (pixels so far), roughly uniform
+            keep = self.rng.random(len(vectors)) < min(1.0, 4 * SAMPLE / max(self.seen, 1))
+            self.sample.append(vectors[keep])
+            if sum(len(s) for s in self.sample) > 4 * SAMPLE:
+                pool = np.concatenate(self.sample)
+                self.sample = [pool[self.rng.choice(len(pool), SAMPLE, replace=False)]]

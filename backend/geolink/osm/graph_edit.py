@@ -1,9 +1,7 @@
-"""OSM graphs in the original GeoLink input format, as plain tensors.
+"""Working with graphs of the format (format.py): an empty one, node positions, subgraphs, plain tensors.
 
-A graph is a torch_geometric HeteroData whose node features are the tag text embedding followed by
-positions normalised to the tile (x from the west edge, y from the north edge): polygon 8 values
-(4 points), line 6 (centroid, start, end), point 2. The positions are always the last columns, so
-the helpers here work for any text width.
+The positions are always the last columns of x, so these work for any text width. Unlike the rest of
+osm/, this module imports torch.
 """
 
 from __future__ import annotations
@@ -12,8 +10,7 @@ from typing import Dict, Optional
 
 import torch
 
-NODE_TYPES = ("polygon", "line", "point")
-POS_DIMS = {"polygon": 8, "line": 6, "point": 2}
+from .format import KINDS, POSITION_WIDTHS
 
 
 def empty_graph(text_dim: int):
@@ -21,8 +18,8 @@ def empty_graph(text_dim: int):
     from torch_geometric.data import HeteroData
 
     g = HeteroData()
-    for t in NODE_TYPES:
-        g[t].x = torch.zeros(0, text_dim + POS_DIMS[t])
+    for t in KINDS:
+        g[t].x = torch.zeros(0, text_dim + POSITION_WIDTHS[t])
     return g
 
 
@@ -33,12 +30,14 @@ def node_count(graph) -> int:
 def positions(graph, node_type: str) -> torch.Tensor:
     """[N, K, 2] view of a node type's position points."""
     x = graph[node_type].x
-    return x[:, x.shape[1] - POS_DIMS[node_type]:].reshape(x.shape[0], POS_DIMS[node_type] // 2, 2)
+    width = POSITION_WIDTHS[node_type]
+    return x[:, x.shape[1] - width:].reshape(x.shape[0], width // 2, 2)
 
 
 def set_positions(graph, node_type: str, pos: torch.Tensor) -> None:
     x = graph[node_type].x
-    x[:, x.shape[1] - POS_DIMS[node_type]:] = pos.reshape(x.shape[0], POS_DIMS[node_type])
+    width = POSITION_WIDTHS[node_type]
+    x[:, x.shape[1] - width:] = pos.reshape(x.shape[0], width)
 
 
 def to_plain(graph) -> Dict[str, Dict[str, torch.Tensor]]:

@@ -1,0 +1,59 @@
+"""The contract between plugin and backend: the names and defaults the plugin copies from the backend (it cannot
+import it: the backend imports torch) must still be the backend's. Each test reads both sides."""
+
+from __future__ import annotations
+
+import dataclasses
+from pathlib import Path
+
+import pytest
+
+from geolink import atomic, devices
+from geolink.inference.options import RasterOptions
+from geolink.tasks import embed as embed_task
+from geolink.tasks import finetune as finetune_task
+from geolink.training.report import report_paths
+from geolink_qgis import models as plugin_models
+from geolink_qgis import settings, worker_client
+from geolink_qgis.algorithms import base, embed, finetune
+
+
+def test_devices_heads_and_partial_tag():
+    assert settings.DEVICES == devices.DEVICE_CHOICES
+    assert finetune.HEADS == finetune_task.HEADS  # same order: the first is the default on both sides
+    assert finetune.HEADS[0] == finetune_task.Config.__dataclass_fields__["head"].default
+    assert worker_client.PARTIAL_TAG == atomic.PARTIAL_TAG
+    assert atomic.partial_path(Path("/x/out.tif")).name.startswith("out" + worker_client.PARTIAL_TAG)
+
+
+def test_finetune_heads_are_the_models_decoders():
+    from geolink.models import DECODERS
+
+    assert sorted(finetune_task.HEADS) == sorted(DECODERS)
+
+
+@pytest.mark.parametrize("table", ["ENGINE_OPTIONS", "MAP_OPTIONS"])
+def test_engine_options_name_backend_fields_and_their_defaults(table):
+    fields = {f.name: f for f in dataclasses.fields(RasterOptions)}
+    for param, (key, unset) in getattr(base, table).items():
+        assert key in fields, f"{param} -> {key}: not a backend option"
+        assert fields[key].default == unset, f"{param}: the plugin leaves out {unset!r}, the backend default is " \
+                                             f"{fields[key].default!r}"
+
+
+def test_output_keys_the_plugin_reads_are_the_backends():
+    assert embed.PREVIEW_OUTPUT == embed_task.PREVIEW
+    assert set(finetune.REPORT_OUTPUTS) <= set(report_paths(Path("m.safetensors")))
+
+
+def test_the_plugin_reads_the_card_the_backend_writes(tmp_path):
+    torch = pytest.importorskip("torch")
+    from geolink.models import create_geolink, read_card, save_package
+    from geolink.models.card import CARD_KEY
+
+    assert plugin_models.CARD_KEY == CARD_KEY
+    torch.manual_seed(0)
+    model = create_geolink("tiny", text_dim=24, img_size=32, pretraining=False, osm_dim=16, fusion_dim=16,
+                           fusion_heads=2, vit_overrides={"depth": 1, "embed_dim": 32, "num_heads": 2})
+    path = save_package(model, tmp_path / "m.safetensors", provenance={"by": "contract test"})
+    assert plugin_models.read_card(path) == read_card(path).to_dict()
