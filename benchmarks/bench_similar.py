@@ -95,10 +95,11 @@ def main() -> int:
         score_torch = timed(lambda: torch.nn.functional.normalize(ft, dim=1) @ torch.nn.functional.normalize(
             qt, dim=1).T, repeat=5)
         from geolink.explore.embeddings import Embeddings, model_input_source
-        from geolink.model_store import read_card, resolve_model
+        from geolink.model_store import resolve_model
+        from geolink.models.card import read_card
 
         e = Embeddings.open(str(emb))
-        src, _ = model_input_source(similar.Config(raster=str(raster), out=""), read_card(resolve_model("default")))
+        src = model_input_source(similar.Config(raster=str(raster), out=""), read_card(resolve_model("default")))
         no_write = timed(lambda: e.map_to_pixels(src, [1, 2, 3], lambda v: cosine(v, q), 1,
                                                  lambda *a: None, Progress(), ""), repeat=3)
         labels = ROOT / "tests" / "data" / "labels" / "s2_virginia_labels.geojson"  # inside the scene's 1,933 px

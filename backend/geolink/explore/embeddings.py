@@ -26,13 +26,13 @@ Scores = Callable[[np.ndarray], np.ndarray]
 Sink = Callable[[int, np.ndarray, np.ndarray], None]
 
 
-def model_input_source(options, card: dict):
-    """The raster as the model sees it (extent, ground sample distance), as raster.pipeline.prepare opens it."""
-    from ..raster.source import ModelInput, Source, parse_extent
+def model_input_source(options, card):
+    """The raster as the model (its ModelCard) sees it: extent, ground sample distance, as inference.job.prepare
+    opens it."""
+    from ..raster.source import Source, parse_extent
 
-    spec = ModelInput.from_card(card)
-    gsd = None if options.native else (options.gsd or spec.gsd)
-    return Source(options.raster, parse_extent(options.extent), gsd), spec
+    gsd = None if options.native else (options.gsd or card.gsd)
+    return Source(options.raster, parse_extent(options.extent), gsd)
 
 
 @dataclass
@@ -216,20 +216,21 @@ def all_valid(source, bands: Sequence[int]) -> bool:
 
 @contextlib.contextmanager
 def embeddings_for(options, embeddings: Optional[str], progress: Progress) -> Iterator[tuple]:
-    """(Embeddings, Source, bands, model path) for a task's raster options: the given --embeddings, checked
-    against the model, OSM and grid, or ones computed by one pass of `geolink embed` into a temporary folder
+    """(Embeddings, Source, bands, model path, ModelCard) for a task's raster options: the given --embeddings,
+    checked against the model, OSM and grid, or ones computed by one pass of `geolink embed` into a temporary folder
     (removed on leaving)."""
     import tempfile
 
-    from ..model_store import read_card, resolve_model
-    from ..raster.options import RasterOptions
+    from ..inference.options import RasterOptions
+    from ..model_store import resolve_model
+    from ..models.card import ModelCard, read_card
     from ..raster.source import parse_band_list
     from ..tasks import embed
 
     model_path = resolve_model(options.model or "default")
-    card = read_card(model_path) if model_path.suffix == ".safetensors" else {}
-    source, spec = model_input_source(options, card)
-    bands = source.choose_bands(spec.bands, parse_band_list(options.bands))
+    card = read_card(model_path) if model_path.suffix == ".safetensors" else ModelCard()
+    source = model_input_source(options, card)
+    bands = source.choose_bands(card.bands, parse_band_list(options.bands))
     with tempfile.TemporaryDirectory(prefix="geolink-embeddings-") as tmp:
         if embeddings:
             emb = Embeddings.open(embeddings)
@@ -242,6 +243,6 @@ def embeddings_for(options, embeddings: Optional[str], progress: Progress) -> It
                       progress.sub(0, 80))
             emb = Embeddings.open(str(out))
         emb.check_grid(source)
-        yield emb, source, bands, model_path
+        yield emb, source, bands, model_path, card
         emb.ds = None
 

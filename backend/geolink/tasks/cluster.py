@@ -6,8 +6,8 @@ from dataclasses import dataclass
 from typing import Optional
 
 from ..config import option
+from ..inference.options import RasterOptions
 from ..progress import Progress
-from ..raster.options import RasterOptions
 
 HELP = """Group the places of a raster into K clusters of alike GeoLink embeddings (k-means), without labels.
 
@@ -40,7 +40,7 @@ def run(config: Config, progress: Progress) -> dict:
     from ..errors import InputError
     from ..explore.embeddings import embeddings_for
     from ..explore.vectors import kmeans, squared_distances, unit_rows
-    from ..raster.classes import NODATA, ClassWriter
+    from ..inference.sinks import NODATA, ClassWriter
     from ..raster.styles import palette, paletted_qml, write_qml
     from ..raster.writer import geotiff, provenance, set_classes
 
@@ -50,7 +50,7 @@ def run(config: Config, progress: Progress) -> dict:
         raise InputError(f"--sample ({config.sample}) must be at least --k ({config.k}).")
     classes = [{"name": f"cluster {i + 1}", "color": c} for i, c in enumerate(palette(config.k))]
     with contextlib.ExitStack() as stack:
-        emb, src, bands, model_path = stack.enter_context(embeddings_for(config, config.embeddings,
+        emb, src, bands, model_path, card = stack.enter_context(embeddings_for(config, config.embeddings,
                                                                          progress.sub(0, 80)))
         progress.update(80, f"Fitting {config.k} clusters")
         sample = unit_rows(emb.sample(config.sample, config.seed))
@@ -61,9 +61,9 @@ def run(config: Config, progress: Progress) -> dict:
                              hint=f"Use --k {max(distinct, 2)} or less, or a larger raster.")
         centroids = kmeans(sample, config.k, config.seed)
         progress.check_cancelled()
-        meta = provenance("cluster", model_path, {"architecture": emb.meta.get("GEOLINK_MODEL_ARCHITECTURE", "")},
-                          src.path, config.osm, {"k": config.k, "seed": config.seed, "sample": len(sample),
-                                                 "embeddings": Path(emb.path).name})
+        meta = provenance("cluster", model_path, card, src.path, config.osm,
+                          {"k": config.k, "seed": config.seed, "sample": len(sample),
+                           "embeddings": Path(emb.path).name})
         out = stack.enter_context(geotiff(stack.enter_context(atomic_output(config.out)), src.width, src.height, 1,
                                           "uint8", src.geotransform, src.wkt, NODATA, meta))
         set_classes(out.ds.GetRasterBand(1), classes, NODATA)

@@ -6,8 +6,8 @@ from dataclasses import dataclass
 from typing import List, Optional, Sequence, Tuple
 
 from ..config import option
+from ..inference.options import RasterOptions
 from ..progress import Progress
-from ..raster.options import RasterOptions
 
 HELP = """Map how similar every place of a raster is to a query: clicked points or example polygons.
 
@@ -195,7 +195,7 @@ def write_polygons(mask_path, target, names: Sequence[str], wkt: str, meta: dict
     import shapely
     from osgeo import gdal, ogr, osr
 
-    from ..raster.zones import ground_area
+    from ..inference.zones import ground_area
 
     src = gdal.Open(str(mask_path))
     ds = ogr.GetDriverByName("GPKG").CreateDataSource(str(target))
@@ -250,7 +250,7 @@ def run(config: Config, progress: Progress) -> dict:
         raise InputError(f"--threshold is a cosine similarity from -1 to 1, got {config.threshold}.")
     points = parse_points(config.at)
     with contextlib.ExitStack() as stack:
-        emb, src, bands, model_path = stack.enter_context(embeddings_for(config, config.embeddings,
+        emb, src, bands, model_path, card = stack.enter_context(embeddings_for(config, config.embeddings,
                                                                          progress.sub(0, 85)))
         progress.update(85, "Query")
         if points:
@@ -266,8 +266,8 @@ def run(config: Config, progress: Progress) -> dict:
             if empty:
                 raise InputError(f"No example polygon of {', '.join(empty)} covers valid pixels of the raster.",
                                  hint="Draw the examples inside the raster's extent, on places with data.")
-        meta = provenance("similar", model_path, {"architecture": emb.meta.get("GEOLINK_MODEL_ARCHITECTURE", "")},
-                          src.path, config.osm, {"queries": ";".join(names), "embeddings": Path(emb.path).name})
+        meta = provenance("similar", model_path, card, src.path, config.osm,
+                          {"queries": ";".join(names), "embeddings": Path(emb.path).name})
         out = stack.enter_context(geotiff(stack.enter_context(atomic_output(config.out)), src.width, src.height,
                                           len(names), "float32", src.geotransform, src.wkt, float("nan"), meta,
                                           level=1))  # an interactive query: fast over small
