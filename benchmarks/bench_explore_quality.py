@@ -163,8 +163,11 @@ def main() -> int:
         fig.savefig(png / "similar_points.png", dpi=70)
         plt.close(fig)
 
-        out = tmp / "sim_examples.tif"
-        similar.run(similar.Config(raster=str(raster), examples=str(LABELS), class_field="class",
+        out, train = tmp / "sim_examples.tif", tmp / "train.geojson"
+        labels = json.loads(LABELS.read_text())
+        labels["features"] = [f for f in labels["features"] if f["properties"]["part"] == "train"]
+        train.write_text(json.dumps(labels))
+        similar.run(similar.Config(raster=str(raster), examples=str(train), class_field="class",
                                    embeddings=str(emb), out=str(out)), Progress())
         sims = gdal.Open(str(out)).ReadAsArray()[:, inside]
         for i, name in enumerate(classes):

@@ -218,3 +218,20 @@ def test_cluster_is_paletted_reproducible_and_refuses_too_many_clusters(encoder,
     with pytest.raises(InputError, match="--k must be"):
         run_cluster(encoder, raster, tmp_path / "bad.tif", k=1, embeddings=str(emb))
     assert not (tmp_path / "bad.tif").exists()
+
+
+def test_similar_with_osm_uses_the_fused_features(encoder, scene, tmp_path):
+    from .raster_helpers import osm_geojson
+
+    raster, emb = scene
+    osm = osm_geojson(tmp_path / "osm.geojson", raster, [
+        ("highway:primary", [(0, 60), (95, 60)]),
+        ("building:yes", [(30, 30), (50, 30), (50, 50), (30, 50), (30, 30)]),
+        ("natural:water", [(60, 70), (90, 70), (90, 90), (60, 90), (60, 70)])])
+    at = [xy(raster, 56, 56)]
+    run_similar(encoder, raster, tmp_path / "fused.tif", at=at, osm=[str(osm)])
+    fused = gdal.Open(str(tmp_path / "fused.tif"))
+    assert fused.GetMetadataItem("GEOLINK_OSM").startswith("osm.geojson")
+    run_similar(encoder, raster, tmp_path / "image.tif", at=at, embeddings=str(emb))
+    a, b = fused.ReadAsArray(), gdal.Open(str(tmp_path / "image.tif")).ReadAsArray()
+    assert np.isfinite(a[20:, 20:]).all() and not np.allclose(a, b, equal_nan=True)
