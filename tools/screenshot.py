@@ -188,36 +188,45 @@ def main() -> int:
         print("error: needs xvfb-run and the qgis application (apt install xvfb qgis)", file=sys.stderr)
         return 1
     work = Path(tempfile.mkdtemp(prefix="geolink-screenshot-"))
-    profiles = work / "profiles-root"
-    package.install_zip(package.build_zip(work / "dist"), profiles / "profiles" / "default")
-    ini = profiles / "profiles" / "default" / "QGIS" / "QGIS3.ini"
-    with open(ini, "a", encoding="utf-8") as f:  # no first-run and news panels in the picture
-        f.write("\n[qgis]\ncheckVersion=false\nshowTips=false\n[core]\nNewsFeed\\httpsfeedqgisorg\\disabled=true\n")
     raster = crop(args.data / "s2" / "s2_rgbn.tif", work / "s2_crop.tif", args.size)
     args.out.parent.mkdir(parents=True, exist_ok=True)
-    log = work / "screenshot.log"
-    config = {"raster": str(raster), "out": str(args.out.resolve()), "model": args.model, "log": str(log),
-              "output": str(work / "land_cover.tif"), "screen": SCREEN, "timeout_ms": args.timeout * 1000,
+    config = {"raster": str(raster), "out": str(args.out.resolve()), "model": args.model,
+              "output": str(work / "land_cover.tif"),
               "find_similar": [(0.62, 0.21), (0.42, 0.77)] if args.find_similar else []}
-    script = work / "startup.py"
-    script.write_text(STARTUP.replace("__CONFIG__", repr(json.dumps(config))), encoding="utf-8")
     env = dict(os.environ, GEOLINK_BACKEND_PYTHON=os.environ.get("GEOLINK_BACKEND_PYTHON",
                                                                  str(ROOT / ".venv" / "bin" / "python")))
-    env.pop("QT_QPA_PLATFORM", None)  # a real (virtual) screen, not offscreen
-    cmd = ["xvfb-run", "-a", "-s", f"-screen 0 {SCREEN[0]}x{SCREEN[1]}x24", "qgis", "--nologo",
-           "--noversioncheck", "--profiles-path", str(profiles), "--code", str(script)]
-    try:
-        subprocess.run(cmd, env=env, timeout=args.timeout + 120, stdout=subprocess.DEVNULL,
-                       stderr=subprocess.DEVNULL)
-    except subprocess.TimeoutExpired:
-        print("error: QGIS did not finish in time", file=sys.stderr)
-    print(log.read_text(encoding="utf-8") if log.exists() else "(no log)")
+    run_in_qgis(STARTUP, config, work, args.timeout, env)
     if not args.out.exists():
         print(f"error: no screenshot written; see {work}", file=sys.stderr)
         return 1
     print(f"screenshot: {args.out}")
     shutil.rmtree(work, ignore_errors=True)
     return 0
+
+
+def run_in_qgis(startup: str, config: dict, work: Path, timeout: int, env: dict) -> None:
+    """Run the `qgis` application on a virtual screen with the plugin installed from a fresh zip in a throw-away
+    profile, and `startup` (with __CONFIG__ replaced by `config` plus log, screen and timeout_ms) as its
+    --code script; print the script's log."""
+    profiles = work / "profiles-root"
+    package.install_zip(package.build_zip(work / "dist"), profiles / "profiles" / "default")
+    ini = profiles / "profiles" / "default" / "QGIS" / "QGIS3.ini"
+    with open(ini, "a", encoding="utf-8") as f:  # no first-run and news panels in the picture
+        f.write("\n[qgis]\ncheckVersion=false\nshowTips=false\n[core]\nNewsFeed\\httpsfeedqgisorg\\disabled=true\n")
+    log = work / "screenshot.log"
+    config = dict(config, log=str(log), screen=SCREEN, timeout_ms=timeout * 1000)
+    script = work / "startup.py"
+    script.write_text(startup.replace("__CONFIG__", repr(json.dumps(config))), encoding="utf-8")
+    env = dict(env)
+    env.pop("QT_QPA_PLATFORM", None)  # a real (virtual) screen, not offscreen
+    cmd = ["xvfb-run", "-a", "-s", f"-screen 0 {SCREEN[0]}x{SCREEN[1]}x24", "qgis", "--nologo",
+           "--noversioncheck", "--profiles-path", str(profiles), "--code", str(script)]
+    try:
+        subprocess.run(cmd, env=env, timeout=timeout + 120, stdout=subprocess.DEVNULL,
+                       stderr=subprocess.DEVNULL)
+    except subprocess.TimeoutExpired:
+        print("error: QGIS did not finish in time", file=sys.stderr)
+    print(log.read_text(encoding="utf-8") if log.exists() else "(no log)")
 
 
 if __name__ == "__main__":

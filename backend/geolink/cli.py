@@ -16,9 +16,11 @@ from .progress import Progress, TerminalSink, quiet_library_warnings
 from .tasks import TASKS, load_task
 
 
-def _add_arguments(parser: argparse.ArgumentParser, config_cls: type) -> None:
+def _add_arguments(parser: argparse.ArgumentParser, config_cls: type, skip: typing.Collection[str] = ()) -> None:
     hints = field_types(config_cls)
     for f in dataclasses.fields(config_cls):
+        if f.name in skip:
+            continue
         meta = f.metadata
         tp = base_type(hints[f.name])
         kwargs = {"help": meta.get("help", "")}
@@ -58,8 +60,32 @@ def build_parser() -> argparse.ArgumentParser:
         except GeoLinkError:
             continue
         p = sub.add_parser(name, help=module.HELP.splitlines()[0], description=module.HELP)
-        _add_arguments(p, module.Config)
+        if name == "batch":
+            _add_batch_tasks(p, module)
+        else:
+            _add_arguments(p, module.Config)
     return parser
+
+
+def _add_batch_tasks(parser: argparse.ArgumentParser, batch) -> None:
+    """`geolink batch TASK`: the batch's own flags and TASK's, less those naming one raster's files."""
+    inner = parser.add_subparsers(dest="batch_task", metavar="TASK", required=True)
+    for name in batch.TASKS:
+        task = load_task(name)
+        p = inner.add_parser(name, help=task.HELP.splitlines()[0], description=batch.HELP)
+        _add_arguments(p, batch.Config, skip={"task", "options"})
+        _add_arguments(p, task.Config, skip=batch.PER_RASTER)
+
+
+def _config_values(args: argparse.Namespace, module) -> dict:
+    values = {f.name: getattr(args, f.name) for f in dataclasses.fields(module.Config)
+              if getattr(args, f.name, None) is not None}
+    if args.task == "batch":
+        task = load_task(args.batch_task)
+        values["task"] = args.batch_task
+        values["options"] = {f.name: getattr(args, f.name) for f in dataclasses.fields(task.Config)
+                             if f.name not in module.PER_RASTER and getattr(args, f.name, None) is not None}
+    return values
 
 
 def main(argv: Optional[List[str]] = None) -> int:
@@ -70,8 +96,7 @@ def main(argv: Optional[List[str]] = None) -> int:
         parser.print_help()
         return 2
     module = load_task(args.task)
-    values = {f.name: getattr(args, f.name) for f in dataclasses.fields(module.Config)
-              if getattr(args, f.name) is not None}
+    values = _config_values(args, module)
     sink = TerminalSink(quiet=args.quiet)
     try:
         config = module.Config(**values)

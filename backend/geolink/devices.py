@@ -38,9 +38,9 @@ def nvidia_smi_gpus() -> List[str]:
     exe = shutil.which("nvidia-smi")
     if not exe:
         return []
+    query = [exe, "--query-gpu=name,memory.total,driver_version", "--format=csv,noheader"]
     try:
-        out = subprocess.run([exe, "--query-gpu=name,memory.total,driver_version", "--format=csv,noheader"],
-                             capture_output=True, text=True, timeout=20)
+        out = subprocess.run(query, capture_output=True, text=True, timeout=20)  # nosec B603  nvidia-smi, fixed argv
     except (OSError, subprocess.SubprocessError):
         return []
     return [line.strip() for line in out.stdout.splitlines() if line.strip()] if out.returncode == 0 else []

@@ -1,5 +1,6 @@
 """One module per Processing algorithm; ALGORITHMS lists what the provider offers."""
 
+from .batch import BatchAlgorithm
 from .check_backend import CheckBackendAlgorithm
 from .classify import ClassifyAlgorithm
 from .cluster import ClusterAlgorithm
@@ -9,5 +10,5 @@ from .import_checkpoint import ImportCheckpointAlgorithm
 from .similar import SimilarAlgorithm
 from .zones import ZonesAlgorithm
 
-ALGORITHMS = [ClassifyAlgorithm, ZonesAlgorithm, EmbedAlgorithm, SimilarAlgorithm, ClusterAlgorithm,
+ALGORITHMS = [ClassifyAlgorithm, ZonesAlgorithm, EmbedAlgorithm, SimilarAlgorithm, ClusterAlgorithm, BatchAlgorithm,
               FinetuneAlgorithm, ImportCheckpointAlgorithm, CheckBackendAlgorithm]

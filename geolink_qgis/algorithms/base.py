@@ -44,6 +44,7 @@ class Output:
     title: str
     visible: bool = True
     declared: bool = True  # a destination parameter (Processing loads it) or an extra the backend wrote
+    main: bool = False  # an extra that is the run's result itself (a batch's mosaic): loaded like a declared one
 
 
 class GeoLinkAlgorithm(QgsProcessingAlgorithm):
@@ -103,11 +104,13 @@ class GeoLinkAlgorithm(QgsProcessingAlgorithm):
     def add_model(self, default: str = "default", description: str = "Model (a name or a .safetensors path)") -> None:
         self.addParameter(QgsProcessingParameterString(self.MODEL, description, defaultValue=default))
 
-    def add_engine_options(self) -> None:
+    def add_engine_options(self, extent: bool = True) -> None:
         """Advanced: processing extent, device, tile size, overlap, batch size, ground sample distance (and for the
         map tasks, band mapping, native resolution and the cap on fused OSM entities per tile)."""
         params = [
             QgsProcessingParameterExtent(self.EXTENT, "Processing extent (required for web layers)", optional=True),
+        ] if extent else []
+        params += [
             QgsProcessingParameterEnum(self.DEVICE, "Device", DEVICE_CHOICES, defaultValue=0),
             QgsProcessingParameterNumber(self.TILE_SIZE, "Tile size in pixels (0: the model's)", NUMBER_INTEGER,
                                          defaultValue=0, minValue=0),
@@ -210,7 +213,10 @@ class GeoLinkAlgorithm(QgsProcessingAlgorithm):
                 fb.setProgressText(message)
 
         callbacks = Callbacks(progress=progress, log=log, is_cancelled=fb.isCanceled)
-        python = settings.backend_python()
+        state = settings.backend_status()  # a missing or incomplete backend: the same words everywhere
+        if not state.ready:
+            raise QgsProcessingException(state.message)
+        python = state.python
         fb.pushDebugInfo(f"GeoLink backend: {python}")
         job = Job(task=task, config=config, outputs=outputs or [], env=settings.worker_env())
         try:
@@ -226,15 +232,16 @@ class GeoLinkAlgorithm(QgsProcessingAlgorithm):
                 self._provenance[key] = value
         return result
 
-    def style_output(self, path: str, kind: str, title: str, visible: bool = True, declared: bool = True) -> None:
+    def style_output(self, path: str, kind: str, title: str, visible: bool = True, declared: bool = True,
+                     main: bool = False) -> None:
         """Style (and group) this output when Processing loads it into the project."""
         if path:
-            self._outputs.append(Output(path, kind, title, visible, declared))
+            self._outputs.append(Output(path, kind, title, visible, declared, main))
 
     def postProcessAlgorithm(self, context, feedback):  # noqa: N802 (runs in the main thread after the job)
         loading = any(context.willLoadLayerOnCompletion(o.path) for o in self._outputs if o.declared)
         for out in self._outputs:
             styler = results.ResultStyler(out.kind, self._run_name or f"GeoLink {self.TITLE.lower()}", out.title,
                                           dict(self._provenance), out.visible)
-            results.attach(context, out.path, styler, load_if_missing=loading and not out.declared)
+            results.attach(context, out.path, styler, load_if_missing=(loading or out.main) and not out.declared)
         return {}

@@ -19,7 +19,9 @@ from .. import layers
 from ..compat import FIELD_ANY, NUMBER_DOUBLE, NUMBER_INTEGER, SOURCE_VECTOR_POLYGON, add_advanced
 from .base import GeoLinkAlgorithm
 
-HEADS = ["fpn", "upernet", "linear"]  # the first is the default: FPN trains about 4x faster than UPerNet on CPU
+# the first is the default: detail = FPN + a full-resolution path over the bands (sharp edges, per pixel);
+# fpn decodes from the 16 px patches only (blobby edges); UPerNet trains about 4x slower than FPN on a CPU
+HEADS = ["detail", "fpn", "upernet", "linear"]
 REPORT_OUTPUTS = ("report_html", "report_json")  # the backend's output keys of the report, in order of preference
 
 
@@ -35,7 +37,9 @@ class FinetuneAlgorithm(GeoLinkAlgorithm):
             "early when it no longer improves. The report gives per-class precision, recall and IoU, accuracy and "
             "the confusion matrix. To choose the held-out polygons yourself, mark them 'val' in a split field.<br>"
             "<b>Output</b>: a model package (.safetensors); save it in the GeoLink model folder to find it by name.<br>"
-            "<b>Advanced</b>: epochs, head (fpn, upernet or linear), how many encoder blocks to unfreeze, the "
+            "<b>Advanced</b>: epochs, head (detail: the default, per-pixel edges from a full-resolution path over "
+            "the bands; fpn: decodes from 16 x 16 px patches, blobby edges; upernet; linear), how many encoder "
+            "blocks to unfreeze, the "
             "validation share, and the usual device and tiling options.")
 
     LABELS, CLASS_FIELD, OUTPUT, REPORT, METRICS = "LABELS", "CLASS_FIELD", "OUTPUT", "REPORT", "METRICS"

@@ -1,4 +1,5 @@
-"""Install the backend in a QgsTask: backend_installer.install() in the background, log lines as signals."""
+"""Install the backend in a QgsTask: backend_installer.install() in the background, log lines as signals.
+Cancelling the task stops pip (its whole process tree) within seconds and removes a half-made environment."""
 
 from __future__ import annotations
 
@@ -8,7 +9,7 @@ from typing import Optional
 from qgis.core import QgsTask
 from qgis.PyQt.QtCore import pyqtSignal
 
-from ..backend_installer import InstallError, InstallPlan, install
+from ..backend_installer import InstallCancelled, InstallError, InstallPlan, install
 
 # Milestones of install()'s log, as progress: the PyTorch download is the long part.
 STAGES = [(re.compile(r"^Creating the backend environment"), 5), (re.compile(r"^Installing PyTorch"), 10),
@@ -17,12 +18,13 @@ STAGES = [(re.compile(r"^Creating the backend environment"), 5), (re.compile(r"^
 
 class InstallTask(QgsTask):
     line = pyqtSignal(str)
-    done = pyqtSignal(bool, str)  # ok, the interpreter or the error in words
+    done = pyqtSignal(str, str)  # "ok", "failed" or "cancelled"; the interpreter or the error in words
 
     def __init__(self, plan: InstallPlan):
         super().__init__("Installing the GeoLink backend", QgsTask.Flag.CanCancel)
         self.plan = plan
         self.python: Optional[str] = None
+        self.outcome = "failed"
         self.error = ""
 
     def _log(self, text: str) -> None:
@@ -33,15 +35,19 @@ class InstallTask(QgsTask):
 
     def run(self) -> bool:
         try:
-            self.python = str(install(self.plan, log=self._log))
+            self.python = str(install(self.plan, log=self._log, cancelled=self.isCanceled))
+        except InstallCancelled:
+            self.outcome, self.error = "cancelled", "Installation cancelled."
+            return False
         except InstallError as exc:
             self.error = str(exc)
             return False
         except Exception as exc:  # a bug or an OS error: still reported in words, never a crash of QGIS
             self.error = f"The installation stopped unexpectedly: {exc}"
             return False
+        self.outcome = "ok"
         self.setProgress(100)
         return True
 
     def finished(self, result: bool) -> None:
-        self.done.emit(result, self.python if result else self.error)
+        self.done.emit(self.outcome, self.python if result else self.error)

@@ -143,12 +143,13 @@ class GeoLinkDialog(QDialog):
         names = ["default"] + [m["name"] for m in list_packages(settings.model_dirs()) if m["name"] != "default"]
         self.model.addItems(names)
         self.model.setCurrentText(current)
-        python = settings.backend_python()
-        ready = Path(python).exists()
-        self.backend_banner.setVisible(not ready)
+        state = settings.backend_status()
+        self.backend_banner.setVisible(not state.ready)
+        self.install_button.setText("Repair backend…" if state.status == "incomplete" else "Install backend…")
         self.backend_note.setText(
             "The GeoLink backend is not installed yet: install it once (PyTorch and GeoLink in their own Python "
-            f"environment, a 3-7 GB download).<br><small>Looked for: {python}</small>")
+            f"environment, a 1-4 GB download).<br><small>Looked for: {state.python}</small>"
+            if state.status == "missing" else f"{state.summary} Click Repair backend to finish it.")
         self._task_changed()
 
     def _task_changed(self) -> None:

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import os
-from pathlib import Path
 from typing import Optional
 
 from qgis.core import QgsApplication
@@ -15,6 +14,7 @@ from qgis.PyQt.QtWidgets import (
     QFormLayout,
     QHBoxLayout,
     QLabel,
+    QMessageBox,
     QPlainTextEdit,
     QProgressBar,
     QPushButton,
@@ -23,7 +23,13 @@ from qgis.PyQt.QtWidgets import (
 )
 
 from .. import settings
-from ..backend_installer import InstallPlan, choose_torch_index, host_python, nvidia_driver_present
+from ..backend_installer import (
+    InstallError,
+    InstallPlan,
+    choose_torch_index,
+    describe_plan,
+    host_python,
+)
 from ..paths import backend_source_dir
 from .install_task import InstallTask
 
@@ -66,11 +72,13 @@ class SettingsDialog(QDialog):
         self.install_button = QPushButton("Install backend")
         self.install_button.setToolTip(f"Create a Python environment with PyTorch and GeoLink in "
                                        f"{settings.default_venv()}")
+        self.stop_button = QPushButton("Stop installation")
+        self.stop_button.setVisible(False)
         self.check_button = QPushButton("Check backend")
         self.progress = QProgressBar()
         self.progress.setRange(0, 100)
         self.progress.setVisible(False)
-        self.status = QLabel(self._backend_state())
+        self.status = QLabel()
         self.status.setWordWrap(True)
         self.log = QPlainTextEdit()
         self.log.setReadOnly(True)
@@ -78,6 +86,7 @@ class SettingsDialog(QDialog):
         self.log.setVisible(False)
         row = QHBoxLayout()
         row.addWidget(self.install_button)
+        row.addWidget(self.stop_button)
         row.addWidget(self.check_button)
         row.addStretch(1)
 
@@ -91,15 +100,18 @@ class SettingsDialog(QDialog):
         layout.addWidget(self.status)
         layout.addWidget(self.log)
         layout.addWidget(box)
-        self.install_button.clicked.connect(self.install)
+        self.install_button.clicked.connect(lambda: self.install())
+        self.stop_button.clicked.connect(self.stop)
         self.check_button.clicked.connect(self.check)
+        self.show_backend_state()
 
-    def _backend_state(self) -> str:
-        python = settings.backend_python()
-        if Path(python).exists():
-            return f"Backend interpreter: {python}"
-        gpu = "an NVIDIA GPU was found: PyTorch with CUDA" if nvidia_driver_present() else "no NVIDIA GPU: CPU PyTorch"
-        return f"The backend is not installed ({python} does not exist). Install backend will set it up ({gpu})."
+    def show_backend_state(self) -> None:
+        """The backend's state in words, and the install button named for what it will do."""
+        state = settings.backend_status()
+        self.install_button.setText(state.button + "…")
+        goal = "finish it" if state.status == "incomplete" else "set it up"
+        self.status.setText(state.summary if state.ready else f"{state.summary} Click {state.button} to {goal}.")
+        self.status.setStyleSheet("" if state.ready else "color:#a00;")
 
     def save(self) -> None:
         settings.set_backend_python(self.python.filePath().strip())
@@ -112,28 +124,60 @@ class SettingsDialog(QDialog):
         return InstallPlan(venv=settings.default_venv(), backend_source=backend_source_dir(),
                            base_python=host_python(), torch_index=choose_torch_index())
 
-    def install(self, plan: Optional[InstallPlan] = None) -> InstallTask:
-        """Start the installation in the background; the log and the outcome show in this dialog."""
-        self.task = InstallTask(plan or self.install_plan())
+    def confirmation(self, plan: InstallPlan) -> QMessageBox:
+        """The question before a multi-gigabyte download: what, from where, to where, how big."""
+        box = QMessageBox(QMessageBox.Icon.Question, "Install the GeoLink backend",
+                          "<b>Download and install the GeoLink backend?</b>",
+                          QMessageBox.StandardButton.Yes | QMessageBox.StandardButton.Cancel, self)
+        box.setInformativeText(describe_plan(plan))
+        box.button(QMessageBox.StandardButton.Yes).setText("Download and install")
+        box.setDefaultButton(QMessageBox.StandardButton.Cancel)
+        return box
+
+    def install(self, plan: Optional[InstallPlan] = None, confirm: bool = True) -> Optional[InstallTask]:
+        """Ask, then install in the background; the log and the outcome show in this dialog (None: not started)."""
+        try:
+            plan = plan or self.install_plan()
+        except InstallError as exc:
+            self.status.setText(f"Cannot install the backend: {exc}")
+            return None
+        if confirm and self.confirmation(plan).exec() != QMessageBox.StandardButton.Yes:
+            return None
+        self.task = InstallTask(plan)
         self.task.line.connect(self.log.appendPlainText)
         self.task.progressChanged.connect(lambda pct: self.progress.setValue(int(pct)))
         self.task.done.connect(self._installed)
         self.install_button.setEnabled(False)
+        self.stop_button.setVisible(True)
+        self.stop_button.setEnabled(True)
         self.progress.setVisible(True)
         self.log.setVisible(True)
+        self.status.setStyleSheet("")
         self.status.setText("Installing the backend (several minutes; QGIS stays usable)…")
         QgsApplication.taskManager().addTask(self.task)
         return self.task
 
-    def _installed(self, ok: bool, detail: str) -> None:
+    def stop(self) -> None:
+        if self.task is not None:
+            self.stop_button.setEnabled(False)
+            self.status.setText("Stopping the installation…")
+            self.task.cancel()
+
+    def _installed(self, outcome: str, detail: str) -> None:
         self.install_button.setEnabled(True)
-        if ok:
+        self.stop_button.setVisible(False)
+        self.progress.setVisible(outcome == "ok")
+        if outcome == "ok":
             settings.set_backend_python("")  # the installed venv is the default interpreter
             self.python.setFilePath("")
+        self.show_backend_state()
+        if outcome == "ok":
             self.status.setText(f"The backend is installed: {detail}")
+        elif outcome == "cancelled":
+            self.status.setText(f"{detail} {self.status.text()}")
         else:
-            self.status.setText("Installation failed: " + detail)
-            self.status.setStyleSheet("color:#a00;")
+            self.status.setText(f"Installation failed: {detail}\n\n{self.status.text()}")
+        self.adjustSize()  # the outcome can take more lines than the dialog had
 
     def check(self) -> None:
         from .runner import AlgorithmRun

@@ -27,9 +27,9 @@ def model(tmp_path_factory):
     return make_package(tmp_path_factory.mktemp("models") / "tiny-landcover.safetensors", CLASSES)
 
 
-def run(model, raster, out, **kw):
+def run(model, raster, out, progress=None, **kw):
     config = classify.Config(raster=str(raster), model=str(model), out=str(out), device="cpu", **kw)
-    return classify.run(config, Progress())
+    return classify.run(config, progress or Progress())
 
 
 def test_classify_s2_crop_grid_styles_nodata_and_provenance(model, data_dir, tmp_path):
@@ -71,6 +71,34 @@ def test_uint8_rgb_resampled_to_the_cards_gsd(tmp_path, data_dir):
     assert result["figures"]["pixel_size"] == pytest.approx(0.4)
     run(model, raster, tmp_path / "native.tif", native=True)
     assert gdal.Open(str(tmp_path / "native.tif")).RasterXSize == 200
+
+
+def test_far_from_the_cards_gsd_is_warned_in_metres(tmp_path, data_dir):
+    """At the card's GSD: resampled, no warning. Forced to native 0.1 m for a 0.4 m model: a warning giving both
+    resolutions in metres. A geographic raster: its resolution is logged in metres, not degrees."""
+    from osgeo import gdal
+
+    model = make_package(tmp_path / "gsd.safetensors", CLASSES, gsd=0.4)
+    raster = crop(data_dir / "OSBS_029.tif", tmp_path / "osbs.tif", 0, 0, 120, 120)
+
+    def logs(raster, model, out, **kw):
+        events = []
+        run(model, raster, tmp_path / out, progress=Progress(events.append), **kw)
+        return [e for e in events if e["event"] == "log"]
+
+    resampled = logs(raster, model, "a.tif")
+    assert not [e for e in resampled if e["level"] == "warning"]
+    assert any("at 0.4 m (resampled from 0.1 m)" in e["message"] for e in resampled)
+    native = [e["message"] for e in logs(raster, model, "b.tif", native=True) if e["level"] == "warning"]
+    assert len(native) == 1 and "trained at 0.4 m" in native[0] and "processed at 0.1 m" in native[0]
+    assert "4x finer" in native[0]
+    geo = tmp_path / "geo.tif"
+    gdal.Warp(str(geo), str(s2_crop(data_dir, tmp_path / "s2.tif", size=64)), dstSRS="EPSG:4326")
+    model10 = make_package(tmp_path / "s2model.safetensors", CLASSES, gsd=10.0)
+    line = next(e["message"] for e in logs(geo, model10, "c.tif", native=True) if e["message"].startswith("Raster"))
+    assert "(native)" in line and " m (native)" in line and "e-0" not in line
+    metres = float(line.split(" at ")[1].split(" m ")[0])
+    assert 8 < metres < 12  # the 10 m scene, warped to degrees, is still about 10 m a pixel
 
 
 def test_processing_extent_and_band_mapping(model, data_dir, tmp_path):

@@ -60,7 +60,7 @@ def test_worker_job_writes_a_package_classify_can_use(inputs, tmp_path):
     out = tmp_path / "ft.safetensors"
     events = []
     config = {"raster": inputs["raster"], "labels": inputs["labels"], "class_field": "class",
-              "model": inputs["model"], "out": str(out), "epochs": 2, "head": "fpn",
+              "model": inputs["model"], "out": str(out), "epochs": 2,
               "colors": {"forest": "#00ff00"}}
     assert run_job({"task": "finetune", "config": config}, events.append, threading.Event()) == 0
     result = events[-1]
@@ -73,8 +73,17 @@ def test_worker_job_writes_a_package_classify_can_use(inputs, tmp_path):
     classes = model.card.head["classes"]
     assert [c["name"] for c in classes] == ["built-up", "cropland", "forest"]
     assert classes[2]["color"] == "#00ff00"
-    assert model.card.provenance["task"] == "finetune"
-    norm = model.card.normalisation  # the percentile stretch trained with is kept, for crops and other scenes
+    card = model.card  # the package describes itself, not its base
+    assert card.name == "ft" and card.head["decoder"] == "detail" and card.gsd == pytest.approx(10.0)
+    prov = card.provenance
+    assert prov["task"] == "finetune" and prov["base_model"]["name"] == "base" and "note" not in prov
+    data = prov["training_data"]
+    assert data["raster"] == "crop.tif" and data["labels"] == "labels.geojson" and data["gsd_m"] == pytest.approx(10.0)
+    assert list(data["classes"]) == ["built-up", "cropland", "forest"] and min(data["classes"].values()) > 0
+    held = prov.get("test") or prov["validation"]
+    assert held["balanced_accuracy"] == result["figures"]["balanced_accuracy"] and prov["date"].startswith("20")
+    assert "'base'" in prov["summary"] and "crop.tif" in prov["summary"]
+    norm = card.normalisation  # the percentile stretch trained with is kept, for crops and other scenes
     assert len(norm["low"]) == len(norm["high"]) == 3 and all(lo < hi for lo, hi in zip(norm["low"], norm["high"]))
     assert 0 < min(norm["low"]) and max(norm["high"]) < 10000  # Sentinel-2 L1C reflectance x 10000
     assert norm["mean"] == NORM["mean"] and norm["std"] == NORM["std"] and norm["low_high_dtype"] == "UInt16"

@@ -10,6 +10,7 @@ import torch_geometric
 from geolink.errors import InputError, ModelError
 from geolink.models import GeoLinkConfig, create_geolink, default_layers
 from geolink.models.graphs import IN_RELATIONS, NODE_TYPES, OUT_RELATIONS, RELATIONS, collate_graphs
+from geolink.models.objectives import choose_per_graph
 from geolink.models.pos_embed import sincos_table
 from geolink.osm.graph_edit import empty_graph
 
@@ -250,7 +251,7 @@ def test_pretrain_losses_without_osm_and_masking_counts():
     mae, contrast, osm = model.pretrain_losses(torch.randn(2, 3, 32, 32), [None, None])
     assert mae > 0 and float(contrast) == 0 and float(osm) == 0
     batch = torch.tensor([0] * 10 + [1] * 2 + [3] * 1)
-    chosen = model._choose(batch, 4, 0.2)
+    chosen = choose_per_graph(batch, 4, 0.2)
     assert torch.bincount(batch[chosen], minlength=4).tolist() == [2, 1, 0, 1]
 
 

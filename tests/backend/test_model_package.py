@@ -68,7 +68,7 @@ def test_half_and_encoder_only(model, tmp_path):
         loaded.pretrain_losses(images, graphs)
 
 
-@pytest.mark.parametrize("decoder", ["upernet", "fpn", "linear"])
+@pytest.mark.parametrize("decoder", ["detail", "upernet", "fpn", "linear"])
 def test_segmenter_heads(model, decoder, tmp_path):
     seg = build_segmenter(model, decoder, 3, classes=CLASSES)
     images, graphs = inputs(3)
@@ -88,7 +88,7 @@ def test_segmenter_heads(model, decoder, tmp_path):
     with torch.no_grad():
         assert max_err(seg(images, graphs), loaded(images, graphs)) < 1e-5
         feats = loaded.encode(images, graphs)
-        assert max_err(loaded.head(feats), loaded(images, graphs)) == 0.0
+        assert max_err(loaded.head(feats, images), loaded(images, graphs)) == 0.0
 
 
 def test_segmenter_reuse_and_unfreeze(model):

@@ -189,6 +189,8 @@ def test_gsd_in_metres_on_a_geographic_raster(data_dir, tmp_path):
     lat = (src.bounds[1] + src.bounds[3]) / 2
     assert src.pixel_size == pytest.approx(20.0 / (111_320 * np.cos(np.radians(lat))), rel=1e-6)
     assert 45 <= src.width <= 60  # 1 km wide at 20 m
+    assert -src.geotransform[5] == pytest.approx(20.0 / 111_320, rel=1e-6)  # square on the ground
+    assert 45 <= src.height <= 60  # 1 km tall at 20 m
 
 
 def test_a_trained_stretch_holds_for_its_data_type_only(data_dir, tmp_path):

@@ -216,3 +216,29 @@ def test_classify_inside_a_processing_model(qgis_app, data_dir, tmp_path, tiny_m
     result = processing.run(model, {"scene": str(s2_crop(data_dir, tmp_path / "in.tif", size=48)),
                                     "classify:classes": str(out)})
     assert Path(result["classify:classes"]) == out and gdal.Open(str(out)).RasterXSize == 48
+
+
+def test_batch_classifies_a_folder_and_loads_the_styled_mosaic(qgis_app, data_dir, tmp_path, tiny_models, project):
+    """geolink:batch over a folder: one output per raster, a report, the mosaic styled in the project; a rerun
+    skips what is up to date."""
+    import json
+
+    from qgis import processing
+
+    folder = tmp_path / "tiles"
+    folder.mkdir()
+    for i, offset in enumerate((500, 700)):
+        s2_crop(data_dir, folder / f"tile_{i}.tif", size=48, offset=offset)
+    out = tmp_path / "out"
+    params = {"TASK": 0, "FOLDER": str(folder), "PATTERN": "*.tif", "MODEL": tiny_models["segmentation"],
+              "DEVICE": 2, "OUTPUT": str(out)}
+    result = processing.runAndLoadResults("geolink:batch", params)
+    report = json.loads(Path(result["REPORT"]).read_text())
+    assert (report["done"], report["failed"]) == (2, 0)
+    assert sorted(p.name for p in out.glob("*.tif")) == ["tile_0.tif", "tile_1.tif"]
+    mosaic = loaded(project, out / "mosaic.vrt")
+    assert isinstance(mosaic.renderer(), QgsPalettedRasterRenderer)
+    assert [c.label for c in mosaic.renderer().classes()] == tiny.CLASSES
+    assert group_of(project, mosaic).startswith("GeoLink classify land cover: tiles")
+    again = processing.run("geolink:batch", params)
+    assert json.loads(Path(again["REPORT"]).read_text())["skipped"] == 2

@@ -5,7 +5,8 @@ from __future__ import annotations
 import pytest
 from qgis.core import QgsApplication, QgsProcessingException
 
-FIXED_IDS = {"classify", "zones", "embed", "similar", "cluster", "finetune", "importcheckpoint", "checkbackend"}
+FIXED_IDS = {"classify", "zones", "embed", "similar", "cluster", "batch", "finetune", "importcheckpoint",
+             "checkbackend"}
 
 
 def test_provider_registered(qgis_app):
@@ -29,5 +30,5 @@ def test_missing_backend_is_a_processing_error_not_a_crash(qgis_app, monkeypatch
     from qgis import processing
 
     monkeypatch.setenv("GEOLINK_BACKEND_PYTHON", str(tmp_path / "missing" / "python"))
-    with pytest.raises(QgsProcessingException, match="interpreter was not found"):
+    with pytest.raises(QgsProcessingException, match="not installed yet.*click Install backend"):
         processing.run("geolink:checkbackend", {})

@@ -78,7 +78,7 @@ def test_install_failure_is_explained_in_the_dialog(qgis_app, tmp_path):
 
     dialog = SettingsDialog()
     plan = InstallPlan(venv=tmp_path / "venv", backend_source=tmp_path, base_python=tmp_path / "no-python")
-    task = dialog.install(plan)
+    task = dialog.install(plan, confirm=False)
     wait_for(lambda: dialog.install_button.isEnabled(), timeout=60)
     assert "Installation failed" in dialog.status.text() and "does not run" in dialog.status.text()
     assert task.error and not (tmp_path / "venv").exists()

@@ -4,6 +4,7 @@ graphs), with what a task asks of it: run the engine, its figures, its provenanc
 from __future__ import annotations
 
 import contextlib
+import functools
 import time
 from dataclasses import dataclass
 from pathlib import Path
@@ -13,7 +14,7 @@ from ..errors import InputError, ModelError
 from ..models.card import ModelCard
 from ..osm.window_graphs import WindowGraphs
 from ..progress import Progress
-from ..raster.source import Normaliser, Source, parse_band_list, parse_extent
+from ..raster.source import Normaliser, Source, gsd_warning, parse_band_list, parse_extent
 from ..raster.windows import WindowPlan
 from ..raster.writer import Handle, geotiff, provenance
 from .engine import Predict, RunStats, Runtime, Sink, run_windows
@@ -37,11 +38,18 @@ class Loaded:
     def open(cls, spec: str, device) -> Loaded:
         """The package `spec` (a path or an installed model's name, e.g. 'default') on `device`, in eval mode."""
         from ..model_store import resolve_model
-        from ..models import load_model
 
-        path = resolve_model(spec or "default")
-        module = load_model(path)
-        return cls(module.to(device).eval(), module.card, Path(path))
+        path = Path(resolve_model(spec or "default"))
+        module = _open_module(str(path.resolve()), path.stat().st_mtime_ns, str(device))
+        return cls(module, module.card, path)
+
+
+@functools.lru_cache(maxsize=1)
+def _open_module(path: str, mtime_ns: int, device: str):
+    """The last model opened stays loaded, so a batch worker running raster after raster loads it once."""
+    from ..models import load_model
+
+    return load_model(path).to(device).eval()
 
 
 def cap_fusion_nodes(module, k: Optional[int]) -> None:
@@ -93,7 +101,9 @@ class Job:
                 "seconds_model": round(stats.seconds_model, 2),
                 "windows_per_second": round(stats.windows / max(stats.seconds, 1e-9), 2),
                 "width": self.source.width, "height": self.source.height,
-                "pixel_size": self.source.pixel_size, "tile": self.plan.tile, "overlap": self.plan.overlap,
+                "pixel_size": self.source.pixel_size, "pixel_size_m": round(self.source.pixel_metres, 4),
+                "model_gsd_m": self.model.card.gsd, "tile": self.plan.tile,
+                "overlap": self.plan.overlap,
                 "device": str(self.runtime.device), "batch_size": self.runtime.batch_size,
                 "model": self.model.name, "bands": self.bands}
 
@@ -128,10 +138,13 @@ def prepare(options: RasterOptions, progress: Progress, patch_outputs: bool = Fa
     gsd = None if options.native else (options.gsd or spec.gsd)
     source = Source(options.raster, parse_extent(options.extent), gsd)
     bands = source.choose_bands(spec.bands, parse_band_list(options.bands))
-    native = source.resampled_from()
-    progress.log(f"Raster {source.width} x {source.height} px at {source.pixel_size:g} "
-                 f"{f'(resampled from {native:g})' if native else '(native)'}; "
+    progress.log(f"Raster {source.width} x {source.height} px at {source.describe_resolution()}"
+                 f"{'' if spec.gsd else ' (the model card gives no ground sample distance)'}; "
                  f"bands {bands} -> {', '.join(spec.bands)}; {runtime.describe()}")
+    warning = gsd_warning(spec.gsd, source.pixel_metres, "its own resolution, as asked" if options.native
+                          else "the ground sample distance asked for")
+    if warning:
+        progress.warn(warning)
     normalise = source.normaliser(spec.normalisation, bands)
     tile = options.tile_size or spec.input_size
     if tile % spec.patch_size:
@@ -143,8 +156,8 @@ def prepare(options: RasterOptions, progress: Progress, patch_outputs: bool = Fa
     graphs = None
     if options.osm_max_nodes < 0:
         raise InputError(f"--osm-max-nodes must be 0 (every entity) or more, got {options.osm_max_nodes}.")
+    cap_fusion_nodes(model.module, options.osm_max_nodes or None)  # every job: the module may be a kept one
     if options.osm:
-        cap_fusion_nodes(model.module, options.osm_max_nodes or None)
         progress.update(2, "Reading OSM")
         text_encoder = model.card.text_encoder_name
         graphs = WindowGraphs.from_files(options.osm, source.wkt, source.bounds, text_encoder, str(runtime.device),

@@ -1,8 +1,12 @@
 """Segmentation heads over GeoLink's feature maps: segmentation-models-pytorch's UPerNet and FPN
-decoders, or a linear 1x1 classifier.
+decoders, a linear 1x1 classifier, or "detail": FPN plus a full-resolution path over the input bands.
 
 The ViT gives four maps at 1/16 of the input; the decoders want a pyramid at 1/4, 1/8, 1/16 and
 1/32, built as in the original's UPerNet (two transposed convolutions, one, identity, max-pool).
+A ViT sees 16 x 16 px patches, so heads that decode from its maps alone draw edges no finer than
+a patch; the detail head runs a light convolutional stem over the input bands at their own
+resolution and fuses it with the upsampled FPN features, so each pixel is decided from its own
+values and its neighbours' as well as from the context the encoder gives.
 """
 
 from __future__ import annotations
@@ -19,7 +23,11 @@ from ..errors import InputError
 from .card import ModelCard
 from .geolink import PATCH, GeoLinkModel
 
-DECODERS = ("upernet", "fpn", "linear")
+DECODERS = ("detail", "fpn", "upernet", "linear")
+DETAIL_WIDTH = 16  # channels of the full-resolution path: its cost grows with the square of this
+# The detail head's FPN is narrower than smp's default (256 / 128 channels): the full-resolution path adds
+# the resolution, and the narrower decoder pays for that path, keeping the head about as fast as plain FPN.
+DETAIL_FPN = {"pyramid_channels": 128, "segmentation_channels": 64}
 
 
 def _pyramid_level(level: int, channels: int) -> nn.Module:
@@ -31,10 +39,34 @@ def _pyramid_level(level: int, channels: int) -> nn.Module:
     return nn.Identity() if level == 2 else nn.MaxPool2d(2)
 
 
-class SegmentationHead(nn.Module):
-    """Feature maps [B, C_i, h, w] -> logits [B, K, 16h, 16w]."""
+def _conv_bn(cin: int, cout: int) -> nn.Sequential:
+    return nn.Sequential(nn.Conv2d(cin, cout, 3, padding=1, bias=False), nn.BatchNorm2d(cout), nn.ReLU(inplace=True))
 
-    def __init__(self, decoder: str, channels: Sequence[int], num_classes: int):
+
+class DetailPath(nn.Module):
+    """Coarse decoder features [B, C, H/4, W/4] + the input bands [B, bands, H, W] -> logits [B, K, H, W]:
+    two 3x3 convolutions over the bands, concatenated with the upsampled (1x1-reduced) decoder
+    features, one 3x3 convolution over both, a 1x1 classifier."""
+
+    def __init__(self, coarse_channels: int, bands: int, num_classes: int, width: int = DETAIL_WIDTH):
+        super().__init__()
+        self.stem = nn.Sequential(_conv_bn(bands, width), _conv_bn(width, width))
+        self.reduce = nn.Sequential(nn.Conv2d(coarse_channels, width, 1, bias=False), nn.BatchNorm2d(width),
+                                    nn.ReLU(inplace=True))
+        self.fuse = _conv_bn(2 * width, width)
+        self.classifier = nn.Conv2d(width, num_classes, 1)
+
+    def forward(self, coarse: torch.Tensor, images: torch.Tensor) -> torch.Tensor:
+        up = F.interpolate(self.reduce(coarse), size=images.shape[-2:], mode="bilinear", align_corners=False)
+        detail = self.stem(images.to(up.dtype))
+        return self.classifier(self.fuse(torch.cat([detail, up], 1)))
+
+
+class SegmentationHead(nn.Module):
+    """Feature maps [B, C_i, h, w] (+ the input bands [B, bands, 16h, 16w] for the detail head)
+    -> logits [B, K, 16h, 16w]."""
+
+    def __init__(self, decoder: str, channels: Sequence[int], num_classes: int, bands: int = 3):
         super().__init__()
         if decoder not in DECODERS:
             raise InputError(f"Unknown head {decoder!r}; choose one of {', '.join(DECODERS)}.")
@@ -50,16 +82,27 @@ class SegmentationHead(nn.Module):
             self.decoder = UPerNetDecoder(encoder_channels, encoder_depth=5, decoder_channels=256)
             width = 256
         else:
-            self.decoder = FPNDecoder(encoder_channels, encoder_depth=5)
+            self.decoder = FPNDecoder(encoder_channels, encoder_depth=5, **(DETAIL_FPN if decoder == "detail" else {}))
             width = self.decoder.out_channels
-        self.classifier = nn.Conv2d(width, num_classes, 1)
+        if decoder == "detail":
+            self.detail = DetailPath(width, bands, num_classes)
+        else:
+            self.classifier = nn.Conv2d(width, num_classes, 1)
 
-    def forward(self, features: List[torch.Tensor]) -> torch.Tensor:
+    @property
+    def needs_images(self) -> bool:
+        return self.decoder_name == "detail"
+
+    def forward(self, features: List[torch.Tensor], images: Optional[torch.Tensor] = None) -> torch.Tensor:
         size = (features[-1].shape[-2] * PATCH, features[-1].shape[-1] * PATCH)
         if self.decoder_name == "linear":
             x = torch.cat(list(features), 1)
         else:
             x = self.decoder([None, None, *(m(f) for m, f in zip(self.pyramid, features))])
+        if self.needs_images:
+            if images is None or tuple(images.shape[-2:]) != size:
+                raise InputError(f"The detail head needs the input bands at {size}, beside the feature maps.")
+            return self.detail(x, images)
         return F.interpolate(self.classifier(x), size=size, mode="bilinear", align_corners=False)
 
 
@@ -78,7 +121,7 @@ class GeoLinkSegmenter(nn.Module):
             {"name": f"class {i}", "color": None} for i in range(num_classes)]
         if len(self.classes) != num_classes:
             raise InputError(f"{len(self.classes)} class names for {num_classes} classes.")
-        self.head = SegmentationHead(decoder, encoder.out_channels(self.layers), num_classes)
+        self.head = SegmentationHead(decoder, encoder.out_channels(self.layers), num_classes, encoder.config.in_chans)
 
     def head_card(self) -> dict:
         return {"type": "segmentation", "decoder": self.head.decoder_name, "layers": list(self.layers),
@@ -96,12 +139,12 @@ class GeoLinkSegmenter(nn.Module):
         return self.encoder.encode(images, graphs, self.layers)
 
     def forward(self, images: torch.Tensor, graphs=None) -> torch.Tensor:
-        return self.head(self.encode(images, graphs))
+        return self.head(self.encode(images, graphs), images)
 
 
 def build_segmenter(encoder: torch.nn.Module, head_type: str, num_classes: int, layers: Optional[Sequence[int]] = None,
                     classes: Optional[Sequence[dict]] = None) -> GeoLinkSegmenter:
-    """A segmenter with a new `head_type` head ("upernet", "fpn" or "linear") on `encoder` (a GeoLinkModel,
+    """A segmenter with a new `head_type` head (one of DECODERS) on `encoder` (a GeoLinkModel,
     or a segmenter whose encoder is reused)."""
     if isinstance(encoder, GeoLinkSegmenter):
         encoder = encoder.encoder

@@ -75,8 +75,10 @@ class TransformerTextEncoder(TextEncoder):
         hf_logging.disable_progress_bar()
         try:
             model_cls = CLIPTextModel if self.is_clip else AutoModel
-            self._model = model_cls.from_pretrained(self.folder, local_files_only=True).to(self.device).eval()
-            self._tokenizer = AutoTokenizer.from_pretrained(self.folder, local_files_only=True)
+            # A local folder, never the hub (local_files_only): no revision to pin.
+            self._model = model_cls.from_pretrained(self.folder, local_files_only=True)  # nosec B615  local folder
+            self._model = self._model.to(self.device).eval()
+            self._tokenizer = AutoTokenizer.from_pretrained(self.folder, local_files_only=True)  # nosec B615  local folder
         except (OSError, ValueError) as exc:
             raise InputError(f"Cannot load a text model from {self.folder}: {exc}",
                              hint="Give a folder written by save_pretrained (model and tokenizer).") from exc
@@ -114,13 +116,13 @@ class TransformerTextEncoder(TextEncoder):
 
 def _fingerprint(folder: str) -> str:
     """Short hash of a model folder's config and weight file sizes, so two folders never share a cache."""
-    digest = hashlib.sha1()
+    digest = hashlib.blake2b(digest_size=5)  # a cache key, not a security check
     for path in sorted(Path(folder).glob("*")):
         if path.suffix in (".json", ".txt"):
             digest.update(path.read_bytes())
         elif path.is_file():
             digest.update(f"{path.name}:{path.stat().st_size}".encode())
-    return digest.hexdigest()[:10]
+    return digest.hexdigest()
 
 
 def default_cache_dir() -> Path:
@@ -148,11 +150,10 @@ class CachedTextEncoder(TextEncoder):
     def _from_disk(self, texts: List[str]) -> None:
         if self.db is None:
             return
-        for start in range(0, len(texts), 500):
-            chunk = texts[start:start + 500]
-            rows = self.db.execute(f"SELECT text, vec FROM emb WHERE text IN ({','.join('?' * len(chunk))})", chunk)
-            for text, blob in rows:
-                vec = np.frombuffer(blob, dtype=np.float32)
+        for text in texts:  # one primary-key lookup each: a fixed, parameterised query
+            row = self.db.execute("SELECT vec FROM emb WHERE text = ?", (text,)).fetchone()
+            if row is not None:
+                vec = np.frombuffer(row[0], dtype=np.float32)
                 if vec.size == self.dim:
                     self.memory[text] = vec
 
@@ -203,7 +204,9 @@ def _clip_folder() -> str:
     from huggingface_hub import snapshot_download
 
     try:
-        return snapshot_download(CLIP_REPO, local_files_only=True, cache_dir=os.environ.get("HF_HUB_CACHE"))
+        # Only the local cache is read (local_files_only); pinning a revision would reject the copy the user has.
+        return snapshot_download(CLIP_REPO, local_files_only=True,  # nosec B615  reads the local cache only
+                                 cache_dir=os.environ.get("HF_HUB_CACHE"))
     except Exception as exc:  # the hub library raises several types for "not in the cache"
         raise InputError(f"{CLIP_REPO} is not in the Hugging Face cache ({type(exc).__name__}).",
                          hint="Download it where there is internet, or give --text-encoder PATH to a saved "

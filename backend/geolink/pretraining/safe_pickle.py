@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import io
 import os
-import pickle
+import pickle  # nosec B403  only a restricted Unpickler below: find_class refuses every global
 import struct
 from typing import Any, Tuple
 

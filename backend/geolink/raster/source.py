@@ -163,8 +163,10 @@ class Source:
                                  hint="Give the extent in the raster's CRS.")
         else:
             box = full
+        yres = None
         if gsd:
-            gsd /= metres_per_unit(ds.GetProjection(), (full[1] + full[3]) / 2)[0]
+            east, north = metres_per_unit(ds.GetProjection(), (full[1] + full[3]) / 2)
+            gsd, yres = gsd / east, gsd / north  # square on the ground: a geographic CRS's degrees differ
         resample = gsd is not None and gsd > 0 and not math.isclose(gsd, gt[1], rel_tol=0.02)
         if not resample and box == full:
             return ds
@@ -177,7 +179,7 @@ class Source:
             return gdal.Translate("", ds, format="VRT", srcWin=[c0, r0, c1 - c0, r1 - r0])
         alg = "average" if gsd > gt[1] else resampling
         nodata = ds.GetRasterBand(1).GetNoDataValue()
-        opts = dict(format="VRT", xRes=gsd, yRes=gsd, outputBounds=box, resampleAlg=alg, multithread=False)
+        opts = dict(format="VRT", xRes=gsd, yRes=yres, outputBounds=box, resampleAlg=alg, multithread=False)
         if nodata is not None:
             opts.update(srcNodata=nodata, dstNodata=nodata)
         return gdal.Warp("", ds, **opts)
@@ -298,3 +300,41 @@ class Source:
     def resampled_from(self) -> Optional[float]:
         """The native pixel size when this source is resampled, else None."""
         return self.native_pixel[0] if not math.isclose(self.pixel_size, self.native_pixel[0], rel_tol=1e-6) else None
+
+    def metres(self, units: float) -> float:
+        """A distance in the raster's CRS units as ground metres (geographic CRS: degrees of longitude at
+        the raster's centre latitude, as the --gsd conversion)."""
+        bounds = self.bounds
+        return units * metres_per_unit(self.wkt, (bounds[1] + bounds[3]) / 2)[0]
+
+    @property
+    def pixel_metres(self) -> float:
+        """The processing pixel size in ground metres."""
+        return self.metres(self.pixel_size)
+
+    def describe_resolution(self) -> str:
+        """'0.6 m (native)' or '10 m (resampled from 0.6 m)', in metres whatever the CRS."""
+        native = self.resampled_from()
+        return f"{metres_text(self.pixel_metres)} " + (
+            f"(resampled from {metres_text(self.metres(native))})" if native else "(native)")
+
+
+GSD_TOLERANCE = 1.5  # a processing pixel more than this factor finer or coarser than the model's is "far" from it
+
+
+def metres_text(value: float) -> str:
+    return f"{value:.3g} m"
+
+
+def gsd_warning(model_gsd: Optional[float], processing_metres: float, why: str) -> Optional[str]:
+    """The warning when a raster is processed far from the resolution the model was trained at (None when near,
+    or when the card does not say); `why` names the user's choice that caused it."""
+    if not model_gsd:
+        return None
+    ratio = processing_metres / model_gsd
+    if 1 / GSD_TOLERANCE <= ratio <= GSD_TOLERANCE:
+        return None
+    return (f"The model was trained at {metres_text(model_gsd)} per pixel; this raster is processed at "
+            f"{metres_text(processing_metres)} ({why}), {max(ratio, 1 / ratio):.0f}x "
+            f"{'coarser' if ratio > 1 else 'finer'}: expect a poor result. Set the ground sample distance to 0 "
+            f"(the model's) to resample the raster to {metres_text(model_gsd)}.")

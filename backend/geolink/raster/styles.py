@@ -7,15 +7,21 @@ QML is plain XML; it is written here as text so the backend never needs QGIS. QG
 from __future__ import annotations
 
 import colorsys
+import html
 import re
 from pathlib import Path
 from typing import Dict, List, Sequence
-from xml.sax.saxutils import quoteattr
 
 from ..atomic import atomic_output
 
 QML_HEAD = "<!DOCTYPE qgis PUBLIC 'http://mrcc.com/qgis.dtd' 'SYSTEM'>\n<qgis version=\"3.22.0\" " \
            "styleCategories=\"AllStyleCategories\">\n"
+
+
+def quoteattr(value: str) -> str:
+    """An XML attribute value in double quotes (QML is written, never parsed, here: no XML library needed)."""
+    text = html.escape(str(value), quote=True)
+    return '"' + text.replace("\n", "&#10;").replace("\r", "&#13;").replace("\t", "&#9;") + '"'
 
 
 def hue_colour(i: int) -> str:

@@ -21,6 +21,7 @@ TASKS = {
     "cluster": "geolink.tasks.cluster",
     "finetune": "geolink.tasks.finetune",
     "pretrain": "geolink.tasks.pretrain",
+    "batch": "geolink.tasks.batch",
 }
 
 

@@ -9,7 +9,7 @@ from ..config import option
 from ..devices import DEVICE_CHOICES
 from ..progress import Progress
 
-HEADS = ["fpn", "upernet", "linear"]
+HEADS = ["detail", "fpn", "upernet", "linear"]
 
 HELP = """Fine-tune a classification head on polygons you labelled, into a model package.
 
@@ -34,8 +34,9 @@ class Config:
     osm: List[str] = option(default_factory=list, flag="--osm", metavar="FILE",
                             help="OSM files for OSM-aware heads (fused image + OSM features)")
     epochs: int = option(25, flag="--epochs", help="most epochs (early stopping may end sooner)")
-    head: str = option("fpn", flag="--head", choices=HEADS,
-                       help="task head: fpn (default, fast on a CPU), upernet (the paper's, 4x slower), linear")
+    head: str = option("detail", flag="--head", choices=HEADS,
+                       help="task head: detail (default: FPN + a full-resolution path over the bands, sharp "
+                            "edges), fpn (patch-level, blobby edges), upernet (the paper's, 4x slower), linear")
     unfreeze: int = option(0, flag="--unfreeze", help="encoder blocks to train too, from the last (0: frozen)")
     val_fraction: float = option(0.2, flag="--val-fraction", help="share of labelled pixels held out, by polygon")
     split_field: Optional[str] = option(None, flag="--split-field",

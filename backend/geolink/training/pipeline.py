@@ -127,6 +127,7 @@ class TrainingData:
     samples: Samples
     normalise: Normaliser
     raster_dtype: str
+    gsd: float  # the training pixel size in ground metres: the package's card records it
 
     def scoring_targets(self, polygons: np.ndarray) -> np.ndarray:
         return scoring_targets(self.windows, self.labels.class_ids, polygons, self.sample_win, self.sample_t)
@@ -156,10 +157,14 @@ def trained_stretch(card, normalise: Normaliser, dtype: str) -> dict:
 
 def prepare_data(config, base, progress: Progress) -> TrainingData:
     """Labels on the model's grid (as classify and zones read the raster), split, windows read, samples listed."""
-    from ..raster.source import Source
+    from ..raster.source import Source, gsd_warning
 
     spec = base.card
     grid = Source(config.raster, gsd=config.gsd or spec.gsd)
+    progress.log(f"Training on {Path(config.raster).name} at {grid.describe_resolution()}.")
+    warning = gsd_warning(spec.gsd, grid.pixel_metres, "the ground sample distance asked for")
+    if warning:
+        progress.warn(warning)
     bands = grid.choose_bands(spec.bands, None)
     normalise = grid.normaliser(spec.normalisation, bands)
     labels = read_labels(config.labels, config.class_field, grid.wkt, grid.bounds, _colors(config.colors),
@@ -192,7 +197,7 @@ def prepare_data(config, base, progress: Progress) -> TrainingData:
                       val_labels=scoring_targets(windows, labels.class_ids, part == VAL, sample_win, sample_t),
                       n_classes=len(labels.classes))
     return TrainingData(labels, part, split_how, windows, images, graphs, sample_win, sample_t, samples, normalise,
-                        grid.dtype_name(bands))
+                        grid.dtype_name(bands), round(grid.pixel_metres, 4))
 
 
 def scoring_targets(windows: LabelWindows, class_ids: np.ndarray, polygons: np.ndarray, sample_win: np.ndarray,
@@ -205,7 +210,8 @@ def scoring_targets(windows: LabelWindows, class_ids: np.ndarray, polygons: np.n
 def trainable(config, segmenter, data: TrainingData, device, progress: Progress):
     """(module whose parameters train, forward(sample indices) -> logits, feature cache or None).
 
-    Frozen encoder: its features are cached once and only the head trains. --unfreeze K: the last K
+    Frozen encoder: its features are cached once and only the head trains (the detail head's full-resolution
+    path reads the window's bands as well, which are in memory anyway). --unfreeze K: the last K
     blocks train too, so every step runs the encoder on the (transformed) window pixels."""
     from .. import models
 
@@ -219,7 +225,10 @@ def trainable(config, segmenter, data: TrainingData, device, progress: Progress)
         p.requires_grad_(False)
     cache = build_cache(lambda idx: segmenter.encode(data.batch_images(idx, device), data.batch_graphs(idx)),
                         len(data.sample_win), config.batch_size, progress)
-    return segmenter.head, lambda idx: segmenter.head(cache.get(idx, device)), cache
+    head = segmenter.head
+    if head.needs_images:  # the detail path trains on the window's bands beside the cached features
+        return head, lambda idx: head(cache.get(idx, device), data.batch_images(idx, device)), cache
+    return head, lambda idx: head(cache.get(idx, device)), cache
 
 
 def finetune(config, progress: Progress) -> dict:
@@ -267,14 +276,8 @@ def finetune(config, progress: Progress) -> dict:
                "samples": len(data.sample_win), "best epoch": result.best_epoch,
                "epochs run": len(result.history), "device": str(device), "seconds": round(elapsed, 1),
                "seconds training": round(fit_seconds, 1)}
-    provenance = {"task": "finetune", "base_model": model_path.name, "base_card": base.card.provenance,
-                  "labels": Path(config.labels).name, "class_field": config.class_field,
-                  "raster": Path(config.raster).name, "window": data.windows.size, "epochs": result.best_epoch,
-                  scored_on: {k: final[k] for k in ("overall_accuracy", "balanced_accuracy", "mean_iou")},
-                  "date": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime())}
-    stretch = trained_stretch(segmenter.card, data.normalise, data.raster_dtype)
-    segmenter.card = segmenter.card.replace(normalisation=stretch)
-    models.save_package(segmenter.cpu(), out, provenance=provenance, classes=labels.classes, encoder_only=True)
+    card = package_card(config, out, model_path, base.card, segmenter.card, data, final, scored_on, result.best_epoch)
+    models.save_package(segmenter.cpu(), out, card, classes=labels.classes, encoder_only=True)
     report = {"classes": labels.classes, "validation": validation, "test": test, "history": result.history,
               "summary": summary}
     outputs = {"model": str(out), **write_report(report, out)}
@@ -288,6 +291,38 @@ def finetune(config, progress: Progress) -> dict:
             "report": f"{scored_on.capitalize()}: overall accuracy {final['overall_accuracy']}, balanced accuracy "
                       f"{final['balanced_accuracy']}, mean IoU {final['mean_iou']} ({final['pixels']} pixels); "
                       f"best epoch {result.best_epoch}; {elapsed:.0f} s."}
+
+
+def package_card(config, out: Path, model_path: Path, base_card, card, data: TrainingData, final: dict,
+                 scored_on: str, best_epoch: int):
+    """The fine-tuned package's own card: its name, its base (named, not copied), its training data (raster,
+    label layer, classes with their training pixels), its held-out scores, the resolution and stretch it was
+    trained with and the date. The base's summary and scores describe another model and are left out."""
+    labels, part = data.labels, data.part
+    pixels = data.windows.polygon_pixels(len(labels.geometries))
+    train = part == TRAIN
+    class_pixels = np.bincount(labels.class_ids[train], weights=pixels[train], minlength=len(labels.classes))
+    base_name = base_card.name or model_path.stem
+    scores_ = {k: final[k] for k in ("overall_accuracy", "balanced_accuracy", "mean_iou", "pixels")}
+    held = int((part == (TEST if scored_on == "test" else VAL)).sum())
+    provenance = {
+        "task": "finetune",
+        "summary": (f"{len(labels.classes)}-class {config.head} head fine-tuned from '{base_name}' on "
+                    f"{int(train.sum())} polygons of {Path(config.labels).name} over {Path(config.raster).name} "
+                    f"({data.gsd:g} m); {scored_on} scores on {held} held-out polygons: balanced accuracy "
+                    f"{final['balanced_accuracy']}, mean IoU {final['mean_iou']}."),
+        "base_model": {"name": base_name, "file": model_path.name, "architecture": base_card.architecture},
+        "training_data": {"raster": Path(config.raster).name, "labels": Path(config.labels).name,
+                          "class_field": config.class_field, "gsd_m": data.gsd,
+                          "classes": {n: int(v) for n, v in zip(labels.class_names, class_pixels)},
+                          "polygons": {"train": int(train.sum()), "validation": int((part == VAL).sum()),
+                                       "test": int((part == TEST).sum())},
+                          "validation_polygons": data.split_how, "window": data.windows.size},
+        "head": config.head, "unfrozen_blocks": config.unfreeze, "epochs": best_epoch,
+        scored_on: scores_,
+        "date": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime())}
+    stretch = trained_stretch(card, data.normalise, data.raster_dtype)
+    return card.replace(name=out.stem, normalisation=stretch, gsd=data.gsd, provenance=provenance)
 
 
 def _window_graphs(config, grid, positions: Sequence[Tuple[int, int]], size: int, base,

@@ -1,0 +1,128 @@
+"""The detail head (FPN + a full-resolution path over the input bands): it places edges inside a ViT
+patch where the patch-level FPN head cannot, trains on cached frozen features, and runs in the streaming
+engine (windows, overlap, blending) and under bfloat16 autocast."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+import torch
+
+from geolink.models import build_segmenter
+from geolink.progress import Progress
+from geolink.raster.classes import segmentation_predict
+from geolink.raster.engine import Runtime, run_windows
+from geolink.raster.source import ModelInput, Source
+from geolink.raster.windows import WindowPlan
+
+from .model_helpers import random_graph, tiny_model
+from .raster_helpers import s2_crop
+
+torch.set_num_threads(1)
+
+
+def edge_images(n: int, size: int = 32, seed: int = 0):
+    """Images whose class (0/1) is the side of a straight edge at a random place and angle, shown in band 0
+    (+-1 with noise); the edge cuts through ViT patches anywhere. Returns (images, labels, edge-zone mask)."""
+    g = np.random.default_rng(seed)
+    yy, xx = np.mgrid[0:size, 0:size].astype(np.float32) + 0.5
+    images, labels, near = [], [], []
+    for _ in range(n):
+        angle, offset = g.uniform(0, np.pi), g.uniform(-6, 6)
+        d = (xx - size / 2) * np.cos(angle) + (yy - size / 2) * np.sin(angle) - offset
+        label = (d > 0).astype(np.int64)
+        img = g.normal(0, 0.3, (3, size, size)).astype(np.float32)
+        img[0] += np.where(label == 1, 1.0, -1.0)
+        images.append(img)
+        labels.append(label)
+        near.append(np.abs(d) <= 2)
+    return torch.from_numpy(np.stack(images)), torch.from_numpy(np.stack(labels)), np.stack(near)
+
+
+def train_on_cached_features(decoder: str, steps: int = 80):
+    """Fit a head on the cached features of a frozen random encoder (as finetune does); the detail
+    head reads the images too. Returns accuracy on the pixels within 2 px of held-out edges."""
+    encoder = tiny_model(seed=1).eval()
+    seg = build_segmenter(encoder, decoder, 2)
+    images, labels, _ = edge_images(24, seed=0)
+    test_images, test_labels, test_near = edge_images(12, seed=1)
+    with torch.no_grad():
+        cached = [f.half() for f in seg.encode(images)]  # the cache keeps float16, as training/cache.py
+        test_cached = seg.encode(test_images)
+    torch.manual_seed(0)
+    opt = torch.optim.Adam(seg.head.parameters(), lr=3e-3)
+    seg.head.train()
+    for step in range(steps):
+        idx = torch.from_numpy(np.random.default_rng(step).choice(len(images), 8, replace=False))
+        logits = seg.head([f[idx].float() for f in cached], images[idx])
+        loss = torch.nn.functional.cross_entropy(logits, labels[idx])
+        opt.zero_grad()
+        loss.backward()
+        opt.step()
+    seg.head.eval()
+    with torch.no_grad():
+        pred = seg.head(test_cached, test_images).argmax(1).numpy()
+    return float((pred == test_labels.numpy())[test_near].mean())
+
+
+def test_detail_head_draws_edges_inside_patches_that_fpn_blurs():
+    detail, fpn = train_on_cached_features("detail"), train_on_cached_features("fpn")
+    assert detail >= 0.95, detail
+    assert detail > fpn + 0.05, (detail, fpn)
+
+
+@pytest.fixture(scope="module")
+def segmenter():
+    torch.manual_seed(2)
+    return build_segmenter(tiny_model(seed=2, img_size=64, osm=False), "detail", 3).eval()
+
+
+def test_streaming_windows_blend_the_detail_head(segmenter, data_dir, tmp_path):
+    """Windows of 64 px overlapping by 16: pixels only the first window covers equal its direct output, and
+    every pixel comes out (also under bfloat16 autocast, which agrees with float32 on almost every pixel)."""
+    src = Source(str(s2_crop(data_dir, tmp_path / "s2.tif", size=150)))
+    bands = src.choose_bands(["red", "green", "blue"], None)
+    norm = src.normaliser(ModelInput.from_card({}), bands)
+    plan = WindowPlan(src.width, src.height, 64, 16)
+    outs = {}
+    for name, dtype in (("float32", None), ("bfloat16", torch.bfloat16)):
+        out = np.full((3, src.height, src.width), np.nan, np.float32)
+
+        def sink(row, values, valid, out=out):
+            out[:, row:row + values.shape[1]] = np.where(valid, values, np.nan)
+
+        runtime = Runtime("cpu", 4)
+        runtime.autocast_dtype = dtype
+        run_windows(src, bands, norm, plan, segmentation_predict(segmenter), 3, sink, runtime, Progress())
+        assert np.isfinite(out).all()
+        outs[name] = out
+    raw, _ = src.read(bands, 0, 0, 64, 64)
+    with torch.no_grad():
+        direct = segmenter(torch.from_numpy(norm(raw))[None])[0].numpy()
+    assert np.allclose(outs["float32"][:, :48, :48], direct[:, :48, :48], atol=1e-4)
+    agree = (outs["float32"].argmax(0) == outs["bfloat16"].argmax(0)).mean()
+    assert agree > 0.9, agree
+
+
+def test_detail_head_with_osm_fused_features_under_autocast():
+    seg = build_segmenter(tiny_model(seed=4), "detail", 3).eval()
+    torch.manual_seed(5)
+    images = torch.randn(2, 3, 32, 32)
+    graphs = [random_graph(2, 3, 1, seed=i) for i in range(2)]
+    with torch.no_grad():
+        full = seg(images, graphs)
+        alone = seg(images, None)
+        with torch.autocast("cpu", dtype=torch.bfloat16):
+            half = seg(images, graphs)
+    assert full.shape == (2, 3, 32, 32) and half.dtype == torch.bfloat16
+    assert float((full - alone).abs().max()) > 1e-4  # the OSM graphs change the per-pixel logits
+    assert float((full - half.float()).abs().max()) < 0.25 * float(full.abs().max())
+
+
+def test_detail_head_refuses_features_without_the_bands(segmenter):
+    from geolink.errors import InputError
+
+    with torch.no_grad():
+        feats = segmenter.encode(torch.zeros(1, 3, 64, 64))
+        with pytest.raises(InputError, match="input bands"):
+            segmenter.head(feats)
