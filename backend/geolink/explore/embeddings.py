@@ -83,9 +83,10 @@ class Embeddings:
         from ..model_store import sha256_of
 
         if self.meta.get("GEOLINK_MODEL_SHA256") != sha256_of(model_path):
-            raise ModelError(f"The embeddings {self.name} were made by the model "
-                             f"{self.meta.get('GEOLINK_MODEL', '?')!r}, not by {Path(model_path).stem!r} "
-                             f"(the model files differ).",
+            made_by, chosen = self.meta.get("GEOLINK_MODEL", "?"), Path(model_path).stem
+            who = (f"another version of the model {chosen!r} (its file has changed since)" if made_by == chosen
+                   else f"the model {made_by!r}, not by {chosen!r} (the model files differ)")
+            raise ModelError(f"The embeddings {self.name} were made by {who}.",
                              hint="Choose the model that made them, or leave out --embeddings to compute new ones.")
 
     def check_osm(self, osm: Sequence[str]) -> None:
