@@ -109,7 +109,7 @@ class JobsTask(QgsTask):
             self.error = "Cancelled." if exc.kind == "cancelled" else str(exc)
             return False
 
-    def finished(self, ok: bool) -> None:  # noqa: D401 (QgsTask API; runs on the main thread)
+    def finished(self, ok: bool) -> None:  # QgsTask API: runs on the main thread
         self.done(ok, self.result, self.error or ("" if ok else "Cancelled."))
 
 

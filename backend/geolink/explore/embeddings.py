@@ -119,29 +119,15 @@ class Embeddings:
         """[C, rows, width] features of embedding rows [row, row + rows)."""
         return self.ds.ReadAsArray(0, row, self.width, rows).reshape(self.channels, rows, self.width)
 
-    def cell_of(self, x: float, y: float) -> Tuple[int, int]:
+    def vectors_at(self, points: Sequence[Tuple[float, float]]) -> np.ndarray:
+        """[N, C] features of the cells holding points in the raster's CRS (the caller checks that the points are
+        on valid pixels of the raster: their cells then have features)."""
         gt = self.ds.GetGeoTransform()
-        return math.floor((x - gt[0]) / gt[1]), math.floor((y - gt[3]) / gt[5])
-
-    def bounds(self) -> Tuple[float, float, float, float]:
-        gt = self.ds.GetGeoTransform()
-        return gt[0], gt[3] + self.height * gt[5], gt[0] + self.width * gt[1], gt[3]
-
-    def vectors_at(self, points: Sequence[Tuple[float, float]], labels: Sequence[str]) -> np.ndarray:
-        """[N, C] features at points in the raster's CRS; `labels` name them in messages (as the user gave them)."""
         out = []
-        for (x, y), label in zip(points, labels):
-            col, row = self.cell_of(x, y)
-            if not (0 <= col < self.width and 0 <= row < self.height):
-                b = self.bounds()
-                raise InputError(f"The point {label} is outside the raster (its extent: {b[0]:.2f}, {b[1]:.2f}, "
-                                 f"{b[2]:.2f}, {b[3]:.2f} in the raster's CRS).",
-                                 hint="Click on the raster, or give --at-crs when the point is in another CRS.")
-            v = self.ds.ReadAsArray(col, row, 1, 1).reshape(-1)
-            if not np.isfinite(v).all():
-                raise InputError(f"The point {label} is on nodata: the raster has no valid pixel there.",
-                                 hint="Choose a point where the image has data.")
-            out.append(v)
+        for x, y in points:
+            col = min(max(math.floor((x - gt[0]) / gt[1]), 0), self.width - 1)
+            row = min(max(math.floor((y - gt[3]) / gt[5]), 0), self.height - 1)
+            out.append(self.ds.ReadAsArray(col, row, 1, 1).reshape(-1))
         return np.stack(out).astype(np.float32)
 
     def class_means(self, zones: np.ndarray, n: int, rows: int = 64) -> Tuple[np.ndarray, np.ndarray]:

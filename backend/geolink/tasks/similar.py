@@ -257,7 +257,7 @@ def run(config: Config, progress: Progress) -> dict:
             labels = [f"({t})" for t in config.at]
             local = to_raster_crs(points, config.at_crs, src.wkt)
             check_pixels(local, labels, src, bands)
-            queries, names = emb.vectors_at(local, labels).mean(0, keepdims=True), ["query"]
+            queries, names = emb.vectors_at(local).mean(0, keepdims=True), ["query"]
             counts = [len(points)]
         else:
             names, zones = example_zones(config.examples, config.class_field, emb, src.wkt)
