@@ -220,6 +220,12 @@ def classify_map(scene: TestScene, package: str, out_dir: Path, batch_size: int 
     return full, figures
 
 
+def reused(package: Path) -> dict:
+    """The figures of a package an earlier run of this benchmark fine-tuned in --work (CPU time not kept)."""
+    summary = json.loads(package.with_name(package.stem + ".report.json").read_text())["summary"]
+    return {"package": str(package), "seconds": summary["seconds"], "cpu_seconds": float("nan")}
+
+
 def _row(name: str, m: Dict) -> str:
     def f(v):
         return "   -  " if v is None else f"{v:6.3f}"
@@ -315,9 +321,10 @@ def main() -> int:
     for base in bases:
         for head in args.heads:
             name = f"GeoLink {head} head from {Path(base).stem}"
+            done = work / f"{Path(base).stem}-{head}" / f"finetuned-{Path(base).stem}.safetensors"
             try:
-                m = finetune_metrics(base, head=head, epochs=args.epochs, out_dir=work / f"{Path(base).stem}-{head}",
-                                     device="cpu")
+                m = reused(done) if done.exists() else finetune_metrics(
+                    base, head=head, epochs=args.epochs, out_dir=done.parent, device="cpu")
             except GeoLinkError as exc:
                 print(f"{name}: skipped ({exc.message})")
                 continue

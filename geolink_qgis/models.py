@@ -41,9 +41,29 @@ def list_packages(folders: Iterable[str]) -> List[dict]:
             seen.add(path.stem)
             head = card.get("head") or {}
             found.append({"name": path.stem, "path": str(path), "card": card,
-                          "task": head.get("type") or "encoder",
+                          "task": head.get("type") or "encoder", "can": capabilities(card),
                           "classes": [c.get("name", "") for c in head.get("classes", []) if isinstance(c, dict)]})
     return found
+
+
+def capabilities(card: dict) -> List[str]:
+    """The tasks a package can serve: a head with classes classifies and maps zones; every GeoLink package
+    gives embeddings and is a base for training."""
+    head = card.get("head") or {}
+    per_pixel = head.get("type", "segmentation") in ("segmentation", "seg", "classification")
+    classes = head.get("classes") if per_pixel else []
+    return (["classify", "zones"] if classes else []) + ["embed", "finetune"]
+
+
+def suitable(packages: List[dict], task: str) -> List[dict]:
+    """The packages a task can use (the tasks not about a model accept any)."""
+    return [m for m in packages if task not in ("classify", "zones", "embed", "finetune") or task in m["can"]]
+
+
+def capabilities_text(can: List[str]) -> str:
+    if "classify" in can:
+        return "classify, zones, embed, base for training"
+    return "embed only (and a base for training)"
 
 
 def describe(card: dict) -> str:
@@ -52,7 +72,9 @@ def describe(card: dict) -> str:
     text = card.get("text_encoder") or {}
     lines = [f"Architecture: {card.get('architecture', '?')}, input {card.get('input_size', '?')} px",
              "Bands: " + ", ".join(map(str, card.get("bands") or [])),
-             f"Ground sample distance: {card.get('gsd') or 'any (the raster’s own)'}",
+             "Ground sample distance: " + (f"{card['gsd']:g} m (rasters at other resolutions are resampled to it)"
+                                            if card.get("gsd") else "not given (rasters run at their own)"),
+             "Can do: " + capabilities_text(capabilities(card)),
              f"OSM tag encoder: {text.get('name') or 'none (image only)'}",
              f"Task head: {head.get('type') or 'none (encoder only: embeddings, or a base for training)'}"]
     classes = head.get("classes") or []

@@ -18,7 +18,7 @@ from pathlib import Path
 from typing import Callable, Dict, Iterable, List, Optional
 
 CANCEL_GRACE_S = 1.5
-PARTIAL_TAG = ".partial-"  # the backend's atomic writer names unfinished outputs <stem>.partial-<pid><suffix>
+PARTIAL_TAG = ".partial-"  # the backend names unfinished outputs <stem>.partial-<pid>-<n><suffix> (geolink.atomic)
 
 
 class WorkerError(RuntimeError):

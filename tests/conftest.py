@@ -31,3 +31,30 @@ def data_dir() -> Path:
     if not (DATA / "READY").exists():
         pytest.skip(f"sample data missing in {DATA}: run `make data`")
     return DATA
+
+
+@pytest.fixture
+def small_disk(tmp_path):
+    """mount(size, read_only=False) -> a folder on a fresh tmpfs of that size, e.g. "64k", for disk-full and
+    read-only cases. Needs root (the CI runs the tests as root): skips with the reason otherwise or when the
+    mount fails; every mount is undone after the test."""
+    import subprocess
+
+    mounted = []
+
+    def mount(size: str = "64k", read_only: bool = False) -> Path:
+        if os.name != "posix" or os.geteuid() != 0:
+            pytest.skip("mounting a small tmpfs needs root (the CI runs the tests as root)")
+        folder = tmp_path / f"disk{len(mounted)}"
+        folder.mkdir()
+        options = f"size={size}" + (",ro" if read_only else "")
+        done = subprocess.run(["mount", "-t", "tmpfs", "-o", options, "tmpfs", str(folder)], capture_output=True,
+                              text=True)
+        if done.returncode:
+            pytest.skip(f"cannot mount a tmpfs here: {done.stderr.strip() or done.returncode}")
+        mounted.append(folder)
+        return folder
+
+    yield mount
+    for folder in reversed(mounted):
+        subprocess.run(["umount", str(folder)], capture_output=True)

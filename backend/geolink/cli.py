@@ -10,8 +10,8 @@ import typing
 from typing import List, Optional
 
 from . import __version__
-from .config import base_type, field_types
-from .errors import GeoLinkError
+from .config import base_type, check_config, field_types
+from .errors import GeoLinkError, as_geolink_error
 from .progress import Progress, TerminalSink, quiet_library_warnings
 from .tasks import TASKS, load_task
 
@@ -99,17 +99,20 @@ def main(argv: Optional[List[str]] = None) -> int:
     values = _config_values(args, module)
     sink = TerminalSink(quiet=args.quiet)
     try:
-        config = module.Config(**values)
+        config = check_config(module.Config(**values))
         result = module.run(config, Progress(sink))
     except KeyboardInterrupt:
         sink.close()
         print("Cancelled.", file=sys.stderr)
         return 130
-    except GeoLinkError as exc:
+    except (GeoLinkError, OSError) as exc:
+        error = exc if isinstance(exc, GeoLinkError) else as_geolink_error(exc)
+        if error is None:
+            raise
         sink.close()
-        print(f"error: {exc.message}", file=sys.stderr)
-        if exc.hint:
-            print(f"hint: {exc.hint}", file=sys.stderr)
+        print(f"error: {error.message}", file=sys.stderr)
+        if error.hint:
+            print(f"hint: {error.hint}", file=sys.stderr)
         return 1
     sink.close()
     if args.json:

@@ -5,12 +5,15 @@
         raster: str = option(flag="--raster", help="input raster", required=True)
         osm: List[str] = option(default_factory=list, flag="--osm", help="OSM files")
 
-`build_config` turns a worker job's JSON object into a Config, checking names and types.
+`build_config` turns a worker job's JSON object into a Config, checking names and types; `check_config`
+(run by the CLI and the worker before a task starts) checks values against the fields' metadata: numbers
+within their `minimum`/`maximum` and finite, and no `role="output"` path naming a `role="input"` file.
 """
 
 from __future__ import annotations
 
 import dataclasses
+import math
 import typing
 from typing import Any, Dict, Optional, Type, TypeVar
 
@@ -22,10 +25,12 @@ _MISSING = dataclasses.MISSING
 
 def option(default: Any = _MISSING, *, default_factory: Any = _MISSING, flag: Optional[str] = None,
            help: str = "", required: bool = False, positional: bool = False,
-           choices: Optional[list] = None, metavar: Optional[str] = None) -> Any:
-    """A Config field with its CLI flag and help text. Required options default to None."""
+           choices: Optional[list] = None, metavar: Optional[str] = None, role: Optional[str] = None,
+           minimum: Optional[float] = None, maximum: Optional[float] = None) -> Any:
+    """A Config field with its CLI flag and help text. Required options default to None. `role`: "input" or
+    "output" for a path the task reads or writes; `minimum`/`maximum`: the allowed range of a number."""
     meta = {"flag": flag, "help": help, "required": required, "positional": positional,
-            "choices": choices, "metavar": metavar}
+            "choices": choices, "metavar": metavar, "role": role, "minimum": minimum, "maximum": maximum}
     if default is _MISSING and default_factory is _MISSING:
         default = None
     if default_factory is not _MISSING:
@@ -61,7 +66,46 @@ def build_config(cls: Type[C], values: Dict[str, Any]) -> C:
     for f in dataclasses.fields(cls):
         if f.metadata.get("required") and getattr(config, f.name) in (None, [], ""):
             flag = f.metadata.get("flag") or f.name
-            raise InputError(f"Missing required option {flag}.")
+            raise InputError(f"Missing required option {flag}.", option=f.name)
+    return check_config(config)
+
+
+def flag_of(field: dataclasses.Field) -> str:
+    return field.metadata.get("flag") or ("--" + field.name.replace("_", "-"))
+
+
+def paths_with_role(config: Any, role: str) -> Dict[str, list]:
+    """{field name: [paths]} of the config's fields declared with this role, unset ones left out."""
+    found = {}
+    for f in dataclasses.fields(config):
+        value = getattr(config, f.name)
+        if f.metadata.get("role") == role and value not in (None, "", []):
+            found[f.name] = [str(v) for v in value] if isinstance(value, (list, tuple)) else [str(value)]
+    return found
+
+
+def check_config(config: C) -> C:
+    """Refuse out-of-range or non-finite numbers and outputs that would overwrite an input; returns config."""
+    from .atomic import refuse_overwriting_inputs, refuse_unwritable
+
+    for f in dataclasses.fields(config):
+        value = getattr(config, f.name)
+        if isinstance(value, bool) or not isinstance(value, (int, float)):
+            continue
+        low, high = f.metadata.get("minimum"), f.metadata.get("maximum")
+        wrong = not math.isfinite(value) or (low is not None and value < low) or (high is not None and value > high)
+        if wrong:
+            allowed = ("a finite number" if not math.isfinite(value) else
+                       f"from {low:g} to {high:g}" if low is not None and high is not None else
+                       f"{low:g} or more" if low is not None else f"at most {high:g}" if high is not None else
+                       "a finite number")
+            help_text = f.metadata.get("help")
+            raise InputError(f"{flag_of(f)} must be {allowed}, got {value}.",
+                             hint=f"{flag_of(f)}: {help_text}." if help_text else None, option=f.name)
+    outputs = {name: paths[0] for name, paths in paths_with_role(config, "output").items()}
+    refuse_overwriting_inputs(outputs, paths_with_role(config, "input"))
+    for name, path in outputs.items():
+        refuse_unwritable(path, name)
     return config
 
 

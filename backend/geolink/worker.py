@@ -8,7 +8,8 @@ Protocol (the only way the QGIS plugin reaches the backend):
   {"event": "progress", "percent": 0-100, "message": str}
   {"event": "log", "level": "debug|info|warning|error", "message": str}
   {"event": "result", "outputs": {...}, "figures": {...}, ...}   last, on success
-  {"event": "error", "type": str, "message": str, "hint": str|null}   last, on failure
+  {"event": "error", "type": str, "message": str, "hint": str|null, "option": str|null}   last, on failure
+  ("option": the Config field the message is about, so a client can name it in its own words)
 Exit status: 0 result, 1 error, 2 cancelled. Anything printed by libraries goes to stderr,
 so stdout carries events only.
 """
@@ -23,7 +24,7 @@ import traceback
 from typing import IO, Callable, Optional
 
 from .config import build_config
-from .errors import Cancelled, GeoLinkError, InputError
+from .errors import Cancelled, GeoLinkError, InputError, as_geolink_error
 from .progress import Progress, quiet_library_warnings
 from .tasks import load_task
 
@@ -82,18 +83,26 @@ def run_job(job: dict, emit: Callable[[dict], None], cancel: threading.Event) ->
     except Cancelled as exc:
         emit({"event": "error", "type": "Cancelled", "message": exc.message, "hint": None})
         return EXIT_CANCELLED
-    except GeoLinkError as exc:
-        emit({"event": "error", "type": type(exc).__name__, "message": exc.message, "hint": exc.hint})
+    except (GeoLinkError, OSError) as exc:
+        error = exc if isinstance(exc, GeoLinkError) else as_geolink_error(exc)
+        if error is None:
+            return _crash(exc, emit)
+        emit({"event": "error", "type": type(error).__name__, "message": error.message, "hint": error.hint,
+              "option": error.option})
         return EXIT_ERROR
     except MemoryError:
         emit({"event": "error", "type": "MemoryError", "message": "The backend ran out of memory.",
               "hint": "Use a smaller batch size or tile size, or a smaller processing extent."})
         return EXIT_ERROR
     except Exception as exc:  # a bug: report it with its traceback, never hang
-        emit({"event": "log", "level": "error", "message": traceback.format_exc()})
-        emit({"event": "error", "type": type(exc).__name__, "message": f"Internal error: {exc}",
-              "hint": "Please report this with the log above."})
-        return EXIT_ERROR
+        return _crash(exc, emit)
+
+
+def _crash(exc: BaseException, emit: Callable[[dict], None]) -> int:
+    emit({"event": "log", "level": "error", "message": traceback.format_exc()})
+    emit({"event": "error", "type": type(exc).__name__, "message": f"Internal error: {exc}",
+          "hint": "Please report this with the log above."})
+    return EXIT_ERROR
 
 
 def main(stdin: Optional[IO[str]] = None) -> int:

@@ -29,6 +29,13 @@ from ..worker_client import Callbacks, Job, WorkerError, run_job
 
 DEVICE_CHOICES = ["From the GeoLink settings"] + settings.DEVICES
 OSM_FILE_FILTER = "OSM and vector files (*.osm *.pbf *.gpkg *.geojson *.json *.shp);;All files (*.*)"
+DEFAULT_MODEL_NOTE = (
+    "<br><br><b>About 'default'</b>: a small demonstration model built in this project (ViT-Tiny; six land-cover "
+    "classes learnt from 28 hand-drawn polygons of one Sentinel-2 scene in Virginia; trained at 10 m a pixel, so "
+    "rasters at other resolutions are resampled to 10 m). It shows how the tools work; it is not an accurate "
+    "land-cover model. For real work import the official GeoLink checkpoints (model manager) or train a model on "
+    "your own polygons.")
+
 # Processing parameter -> (backend config field, the value that means "the backend's default": not sent).
 ENGINE_OPTIONS = {"TILE_SIZE": ("tile_size", 0), "OVERLAP": ("overlap", -1), "BATCH_SIZE": ("batch_size", 0),
                   "GSD": ("gsd", 0)}
@@ -53,6 +60,7 @@ class GeoLinkAlgorithm(QgsProcessingAlgorithm):
     ALG_ID = ""
     TITLE = ""
     HELP = ""
+    USES_MODEL = False  # the help explains what the 'default' model is
     GROUP = "GeoLink"
 
     INPUT, OSM, OSM_FILE, MODEL, EXTENT = "INPUT", "OSM", "OSM_FILE", "MODEL", "EXTENT"
@@ -83,7 +91,7 @@ class GeoLinkAlgorithm(QgsProcessingAlgorithm):
         return self.GROUP.lower().replace(" ", "")
 
     def shortHelpString(self) -> str:  # noqa: N802
-        return self.HELP
+        return self.HELP + (DEFAULT_MODEL_NOTE if self.USES_MODEL else "")
 
     def icon(self) -> QIcon:
         return QIcon(icon_path())
@@ -194,6 +202,7 @@ class GeoLinkAlgorithm(QgsProcessingAlgorithm):
                 config["native"] = True
             if self._extent:
                 config["extent"] = self._extent
+            config["yes"] = True  # Run in the dialog is the go-ahead: a large job is a warning, not a refusal
         return config
 
     # ------------------------------------------------------------ running and loading

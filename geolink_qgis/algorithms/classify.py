@@ -10,6 +10,7 @@ from .base import GeoLinkAlgorithm
 
 class ClassifyAlgorithm(GeoLinkAlgorithm):
     ALG_ID = "classify"
+    USES_MODEL = True
     TITLE = "Classify land cover"
     HELP = ("Classifies every pixel of the input raster with a GeoLink model that has a segmentation head, and "
             "writes a land-cover map: a GeoTIFF with a colour table and class names, loaded as a paletted layer. "

@@ -17,6 +17,7 @@ PREVIEW_OUTPUT = "preview"  # the key of the PCA preview among the backend's out
 
 class EmbedAlgorithm(GeoLinkAlgorithm):
     ALG_ID = "embed"
+    USES_MODEL = True
     TITLE = "Extract GeoLink embeddings"
     HELP = ("Runs the GeoLink encoder over the input raster and writes its features as a multi-band raster at "
             "patch resolution (one band per feature channel, one pixel per 16 x 16 image pixels), plus a 3-band "

@@ -27,6 +27,7 @@ REPORT_OUTPUTS = ("report_html", "report_json")  # the backend's output keys of 
 
 class FinetuneAlgorithm(GeoLinkAlgorithm):
     ALG_ID = "finetune"
+    USES_MODEL = True
     TITLE = "Train classifier from labelled polygons"
     HELP = ("Trains a classification head on top of a GeoLink encoder from polygons you labelled: draw polygons "
             "over the imagery, give each a class in a field, run this, then use the new model in 'Classify land "

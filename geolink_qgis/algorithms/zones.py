@@ -11,6 +11,7 @@ from .base import GeoLinkAlgorithm
 
 class ZonesAlgorithm(GeoLinkAlgorithm):
     ALG_ID = "zones"
+    USES_MODEL = True
     TITLE = "Map urban function zones"
     HELP = ("Cuts the raster's extent into zones along the OpenStreetMap ways (roads, railways, waterways; where "
             "there are none, into regions of the same predicted class), classifies the pixels with a GeoLink "

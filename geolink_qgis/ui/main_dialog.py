@@ -25,7 +25,7 @@ from qgis.PyQt.QtWidgets import (
 
 from .. import settings
 from ..compat import layer_filter
-from ..models import list_packages
+from ..models import list_packages, suitable
 from .runner import AlgorithmRun
 
 TASKS = [("classify", "Classify land cover"), ("zones", "Map urban function zones"),
@@ -50,6 +50,7 @@ class GeoLinkDialog(QDialog):
         banner_row = QHBoxLayout(self.backend_banner)
         banner_row.addWidget(self.backend_note, 1)
         banner_row.addWidget(self.install_button)
+        self.packages: list = []  # the model packages found (refresh)
         self.task = QComboBox()
         for alg_id, title in TASKS:
             self.task.addItem(title, alg_id)
@@ -138,11 +139,7 @@ class GeoLinkDialog(QDialog):
                 item.setFlags(item.flags() | Qt.ItemFlag.ItemIsUserCheckable)
                 item.setCheckState(Qt.CheckState.Checked if layer.id() in checked else Qt.CheckState.Unchecked)
                 self.osm_layers.addItem(item)
-        current = self.model.currentText() or "default"
-        self.model.clear()
-        names = ["default"] + [m["name"] for m in list_packages(settings.model_dirs()) if m["name"] != "default"]
-        self.model.addItems(names)
-        self.model.setCurrentText(current)
+        self.packages = list_packages(settings.model_dirs())
         state = settings.backend_status()
         self.backend_banner.setVisible(not state.ready)
         self.install_button.setText("Repair backend…" if state.status == "incomplete" else "Install backend…")
@@ -152,8 +149,17 @@ class GeoLinkDialog(QDialog):
             if state.status == "missing" else f"{state.summary} Click Repair backend to finish it.")
         self._task_changed()
 
+    def _fill_models(self, task: str) -> None:
+        """The model choices: the packages this task can use ('default' first)."""
+        current = self.model.currentText() or "default"
+        self.model.clear()
+        names = ["default"] + [m["name"] for m in suitable(self.packages, task) if m["name"] != "default"]
+        self.model.addItems(names)
+        self.model.setCurrentText(current if current in names else "default")
+
     def _task_changed(self) -> None:
         task = self.current_task()
+        self._fill_models(task)
         self.osm_layers.setToolTip("Required for zones" if task == "zones" else "Optional: fuse OSM with the imagery")
         for widget in (self.labels, self.class_field):
             widget.setVisible(task == "finetune")

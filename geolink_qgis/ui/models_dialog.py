@@ -22,10 +22,10 @@ from qgis.PyQt.QtWidgets import (
 )
 
 from .. import settings
-from ..models import describe, list_packages
+from ..models import capabilities_text, describe, list_packages
 from .runner import AlgorithmRun
 
-COLUMNS = ["Name", "Task", "Classes", "File"]
+COLUMNS = ["Name", "Can do", "Classes", "File"]
 
 
 class ModelsDialog(QDialog):
@@ -71,7 +71,7 @@ class ModelsDialog(QDialog):
         self.models = list_packages(settings.model_dirs())
         self.table.setRowCount(len(self.models))
         for row, m in enumerate(self.models):
-            values = [m["name"], m["task"], ", ".join(m["classes"]) or "–", m["path"]]
+            values = [m["name"], capabilities_text(m["can"]), ", ".join(m["classes"]) or "–", m["path"]]
             for col, value in enumerate(values):
                 item = QTableWidgetItem(value)
                 item.setToolTip(value)

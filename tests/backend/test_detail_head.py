@@ -8,11 +8,10 @@ import numpy as np
 import pytest
 import torch
 
+from geolink.inference.engine import Runtime, run_windows
 from geolink.models import build_segmenter
 from geolink.progress import Progress
-from geolink.raster.classes import segmentation_predict
-from geolink.raster.engine import Runtime, run_windows
-from geolink.raster.source import ModelInput, Source
+from geolink.raster.source import Source
 from geolink.raster.windows import WindowPlan
 
 from .model_helpers import random_graph, tiny_model
@@ -82,7 +81,7 @@ def test_streaming_windows_blend_the_detail_head(segmenter, data_dir, tmp_path):
     every pixel comes out (also under bfloat16 autocast, which agrees with float32 on almost every pixel)."""
     src = Source(str(s2_crop(data_dir, tmp_path / "s2.tif", size=150)))
     bands = src.choose_bands(["red", "green", "blue"], None)
-    norm = src.normaliser(ModelInput.from_card({}), bands)
+    norm = src.normaliser({}, bands)
     plan = WindowPlan(src.width, src.height, 64, 16)
     outs = {}
     for name, dtype in (("float32", None), ("bfloat16", torch.bfloat16)):
@@ -93,7 +92,7 @@ def test_streaming_windows_blend_the_detail_head(segmenter, data_dir, tmp_path):
 
         runtime = Runtime("cpu", 4)
         runtime.autocast_dtype = dtype
-        run_windows(src, bands, norm, plan, segmentation_predict(segmenter), 3, sink, runtime, Progress())
+        run_windows(src, bands, norm, plan, segmenter, 3, sink, runtime, Progress())
         assert np.isfinite(out).all()
         outs[name] = out
     raw, _ = src.read(bands, 0, 0, 64, 64)

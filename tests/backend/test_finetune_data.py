@@ -255,7 +255,7 @@ def test_graph_positions_move_with_the_pixels():
 def test_split_field_and_class_checks(grid, tmp_path):
     from types import SimpleNamespace
 
-    from geolink.training.pipeline import TEST, TRAIN, VAL, check_classes, split_polygons
+    from geolink.training.split import TEST, TRAIN, VAL, check_classes, split_polygons
 
     rings = [box(E0 + 100 + 600 * i, N0 - 500, E0 + 400 + 600 * i, N0 - 200) for i in range(6)]
     path = write_polygons(tmp_path / "s.gpkg", [("a", r) for r in rings[:3]] + [("b", r) for r in rings[3:]])

@@ -4,19 +4,38 @@ from __future__ import annotations
 
 import json
 import pickle
+from typing import Dict, Tuple
 
 import pytest
 import timm
 import torch
 
 from geolink.errors import InputError, ModelError
-from geolink.models import GeoLinkConfig, load_model
-from geolink.models.checkpoint import check_shapes, model_shapes, to_official_shapes
+from geolink.models import GeoLinkConfig, GeoLinkModel, load_model
+from geolink.models.checkpoint import check_shapes
 
 from .model_helpers import max_err, random_graph
 
 torch.set_num_threads(2)
 TEXT = 32  # a narrow tag embedding keeps the test checkpoint small
+
+
+def to_official_shapes(shapes: Dict[str, Tuple[int, ...]]) -> Dict[str, Tuple[int, ...]]:
+    """GeoLink's key shapes -> the official layout (the inverse of checkpoint.from_official_names)."""
+    out = {}
+    for key, shape in shapes.items():
+        if key.startswith("osm_encoder.") and key.endswith(".lin.weight"):
+            out[key[: -len("lin.weight")] + "lin_src.weight"] = shape
+            out[key[: -len("lin.weight")] + "lin_dst.weight"] = shape
+        else:
+            out[key] = shape
+    return out
+
+
+def model_shapes(config: GeoLinkConfig) -> Dict[str, Tuple[int, ...]]:
+    """Key shapes of the model a config builds, without allocating its weights."""
+    with torch.device("meta"):
+        return {k: tuple(v.shape) for k, v in GeoLinkModel(config).state_dict().items()}
 
 
 def official_state(model) -> dict:

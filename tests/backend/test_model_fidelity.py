@@ -88,3 +88,8 @@ def test_all_ufz_graphs_run(shared_dir, oracle):
     images = expected["images"][[0, 1, 2, 0, 1]]
     feats = model.encode(images, graphs)
     assert all(torch.isfinite(f).all() for f in feats)
+    for i, g in enumerate(graphs):  # each image's maps are its own, whatever else is in the batch
+        assert max(max_err(a[i:i + 1], b) for a, b in zip(feats, model.encode(images[i:i + 1], [g]))) < 1e-5
+    image_only = model.encode(images, None)[-1]
+    related = [i for i, g in enumerate(graphs) if any(g[et].edge_index.numel() for et in g.edge_types)]
+    assert related and all(max_err(image_only[i], feats[-1][i]) > 1e-3 for i in related)  # the OSM reaches the map

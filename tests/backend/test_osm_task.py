@@ -6,6 +6,7 @@ import json
 from pathlib import Path
 
 import pytest
+import torch
 
 from geolink.cli import main
 from geolink.errors import InputError
@@ -68,3 +69,8 @@ def test_tag_frequency_option(tmp_path):
     table.write_text(json.dumps({"building": 1000, "amenity": 10}))
     config = osm_graph.Config(osm=[str(SMALL_OSM)], bounds=TILE, tag_frequency=str(table), out=str(tmp_path / "g.pt"))
     assert osm_graph.run(config, Progress())["outputs"]["graph"] == str(tmp_path / "g.pt")
+    osm_graph.run(osm_graph.Config(osm=[str(SMALL_OSM)], bounds=TILE, out=str(tmp_path / "d.pt")), Progress())
+    custom, default = load_graph(str(tmp_path / "g.pt")), load_graph(str(tmp_path / "d.pt"))
+    # the café's label has several keys (amenity, shop, ...): the table weighs them otherwise; positions stay
+    assert not torch.allclose(custom["point"].x[:, :384], default["point"].x[:, :384], atol=1e-4)
+    assert torch.equal(custom["point"].x[:, 384:], default["point"].x[:, 384:])

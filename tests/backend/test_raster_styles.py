@@ -3,11 +3,13 @@
 from __future__ import annotations
 
 import xml.etree.ElementTree as ET
+from pathlib import Path
 
 import numpy as np
 import pytest
 from osgeo import gdal, osr
 
+from geolink.atomic import OutputSet
 from geolink.models.card import ModelCard
 from geolink.raster.styles import categorized_qml, class_table, paletted_qml, rgb_qml, write_qml
 from geolink.raster.writer import geotiff, provenance, set_classes
@@ -46,8 +48,10 @@ def test_geotiff_with_colour_table_names_nodata_and_metadata(tmp_path):
 
 
 def test_paletted_qml_lists_every_class_with_its_colour_and_escaped_name(tmp_path):
-    qml = write_qml(tmp_path / "out.tif", paletted_qml(CLASSES))
-    assert qml.name == "out.qml"
+    with OutputSet([tmp_path / "out.tif"]) as outputs:  # the style is a member of its raster's output set
+        outputs.partial(tmp_path / "out.tif").write_bytes(b"raster")
+        qml = Path(write_qml(outputs, tmp_path / "out.tif", paletted_qml(CLASSES)))
+    assert qml.name == "out.qml" and sorted(p.name for p in tmp_path.iterdir()) == ["out.qml", "out.tif"]
     root = ET.parse(qml).getroot()
     renderer = root.find("pipe/rasterrenderer")
     assert renderer.get("type") == "paletted" and renderer.get("band") == "1"

@@ -61,10 +61,13 @@ def test_osm_entity_cap_reaches_the_backend_config_only_when_set(qgis_app):
 
 
 def test_classify_accepts_input_and_output_alone(qgis_app, data_dir, tmp_path):
-    a = alg("classify")
-    ok, msg = a.checkParameterValues({"INPUT": str(s2_crop(data_dir, tmp_path / "in.tif")),
-                                      "OUTPUT": str(tmp_path / "out.tif")}, QgsProcessingContext())
+    a, context = alg("classify"), QgsProcessingContext()
+    parameters = {"INPUT": str(s2_crop(data_dir, tmp_path / "in.tif")), "OUTPUT": str(tmp_path / "out.tif")}
+    ok, msg = a.checkParameterValues(parameters, context)
     assert ok, msg
+    assert not a.checkParameterValues({"OUTPUT": str(tmp_path / "out.tif")}, context)[0]  # the input is needed
+    sent = a.engine_config(parameters, context)  # unset advanced options are left to the backend's defaults
+    assert not set(sent) & {"tile_size", "overlap", "batch_size", "gsd", "osm_max_nodes", "bands", "native"}
 
 
 def test_zones_without_osm_is_refused_in_words(qgis_app, data_dir, tmp_path):

@@ -16,6 +16,8 @@ def test_provider_registered(qgis_app):
     assert "checkbackend" in ids and ids <= FIXED_IDS
     for alg in provider.algorithms():
         assert alg.displayName() and len(alg.shortHelpString()) > 40
+        if alg.name() in ("classify", "zones", "embed", "finetune"):  # say plainly what 'default' is
+            assert "demonstration model" in alg.shortHelpString(), alg.name()
 
 
 def test_checkbackend_through_processing(qgis_app):

@@ -59,9 +59,14 @@ def test_dialog_lists_layers_and_models_and_builds_parameters(qgis_app, data_dir
     osm = QgsVectorLayer(f"{data_dir / 'Helsinki.osm.pbf'}|layername=lines", "osm lines", "ogr")
     project.addMapLayers([raster, osm])
     try:
+        write_package(tmp_path / "encoder-only.safetensors", {"head": None})
         dialog = GeoLinkDialog()
         models = [dialog.model.itemText(i) for i in range(dialog.model.count())]
         assert models[0] == "default" and "my-landcover" in models
+        for task, offered in (("classify", False), ("zones", False), ("embed", True)):  # only suitable models
+            dialog.task.setCurrentIndex(dialog.task.findData(task))
+            names = [dialog.model.itemText(i) for i in range(dialog.model.count())]
+            assert ("encoder-only" in names) == offered and "my-landcover" in names, (task, names)
         dialog.raster.setLayer(raster)
         dialog.set_osm_checked([osm])
         dialog.task.setCurrentIndex(1)
@@ -99,6 +104,8 @@ def test_model_manager_lists_packages_and_shows_cards(qgis_app, tmp_path, monkey
     assert card_text.startswith("Architecture: vit_tiny") and "Classes: residential, commercial" in card_text
     assert '"architecture": "vit_tiny"' in card_text
     assert dialog.table.item(names.index("ufz"), 2).text() == "residential, commercial"
+    assert dialog.table.item(names.index("ufz"), 1).text().startswith("classify, zones, embed")
+    assert "Can do: classify, zones" in card_text
 
 
 def test_missing_backend_shows_the_install_banner(qgis_app, tmp_path, monkeypatch):

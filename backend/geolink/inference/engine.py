@@ -143,14 +143,22 @@ def _block_any(valid: np.ndarray, factor: int) -> np.ndarray:
     return valid.reshape(h // factor, factor, w // factor, factor).any(axis=(1, 3))
 
 
+READ_WIDTH = 8192  # pixels read at once along a row of windows: bounds memory and the time one read blocks a cancel
+
+
 def iter_windows(source: Source, bands: Sequence[int], plan: WindowPlan):
-    """Windows in row-major order; each row of windows is read as one strip (raw values, normalised per batch)."""
-    cols = plan.cols
-    strip_width = cols[-1] + plan.tile
+    """Windows in row-major order (raw values, normalised per batch); a row of windows is read in pieces of
+    about READ_WIDTH pixels, so neither memory nor the wait for a cancel grows with the raster's width."""
+    cols = list(plan.cols)
+    per_read = max(1, (READ_WIDTH - plan.tile) // max(1, plan.stride) + 1)
     for row in plan.rows:
-        raw, valid = source.read(bands, 0, row, strip_width, plan.tile)
-        for col in cols:
-            yield Window(col, row, raw[:, :, col:col + plan.tile], valid[:, col:col + plan.tile])
+        for i in range(0, len(cols), per_read):
+            group = cols[i:i + per_read]
+            x0 = group[0]
+            raw, valid = source.read(bands, x0, row, group[-1] - x0 + plan.tile, plan.tile)
+            for col in group:
+                c = col - x0
+                yield Window(col, row, raw[:, :, c:c + plan.tile], valid[:, c:c + plan.tile])
 
 
 def _batches(windows, size: int):

@@ -10,6 +10,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Dict, Iterator, List, Optional
 
+from ..atomic import OutputSet
 from ..errors import InputError, ModelError
 from ..models.card import ModelCard
 from ..osm.window_graphs import WindowGraphs
@@ -114,16 +115,16 @@ class Job:
 
     @contextlib.contextmanager
     def output_raster(self, path, bands: int, dtype: str, nodata: Optional[float] = None,
-                      metadata: Optional[Dict[str, str]] = None, block_rows: int = 256) -> Iterator[Handle]:
-        """A GeoTIFF on the job's output grid (the raster's, or one pixel per patch for patch outputs), written
-        to a temporary name and renamed to `path` only when the block completes."""
-        from ..atomic import atomic_output
-
+                      metadata: Optional[Dict[str, str]] = None, block_rows: int = 256,
+                      outputs: Optional[OutputSet] = None) -> Iterator[Handle]:
+        """A GeoTIFF on the job's output grid (the raster's, or one pixel per patch for patch outputs), closed
+        and checked when the block completes. With `outputs` it is written under the temporary name the set
+        gives `path` and renamed with the task's other files; without, at `path` (a scratch file)."""
         gt = list(self.source.geotransform)
         gt[1] *= self.plan.factor
         gt[5] *= self.plan.factor
-        with atomic_output(path) as tmp, geotiff(tmp, self.plan.out_width, self.plan.out_height, bands, dtype, gt,
-                                                 self.source.wkt, nodata, metadata, block_rows) as handle:
+        with geotiff(outputs.partial(path) if outputs is not None else path, self.plan.out_width,
+                     self.plan.out_height, bands, dtype, gt, self.source.wkt, nodata, metadata, block_rows) as handle:
             yield handle
 
 
@@ -163,7 +164,17 @@ def prepare(options: RasterOptions, progress: Progress, patch_outputs: bool = Fa
         graphs = WindowGraphs.from_files(options.osm, source.wkt, source.bounds, text_encoder, str(runtime.device),
                                          progress.sub(2, 5))
         if not len(graphs.inside):
-            progress.warn("The OSM files hold no feature in the raster's area; using the image alone.")
+            progress.warn(no_overlap_message(graphs.index.bounds, source.bounds))
         elif text_encoder is None:
             progress.warn(f"The model {model.name} has no OSM branch: it uses the image alone.")
     return Job(options, model, source, bands, normalise, plan, runtime, graphs)
+
+
+def no_overlap_message(osm_bounds: Optional[tuple], raster_bounds: tuple) -> str:
+    """What to tell the user when the OSM files have nothing over the raster: both extents, in the raster's CRS."""
+    def box(b):
+        return "(" + ", ".join(f"{v:.6g}" for v in b) + ")"
+    where = f"they cover {box(osm_bounds)}" if osm_bounds else "they hold no feature at all"
+    return (f"The OSM files hold no feature in the raster's area, so the image is used alone: {where}, the raster "
+            f"{box(raster_bounds)} (xmin, ymin, xmax, ymax in the raster's CRS). Check that they are of the same "
+            "place.")

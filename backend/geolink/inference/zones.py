@@ -9,6 +9,7 @@ zone numbers, so memory is flat in the raster's size.
 
 from __future__ import annotations
 
+import contextlib
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Dict, List, Sequence
@@ -164,7 +165,33 @@ def write_zones_gpkg(path: Path, polygons: Sequence, stats: ZoneStats, classes: 
         feat.SetGeometry(ogr.ForceToMultiPolygon(ogr.CreateGeometryFromWkb(shapely.to_wkb(poly))))
         layer.CreateFeature(feat)
         written += 1
-    ds.CommitTransaction()
-    ds.SetMetadata(metadata)
-    layer = ds = None
+    from ..raster.writer import gdal_problems, write_failure
+
+    with gdal_problems() as problems:  # a full disk shows only here, at commit and close
+        if ds.CommitTransaction() != 0 and not problems:
+            problems.append("the transaction could not be committed")
+        ds.SetMetadata(metadata)
+        layer = ds = None
+    problems = problems or gpkg_problems(Path(path), "zones", written)
+    if problems:
+        raise write_failure(Path(path), problems)
     return written
+
+
+GPKG_TABLES = ("gpkg_spatial_ref_sys", "gpkg_contents", "gpkg_geometry_columns")
+
+
+def gpkg_problems(path: Path, layer: str, features: int) -> List[str]:
+    """What is missing from a written GeoPackage: its required tables, the layer, or some of its rows."""
+    import sqlite3
+
+    try:
+        with contextlib.closing(sqlite3.connect(f"file:{path}?mode=ro", uri=True)) as db:
+            tables = {row[0] for row in db.execute("SELECT name FROM sqlite_master WHERE type = 'table'")}
+            missing = [t for t in (*GPKG_TABLES, layer) if t not in tables]
+            if missing:
+                return [f"the GeoPackage lacks its table(s) {', '.join(missing)}"]
+            rows = db.execute(f'SELECT COUNT(*) FROM "{layer}"').fetchone()[0]
+    except sqlite3.Error as exc:
+        return [f"the GeoPackage cannot be read: {exc}"]
+    return [] if rows == features else [f"the layer {layer} holds {rows} of {features} features"]

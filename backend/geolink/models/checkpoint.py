@@ -32,15 +32,12 @@ Shapes = Dict[str, Tuple[int, ...]]
 
 def read_checkpoint(path: Path) -> dict:
     """torch.load with weights_only=True (argparse.Namespace allowed: MAE checkpoints carry their args)."""
-    try:
-        with torch.serialization.safe_globals([argparse.Namespace]):
-            obj = torch.load(path, map_location="cpu", weights_only=True)
-    except FileNotFoundError:
-        raise InputError(f"Checkpoint not found: {path}") from None
-    except Exception as exc:  # unpickling refusals and corrupt files come in many types
-        raise ModelError(f"{Path(path).name} is not a checkpoint that can be read safely: "
-                         f"{str(exc).splitlines()[0] if str(exc) else type(exc).__name__}",
-                         hint="Only official GeoLink .pth files (tensors and plain containers) are accepted.") from exc
+    from ..safe_load import load_tensors
+
+    if not Path(path).exists():
+        raise InputError(f"Checkpoint not found: {path}")
+    obj = load_tensors(path, "the checkpoint", allowed=[argparse.Namespace],
+                       hint="Only official GeoLink .pth files (tensors and plain containers) are accepted.")
     if not isinstance(obj, Mapping):
         raise ModelError(f"{Path(path).name} holds a {type(obj).__name__}, not a state dict.")
     return dict(obj)
@@ -84,24 +81,6 @@ def from_official_names(state: Mapping[str, torch.Tensor]) -> Dict[str, torch.Te
         elif f"{m.group(1)}.lin_src.weight" not in state:
             out[f"{m.group(1)}.lin.weight"] = value
     return out
-
-
-def to_official_shapes(shapes: Shapes) -> Shapes:
-    """This module's key shapes -> the official layout (the inverse of from_official_names)."""
-    out = {}
-    for key, shape in shapes.items():
-        if key.startswith("osm_encoder.") and key.endswith(".lin.weight"):
-            out[key[: -len("lin.weight")] + "lin_src.weight"] = shape
-            out[key[: -len("lin.weight")] + "lin_dst.weight"] = shape
-        else:
-            out[key] = shape
-    return out
-
-
-def model_shapes(config: GeoLinkConfig) -> Shapes:
-    """Key shapes of the model a config builds, without allocating its weights."""
-    with torch.device("meta"):
-        return shapes_of(GeoLinkModel(config).state_dict())
 
 
 def _strip(state: Mapping[str, torch.Tensor], prefixes: Iterable[str] = ("module.", "_orig_mod.")) -> dict:

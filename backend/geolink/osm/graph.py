@@ -142,12 +142,9 @@ def save_graph(data, path: str) -> Path:
 
 def load_graph(path: str):
     """Load a GeoLink graph .pt with torch.load(weights_only=True), allowing only torch_geometric's data classes."""
-    import torch
 
-    try:
-        with torch.serialization.safe_globals(_safe_globals()):
-            return torch.load(path, map_location="cpu", weights_only=True)
-    except Exception as exc:  # unpickling errors come in many types; all mean "not a graph we can trust"
-        raise InputError(f"Cannot load the graph {path}: {exc}".splitlines()[0],
-                         hint="Expected a torch_geometric HeteroData saved with torch.save.") from exc
+    from ..safe_load import load_tensors
+
+    return load_tensors(path, "the graph", allowed=_safe_globals(), error=InputError,
+                        hint="Expected a torch_geometric HeteroData saved with torch.save.")
 

@@ -129,7 +129,10 @@ def prepare(spec: DataSpec, cache_dir: Optional[os.PathLike], progress: Progress
     cache = Path(cache_dir) / f"pairs-{spec.key()}.pt" if cache_dir else None
     if cache and cache.exists():
         progress.log(f"Prepared pairs from cache {cache}")
-        return torch.load(cache, weights_only=True)["samples"]
+        from ..safe_load import load_tensors
+
+        return load_tensors(cache, "the prepared-pairs cache", error=InputError, option="cache_dir",
+                            hint="Delete it to prepare the pairs again.")["samples"]
     samples = []
     if spec.pairs:
         from ..osm.text import get_text_encoder

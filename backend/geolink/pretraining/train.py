@@ -129,7 +129,16 @@ def save_checkpoint(path: Path, model, optimizer, step: int, settings: TrainSett
 
 
 def load_checkpoint(path: Path) -> dict:
-    state = torch.load(path, map_location="cpu", weights_only=True)
+    from ..errors import InputError
+    from ..safe_load import load_tensors
+
+    state = load_tensors(path, "the pretraining checkpoint", error=InputError, option="out",
+                         hint="It is not one GeoLink wrote, so it was not trusted: delete it (or move it away) to "
+                              "start afresh, or choose another --out folder.")
+    if not isinstance(state, dict) or not {"model", "optimizer", "step", "settings", "extra"} <= set(state):
+        raise InputError(f"The pretraining checkpoint {path} is not one GeoLink wrote (its keys differ).",
+                         hint="Delete it (or move it away) to start afresh, or choose another --out folder.",
+                         option="out")
     state["settings"] = json.loads(state["settings"])
     state["extra"] = json.loads(state["extra"])
     return state

@@ -116,7 +116,7 @@ class Source:
         self.path = str(path)
         if not Path(self.path).exists() and not self.path.startswith("/vsi"):
             raise InputError(f"Raster not found: {self.path}")
-        problems = []
+        problems, ds = [], None
         gdal.PushErrorHandler(lambda level, code, msg: problems.append(msg) if level >= gdal.CE_Warning else None)
         try:
             ds = gdal.Open(self.path)
@@ -128,11 +128,12 @@ class Source:
         finally:
             gdal.PopErrorHandler()
         damaged = [m for m in problems if "error" in m.lower() or "not recognized" in m.lower()]
-        if damaged:
-            raise InputError(f"Cannot read the raster {Path(self.path).name}: {damaged[0]}",
+        if damaged or ds is None:
+            reason = (damaged or problems or ["GDAL does not recognise its format"])[0]
+            raise InputError(f"Cannot read the raster {Path(self.path).name}: {reason}",
                              hint="Is it a complete raster file GDAL can open (GeoTIFF, JP2, VRT, ...)? "
                                   "It may be damaged or still being written.")
-        if ds is None or ds.RasterCount == 0:
+        if ds.RasterCount == 0:
             raise InputError(f"{self.path} holds no raster bands.")
         self.original = ds
         gt = ds.GetGeoTransform(can_return_null=True)
@@ -165,8 +166,14 @@ class Source:
             box = full
         yres = None
         if gsd:
+            metres = gsd
             east, north = metres_per_unit(ds.GetProjection(), (full[1] + full[3]) / 2)
             gsd, yres = gsd / east, gsd / north  # square on the ground: a geographic CRS's degrees differ
+            across = min((box[2] - box[0]) / gsd, (box[3] - box[1]) / yres)
+            if across < 1:
+                raise InputError(f"--gsd {metres:g} m is coarser than the raster (or the processing extent) is wide: "
+                                 f"it would leave less than one pixel across.",
+                                 hint=f"Give a --gsd below {metres * across:.4g} m (0: the model's).", option="gsd")
         resample = gsd is not None and gsd > 0 and not math.isclose(gsd, gt[1], rel_tol=0.02)
         if not resample and box == full:
             return ds

@@ -12,7 +12,7 @@ import re
 from pathlib import Path
 from typing import Dict, List, Sequence
 
-from ..atomic import atomic_output
+from ..atomic import OutputSet, PathLike
 
 QML_HEAD = "<!DOCTYPE qgis PUBLIC 'http://mrcc.com/qgis.dtd' 'SYSTEM'>\n<qgis version=\"3.22.0\" " \
            "styleCategories=\"AllStyleCategories\">\n"
@@ -110,12 +110,10 @@ def categorized_qml(field: str, classes: Sequence[Dict[str, str]]) -> str:
             "  </renderer-v2>\n  <blendMode>0</blendMode>\n  <featureBlendMode>0</featureBlendMode>\n</qgis>\n")
 
 
-def write_qml(output: Path, text: str) -> Path:
-    """OUT.qml beside OUT.tif / OUT.gpkg, written atomically."""
-    path = Path(output).with_suffix(".qml")
-    with atomic_output(path, sidecars=False) as tmp:
-        tmp.write_text(text, encoding="utf-8")
-    return path
+def write_qml(outputs: OutputSet, output: PathLike, text: str) -> str:
+    """OUT.qml beside OUT.tif / OUT.gpkg, as a member of the output's set; returns the final path."""
+    outputs.sidecar(output, ".qml").write_text(text, encoding="utf-8")
+    return str(Path(output).with_suffix(".qml"))
 
 
 SIMILARITY_RAMP = (  # "turbo": dark blue (unlike) to dark red (alike)

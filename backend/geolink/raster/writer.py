@@ -5,7 +5,7 @@ from __future__ import annotations
 import contextlib
 import datetime
 from pathlib import Path
-from typing import Dict, Iterator, Optional, Sequence
+from typing import Dict, Iterator, List, Optional, Sequence
 
 import numpy as np
 
@@ -15,16 +15,58 @@ from .styles import hex_to_rgb
 
 
 @contextlib.contextmanager
+def gdal_problems() -> Iterator[List[str]]:
+    """Collect GDAL's errors (and its "Unable to save" warnings) in a list instead of raising or printing
+    them: a failed write is often reported only when a dataset is flushed or closed, where an exception
+    would be lost ("Exception ignored in delete_Dataset")."""
+    from osgeo import gdal
+
+    problems: List[str] = []
+
+    def handler(level, code, message):
+        if level >= gdal.CE_Failure or str(message).startswith("Unable to save"):
+            problems.append(str(message).strip())
+
+    switched = _exceptions_off()
+    gdal.PushErrorHandler(handler)
+    try:
+        yield problems
+    finally:
+        gdal.PopErrorHandler()
+        for module in reversed(switched):
+            module.UseExceptions()
+
+
+def _exceptions_off() -> list:
+    """Turn off the exceptions of gdal, ogr and osr, in the order their bindings require (the last turned on
+    first); returns the modules switched, in that order."""
+    from osgeo import gdal, ogr, osr
+
+    on = [m for m in (gdal, ogr, osr) if m.GetUseExceptions()]
+    switched = []
+    for _ in range(len(on)):
+        for module in on:
+            if module not in switched:
+                try:
+                    module.DontUseExceptions()
+                    switched.append(module)
+                except RuntimeError:  # another module's exceptions were turned on after it
+                    pass
+    return switched
+
+
+@contextlib.contextmanager
 def geotiff(path: Path, width: int, height: int, bands: int, dtype: str, geotransform: Sequence[float],
             wkt: str, nodata: Optional[float] = None, metadata: Optional[Dict[str, str]] = None,
             block_rows: int = 256, level: int = 6) -> Iterator:
     """An empty tiled, DEFLATE-compressed GeoTIFF to fill strip by strip (`dtype`: a numpy name).
 
-    Yields a handle whose `.ds` is the only reference to the dataset: keep none elsewhere, so that
-    leaving the block closes the file (also on error or cancel) before the atomic writer around it
-    renames or deletes it and its .aux.xml. Many-band outputs take short blocks (`block_rows`) so the
-    partly written row of blocks that GDAL keeps in its cache stays small. `level`: the DEFLATE level (1 writes
-    a float raster about 2.5 times faster than 6, 10 % larger)."""
+    Yields a handle whose `.ds` is the only reference to the dataset: keep none elsewhere. Leaving the
+    block normally closes the file and checks it (write errors reported at flush or close, then the file
+    reopened and its last blocks read), raising OutputError when it is not whole, before the atomic writer
+    around it renames it; leaving on an error just closes it. Many-band outputs take short blocks
+    (`block_rows`) so the partly written row of blocks that GDAL keeps in its cache stays small. `level`: the
+    DEFLATE level (1 writes a float raster about 2.5 times faster than 6, 10 % larger)."""
     from osgeo import gdal, gdal_array
 
     gdal.UseExceptions()
@@ -40,19 +82,66 @@ def geotiff(path: Path, width: int, height: int, bands: int, dtype: str, geotran
             ds.GetRasterBand(b).SetNoDataValue(nodata)
     if metadata:
         ds.SetMetadata({k: str(v) for k, v in metadata.items()})
-    handle = Handle(ds)
+    handle = Handle(ds, Path(path))
     del ds
     try:
         yield handle
-    finally:
-        handle.ds = None
+    except BaseException:
+        with gdal_problems():
+            handle.ds = None
+        raise
+    handle.close()
 
 
 class Handle:
-    """Holds an open GDAL dataset; dropping `ds` closes it."""
+    """Holds an open GDAL dataset; `close()` closes it and checks that the file is whole."""
 
-    def __init__(self, ds):
-        self.ds = ds
+    def __init__(self, ds, path: Optional[Path] = None):
+        self.ds, self.path = ds, path
+
+    def close(self) -> None:
+        with gdal_problems() as problems:
+            if self.ds is not None:
+                self.ds.FlushCache()
+            self.ds = None
+        if not problems and self.path is not None:
+            problems = unreadable(self.path)
+        if problems:
+            raise write_failure(self.path, problems)
+
+
+def unreadable(path: Path) -> List[str]:
+    """GDAL's complaints when reopening a written raster and reading the last block of every band."""
+    from osgeo import gdal
+
+    with gdal_problems() as problems:
+        ds = gdal.Open(str(path))
+        if ds is None:
+            return problems or [f"GDAL cannot open {path.name}"]
+        for b in range(1, ds.RasterCount + 1):
+            band = ds.GetRasterBand(b)
+            bx, by = band.GetBlockSize()
+            x, y = (ds.RasterXSize - 1) // bx * bx, (ds.RasterYSize - 1) // by * by
+            if band.ReadRaster(x, y, ds.RasterXSize - x, ds.RasterYSize - y) is None:
+                problems.append(f"band {b} cannot be read")
+                break
+        ds = None
+    return problems
+
+
+def write_failure(path: Path, problems: Sequence[str]) -> Exception:
+    """The OutputError for a file GDAL failed to write: disk full and read-only said plainly."""
+    import errno
+
+    from ..atomic import explain_write_error, final_name, free_bytes
+    from ..errors import OutputError
+
+    text = "; ".join(dict.fromkeys(problems))
+    plain = explain_write_error(RuntimeError(text), path)
+    if plain is None and (free_bytes(Path(path).parent) or 0) < 2**20:  # GDAL often says only "Unable to save"
+        plain = explain_write_error(OSError(errno.ENOSPC, text), path)
+    return plain or OutputError(f"Writing {final_name(path)} failed: {problems[0]}",
+                                hint="Check the output folder (free space, permissions) and try again.")
 
 
 def set_classes(band, classes: Sequence[Dict[str, str]], nodata: Optional[int] = None) -> None:

@@ -19,40 +19,51 @@ window is fused with the graph of the OSM features inside it. Outputs appear onl
 
 @dataclass
 class Config(RasterOptions):
-    out: str = option(flag="--out", required=True, metavar="OUT.tif", help="output class raster (GeoTIFF)")
-    probabilities: Optional[str] = option(None, flag="--probabilities", metavar="P.tif",
+    out: str = option(flag="--out", required=True, metavar="OUT.tif", role="output",
+                      help="output class raster (GeoTIFF)")
+    probabilities: Optional[str] = option(None, flag="--probabilities", metavar="P.tif", role="output",
                                           help="also write per-class probabilities (percent) to this GeoTIFF")
 
 
 def run(config: Config, progress: Progress) -> dict:
     import contextlib
-    from pathlib import Path
 
+    from ..atomic import OutputSet
+    from ..config import paths_with_role
+    from ..inference import budget
     from ..inference.job import prepare
     from ..inference.sinks import NODATA, ClassWriter
     from ..raster.styles import class_table, paletted_qml, write_qml
     from ..raster.writer import set_classes
 
-    job = prepare(config, progress)
-    classes = class_table(job.classes)
-    meta = job.provenance("classify", classes=";".join(c["name"] for c in classes), pixel_size=job.source.pixel_size)
-    with contextlib.ExitStack() as stack:
-        out = stack.enter_context(job.output_raster(config.out, 1, "uint8", NODATA, meta))
-        set_classes(out.ds.GetRasterBand(1), classes, NODATA)
-        prob = None
+    with OutputSet({"out": config.out, "probabilities": config.probabilities}, progress.log,
+                   paths_with_role(config, "input")) as outputs:
+        job = prepare(config, progress)
+        classes = class_table(job.classes)
+        src = job.source
+        rasters = [budget.Band(src.width, src.height, 1, "uint8")]
         if config.probabilities:
-            prob = stack.enter_context(job.output_raster(config.probabilities, len(classes), "uint8", NODATA, meta))
-            for i, c in enumerate(classes):
-                prob.ds.GetRasterBand(i + 1).SetDescription(c["name"])
-                prob.ds.GetRasterBand(i + 1).SetScale(0.01)
-        writer = ClassWriter(out, prob)
-        stats = job.run(job.model.module, len(classes), writer, progress.sub(5, 98), "Classifying, batch")
-    outputs = {"classes": config.out, "style": str(write_qml(Path(config.out), paletted_qml(classes)))}
+            rasters.append(budget.Band(src.width, src.height, len(classes), "uint8"))
+        budget.check(job, job.model.module, outputs, rasters, config.yes, progress)
+        meta = job.provenance("classify", classes=";".join(c["name"] for c in classes), pixel_size=src.pixel_size)
+        with contextlib.ExitStack() as stack:
+            out = stack.enter_context(job.output_raster(config.out, 1, "uint8", NODATA, meta, outputs=outputs))
+            set_classes(out.ds.GetRasterBand(1), classes, NODATA)
+            prob = None
+            if config.probabilities:
+                prob = stack.enter_context(job.output_raster(config.probabilities, len(classes), "uint8", NODATA,
+                                                             meta, outputs=outputs))
+                for i, c in enumerate(classes):
+                    prob.ds.GetRasterBand(i + 1).SetDescription(c["name"])
+                    prob.ds.GetRasterBand(i + 1).SetScale(0.01)
+            writer = ClassWriter(out, prob)
+            stats = job.run(job.model.module, len(classes), writer, progress.sub(5, 98), "Classifying, batch")
+        style = write_qml(outputs, config.out, paletted_qml(classes))
+    result = {"classes": config.out, "style": style}
     if config.probabilities:
-        outputs["probabilities"] = config.probabilities
+        result["probabilities"] = config.probabilities
     progress.update(100, "Done")
-    return {"outputs": outputs,
-            "figures": {**job.figures(stats),
-                        "class_shares": writer.shares(classes)},
+    return {"outputs": result,
+            "figures": {**job.figures(stats), "class_shares": writer.shares(classes)},
             "report": f"{stats.windows} windows ({stats.skipped} all nodata) in {stats.seconds:.1f} s "
-                      f"-> {config.out}"}
+                      f"-> {config.out}" + (" (replaced the existing file)" if outputs.replaced else "")}

@@ -26,7 +26,7 @@ class Config(RasterOptions):
     k: int = option(8, flag="--k", metavar="K", help="number of clusters, 2 to 254")
     seed: int = option(0, flag="--seed", metavar="N", help="random seed of the sample and the k-means seeding")
     sample: int = option(20000, flag="--sample", metavar="N", help="feature vectors the k-means is fitted on")
-    embeddings: Optional[str] = option(None, flag="--embeddings", metavar="E.tif",
+    embeddings: Optional[str] = option(None, flag="--embeddings", metavar="E.tif", role="input",
                                        help="features written by 'geolink embed' with the same model (skips encoding)")
 
 
@@ -36,7 +36,8 @@ def run(config: Config, progress: Progress) -> dict:
 
     import numpy as np
 
-    from ..atomic import atomic_output
+    from ..atomic import OutputSet
+    from ..config import paths_with_role
     from ..errors import InputError
     from ..explore.embeddings import embeddings_for
     from ..explore.vectors import kmeans, squared_distances, unit_rows
@@ -50,8 +51,9 @@ def run(config: Config, progress: Progress) -> dict:
         raise InputError(f"--sample ({config.sample}) must be at least --k ({config.k}).")
     classes = [{"name": f"cluster {i + 1}", "color": c} for i, c in enumerate(palette(config.k))]
     with contextlib.ExitStack() as stack:
+        outputs = stack.enter_context(OutputSet({"out": config.out}, progress.log, paths_with_role(config, "input")))
         emb, src, bands, model_path, card = stack.enter_context(embeddings_for(config, config.embeddings,
-                                                                         progress.sub(0, 80)))
+                                                                               progress.sub(0, 80)))
         progress.update(80, f"Fitting {config.k} clusters")
         sample = unit_rows(emb.sample(config.sample, config.seed))
         distinct = len(np.unique(sample, axis=0))
@@ -64,15 +66,15 @@ def run(config: Config, progress: Progress) -> dict:
         meta = provenance("cluster", model_path, card, src.path, config.osm,
                           {"k": config.k, "seed": config.seed, "sample": len(sample),
                            "embeddings": Path(emb.path).name})
-        out = stack.enter_context(geotiff(stack.enter_context(atomic_output(config.out)), src.width, src.height, 1,
+        out = stack.enter_context(geotiff(outputs.partial(config.out), src.width, src.height, 1,
                                           "uint8", src.geotransform, src.wkt, NODATA, meta))
         set_classes(out.ds.GetRasterBand(1), classes, NODATA)
         writer = ClassWriter(out)
         emb.map_to_pixels(src, bands, lambda v: -squared_distances(unit_rows(v), centroids), config.k, writer,
                           progress.sub(82, 99), "Assigning clusters, strip")
-    style = write_qml(Path(config.out), paletted_qml(classes))
+        style = write_qml(outputs, config.out, paletted_qml(classes))
     progress.update(100, "Done")
-    return {"outputs": {"clusters": config.out, "style": str(style)},
+    return {"outputs": {"clusters": config.out, "style": style},
             "figures": {"k": config.k, "sample": len(sample), "seed": config.seed,
                         "width": src.width, "height": src.height, "class_shares": writer.shares(classes)},
             "report": f"{config.k} clusters ({src.width} x {src.height} px) -> {config.out}"}

@@ -22,17 +22,23 @@ EMBEDDINGS, PREVIEW = "embeddings", "preview"  # the keys of the result's output
 
 @dataclass
 class Config(RasterOptions):
-    out: str = option(flag="--out", required=True, metavar="OUT.tif", help="output feature raster (GeoTIFF)")
-    layer: int = option(0, flag="--layer", metavar="N",
+    out: str = option(flag="--out", required=True, metavar="OUT.tif", role="output",
+                      help="output feature raster (GeoTIFF)")
+    layer: int = option(0, flag="--layer", metavar="N", minimum=0,
                         help="transformer block whose output to write, from 1 (0: the model's last, fused output)")
-    preview: Optional[str] = option(None, flag="--preview", metavar="PCA.tif",
+    preview: Optional[str] = option(None, flag="--preview", metavar="PCA.tif", role="output",
                                     help="the 3-band PCA preview (default: OUT_pca.tif)")
+
+
+def encoder_of(module):
+    """A segmentation package's encoder (used without its head), else the module itself."""
+    return getattr(module, "encoder", module)
 
 
 def encoder_predict(module, layer: int):
     """Features [B, C, H/16, W/16] of block `layer` (from 1) or of the model's last layer; on a model with OSM
-    the map asked for is the fused one. A segmentation package's encoder is used without its head."""
-    encoder = getattr(module, "encoder", module)
+    the map asked for is the fused one."""
+    encoder = encoder_of(module)
 
     def predict(images, graphs):
         maps = encoder.encode(images, graphs, layers=[layer - 1] if layer else None)
@@ -45,42 +51,59 @@ def default_preview(out: str) -> str:
     return str(path.with_name(f"{path.stem}_pca{path.suffix or '.tif'}"))
 
 
+def check_layer(layer: int, encoder) -> None:
+    """Refuse a block number the encoder does not have, in the user's numbering (from 1; 0: the last)."""
+    from ..errors import InputError
+
+    depth = int(getattr(encoder, "depth", 0) or 0)
+    if layer < 0 or (depth and layer > depth):
+        where = "is past the model's last block" if layer > 0 else "is not a block number"
+        raise InputError(f"--layer {layer} {where}: the model has {depth} blocks, numbered 1 to {depth} "
+                         "(0: the last, fused output).", option="layer")
+
+
 def run(config: Config, progress: Progress) -> dict:
     import contextlib
 
     import numpy as np
     import torch
 
-    from ..errors import InputError
+    from ..atomic import OutputSet
+    from ..config import paths_with_role
+    from ..inference import budget
     from ..inference.job import prepare
     from ..inference.pca import fit_pca, write_preview
     from ..inference.sinks import FeatureWriter
     from ..raster.styles import rgb_qml, write_qml
 
-    if config.layer < 0:
-        raise InputError(f"--layer must be 0 (the last output) or a block number from 1, got {config.layer}.")
-    job = prepare(config, progress, patch_outputs=True)
-    patch, plan = job.plan.factor, job.plan
-    predict = encoder_predict(job.model.module, config.layer)
-    with torch.inference_mode():
-        channels = int(predict(torch.zeros(1, len(job.bands), plan.tile, plan.tile, device=job.runtime.device),
-                               None).shape[1])
-    meta = job.provenance("embed", layer=config.layer or "last", channels=channels, patch_size=patch)
     preview = config.preview or default_preview(config.out)
-    with contextlib.ExitStack() as stack:
-        feats = stack.enter_context(job.output_raster(config.out, channels, "float32", float("nan"), meta,
-                                                      block_rows=16))
-        writer = FeatureWriter(feats)
-        stats = job.run(predict, channels, writer, progress.sub(5, 90), "Embedding, batch")
-        feats.ds.FlushCache()
-        sample = np.concatenate(writer.sample) if writer.sample else np.zeros((0, channels), np.float32)
-        pca = fit_pca(sample.astype(np.float64))
-        prev = stack.enter_context(job.output_raster(preview, 3, "uint8", 0, meta))
-        write_preview(feats.ds, prev.ds, pca, progress.sub(90, 99))
-    write_qml(Path(preview), rgb_qml())
+    with OutputSet({"out": config.out, "preview": preview}, progress.log,
+                   paths_with_role(config, "input")) as outputs:
+        job = prepare(config, progress, patch_outputs=True)
+        patch, plan = job.plan.factor, job.plan
+        check_layer(config.layer, encoder_of(job.model.module))
+        predict = encoder_predict(job.model.module, config.layer)
+        with torch.inference_mode():
+            channels = int(predict(torch.zeros(1, len(job.bands), plan.tile, plan.tile, device=job.runtime.device),
+                                   None).shape[1])
+        budget.check(job, predict, outputs, [budget.Band(plan.out_width, plan.out_height, channels, "float32"),
+                                             budget.Band(plan.out_width, plan.out_height, 3, "uint8")],
+                     config.yes, progress)
+        meta = job.provenance("embed", layer=config.layer or "last", channels=channels, patch_size=patch)
+        with contextlib.ExitStack() as stack:
+            feats = stack.enter_context(job.output_raster(config.out, channels, "float32", float("nan"), meta,
+                                                          block_rows=16, outputs=outputs))
+            writer = FeatureWriter(feats)
+            stats = job.run(predict, channels, writer, progress.sub(5, 90), "Embedding, batch")
+            feats.ds.FlushCache()
+            sample = np.concatenate(writer.sample) if writer.sample else np.zeros((0, channels), np.float32)
+            pca = fit_pca(sample.astype(np.float64))
+            prev = stack.enter_context(job.output_raster(preview, 3, "uint8", 0, meta, outputs=outputs))
+            write_preview(feats.ds, prev.ds, pca, progress.sub(90, 99))
+        write_qml(outputs, preview, rgb_qml())
     progress.update(100, "Done")
     return {"outputs": {EMBEDDINGS: config.out, PREVIEW: preview},
             "figures": {**job.figures(stats), "channels": channels, "patch_size": patch,
                         "out_width": plan.out_width, "out_height": plan.out_height, "pca_sample": len(sample)},
             "report": f"{channels} features at {plan.out_width} x {plan.out_height} px -> {config.out}; "
-                      f"PCA preview -> {preview}"}
+                      f"PCA preview -> {preview}" + (" (replaced the existing files)" if outputs.replaced else "")}

@@ -26,31 +26,36 @@ accuracies and the confusion matrix. An interrupted run resumes from <out>.finet
 
 @dataclass
 class Config:
-    raster: str = option(flag="--raster", required=True, help="image the polygons were drawn on")
-    labels: str = option(flag="--labels", required=True, help="labelled polygons (any OGR format)")
+    raster: str = option(flag="--raster", required=True, role="input", help="image the polygons were drawn on")
+    labels: str = option(flag="--labels", required=True, role="input", help="labelled polygons (any OGR format)")
     class_field: str = option(flag="--class-field", required=True, help="field holding each polygon's class")
-    model: str = option("default", flag="--model", help="base model package (name or .safetensors path)")
-    out: str = option(flag="--out", required=True, help="output model package (.safetensors)")
-    osm: List[str] = option(default_factory=list, flag="--osm", metavar="FILE",
+    model: str = option("default", flag="--model", role="input", help="base model package (name or .safetensors path)")
+    out: str = option(flag="--out", required=True, role="output", help="output model package (.safetensors)")
+    osm: List[str] = option(default_factory=list, flag="--osm", metavar="FILE", role="input",
                             help="OSM files for OSM-aware heads (fused image + OSM features)")
-    epochs: int = option(25, flag="--epochs", help="most epochs (early stopping may end sooner)")
+    epochs: int = option(25, flag="--epochs", minimum=1, help="most epochs (early stopping may end sooner)")
     head: str = option("detail", flag="--head", choices=HEADS,
                        help="task head: detail (default: FPN + a full-resolution path over the bands, sharp "
                             "edges), fpn (patch-level, blobby edges), upernet (the paper's, 4x slower), linear")
-    unfreeze: int = option(0, flag="--unfreeze", help="encoder blocks to train too, from the last (0: frozen)")
-    val_fraction: float = option(0.2, flag="--val-fraction", help="share of labelled pixels held out, by polygon")
+    unfreeze: int = option(0, flag="--unfreeze", minimum=0,
+                           help="encoder blocks to train too, from the last (0: frozen)")
+    val_fraction: float = option(0.2, flag="--val-fraction", minimum=0,
+                                 help="share of labelled pixels held out, by polygon")
     split_field: Optional[str] = option(None, flag="--split-field",
                                         help="field marking held-out polygons ('val', 'validation' or 'test')")
     colors: Optional[dict] = option(None, flag="--colors", metavar="JSON",
                                     help='class colours, e.g. {"water": "#1f78b4"} (default: a palette)')
     device: str = option("auto", flag="--device", choices=DEVICE_CHOICES, help="compute device")
-    tile_size: int = option(0, flag="--tile-size", help="training window in pixels (0: the model's input size)")
-    overlap: int = option(0, flag="--overlap",
+    tile_size: int = option(0, flag="--tile-size", minimum=0, maximum=8192,
+                            help="training window in pixels (0: the model's input size)")
+    overlap: int = option(0, flag="--overlap", minimum=0,
                           help="overlap of training windows in pixels: more windows, slower feature caching")
-    batch_size: int = option(8, flag="--batch-size", help="windows per batch")
-    gsd: float = option(0.0, flag="--gsd", help="ground sample distance in metres (0: the model's, else the raster's)")
-    augment: int = option(2, flag="--augment", help="variants of each window (flips/quarter turns), 1-8")
-    patience: int = option(5, flag="--patience", help="epochs without improvement before stopping")
+    batch_size: int = option(8, flag="--batch-size", minimum=1, maximum=4096, help="windows per batch")
+    gsd: float = option(0.0, flag="--gsd", minimum=0,
+                        help="ground sample distance in metres (0: the model's, else the raster's)")
+    augment: int = option(2, flag="--augment", minimum=1, maximum=8,
+                          help="variants of each window (flips/quarter turns), 1-8")
+    patience: int = option(5, flag="--patience", minimum=1, help="epochs without improvement before stopping")
     seed: int = option(0, flag="--seed", help="random seed (split, augmentation, initialisation)")
 
 

@@ -19,8 +19,10 @@ torch.load(weights_only=True) and checked key by key and shape by shape; nothing
 
 @dataclass
 class Config:
-    src: str = option(positional=True, required=True, metavar="SRC", help="official GeoLink checkpoint (.pth)")
-    out: str = option(flag="--out", required=True, metavar="PKG", help="output model package (.safetensors)")
+    src: str = option(positional=True, required=True, metavar="SRC", role="input",
+                      help="official GeoLink checkpoint (.pth)")
+    out: str = option(flag="--out", required=True, metavar="PKG", role="output",
+                      help="output model package (.safetensors)")
     name: Optional[str] = option(None, flag="--name", help="model name shown in QGIS (default: the output's stem)")
     text_encoder: Optional[str] = option(None, flag="--text-encoder", metavar="NAME",
                                          help="tag text encoder the checkpoint was trained with "

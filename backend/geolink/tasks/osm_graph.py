@@ -21,7 +21,7 @@ through geolink.osm.load_graph."""
 
 @dataclass
 class Config:
-    osm: List[str] = option(default_factory=list, flag="--osm", required=True, metavar="FILE",
+    osm: List[str] = option(default_factory=list, flag="--osm", required=True, metavar="FILE", role="input",
                             help="OSM files (.osm, .pbf, GeoJSON, GPKG, SHP)")
     bounds: str = option(flag="--bounds", required=True, metavar="W,S,E,N",
                          help="the tile: west,south,east,north (write --bounds=-9.2,38.7,... when west < 0)")
@@ -29,12 +29,12 @@ class Config:
                              help="CRS of --bounds; the graph is built in it")
     text_encoder: str = option("minilm", flag="--text-encoder", metavar="NAME",
                                help="tag text encoder: minilm (offline, 384-d), clip (HF cache, 512-d) or a folder")
-    tag_frequency: Optional[str] = option(None, flag="--tag-frequency", metavar="PATH",
+    tag_frequency: Optional[str] = option(None, flag="--tag-frequency", metavar="PATH", role="input",
                                           help="JSON key -> frequency table for the ln(frequency) tag weights "
                                                "(default: the table shipped with geolink)")
     seed: int = option(0, flag="--seed", help="seed of the polygons' inner sample points")
     device: str = option("cpu", flag="--device", help="device for the text encoder (cpu, cuda)")
-    out: str = option(flag="--out", required=True, metavar="graph.pt", help="output graph file")
+    out: str = option(flag="--out", required=True, metavar="graph.pt", role="output", help="output graph file")
 
 
 def parse_bounds(text: str) -> Tuple[float, float, float, float]:

@@ -28,7 +28,7 @@ class Config(RasterOptions):
                            help="query point(s); several are averaged (e.g. --at 451200,4170950 --at 452000,4171100)")
     at_crs: Optional[str] = option(None, flag="--at-crs", metavar="CRS",
                                    help="CRS of the --at points, e.g. EPSG:4326 (default: the raster's)")
-    examples: Optional[str] = option(None, flag="--examples", metavar="POLYGONS",
+    examples: Optional[str] = option(None, flag="--examples", metavar="POLYGONS", role="input",
                                      help="vector file of example polygons (any CRS) instead of --at points")
     class_field: Optional[str] = option(None, flag="--class-field", metavar="FIELD",
                                         help="field of --examples naming each polygon's class: one band per class")
@@ -36,7 +36,7 @@ class Config(RasterOptions):
                                         help="similarity from which a place matches (-1 to 1), with --polygons")
     polygons: Optional[str] = option(None, flag="--polygons", metavar="OUT.gpkg",
                                      help="write the matching areas (similarity >= --threshold) as polygons")
-    embeddings: Optional[str] = option(None, flag="--embeddings", metavar="E.tif",
+    embeddings: Optional[str] = option(None, flag="--embeddings", metavar="E.tif", role="input",
                                        help="features written by 'geolink embed' with the same model (skips encoding)")
 
 
@@ -230,7 +230,8 @@ def run(config: Config, progress: Progress) -> dict:
     import tempfile
     from pathlib import Path
 
-    from ..atomic import atomic_output
+    from ..atomic import OutputSet
+    from ..config import paths_with_role
     from ..errors import InputError
     from ..explore.embeddings import embeddings_for
     from ..explore.vectors import cosine
@@ -250,8 +251,10 @@ def run(config: Config, progress: Progress) -> dict:
         raise InputError(f"--threshold is a cosine similarity from -1 to 1, got {config.threshold}.")
     points = parse_points(config.at)
     with contextlib.ExitStack() as stack:
+        outputs = stack.enter_context(OutputSet({"out": config.out, "polygons": config.polygons}, progress.log,
+                                                paths_with_role(config, "input")))
         emb, src, bands, model_path, card = stack.enter_context(embeddings_for(config, config.embeddings,
-                                                                         progress.sub(0, 85)))
+                                                                               progress.sub(0, 85)))
         progress.update(85, "Query")
         if points:
             labels = [f"({t})" for t in config.at]
@@ -268,7 +271,7 @@ def run(config: Config, progress: Progress) -> dict:
                                  hint="Draw the examples inside the raster's extent, on places with data.")
         meta = provenance("similar", model_path, card, src.path, config.osm,
                           {"queries": ";".join(names), "embeddings": Path(emb.path).name})
-        out = stack.enter_context(geotiff(stack.enter_context(atomic_output(config.out)), src.width, src.height,
+        out = stack.enter_context(geotiff(outputs.partial(config.out), src.width, src.height,
                                           len(names), "float32", src.geotransform, src.wkt, float("nan"), meta,
                                           level=1))  # an interactive query: fast over small
         for i, n in enumerate(names):
@@ -283,20 +286,20 @@ def run(config: Config, progress: Progress) -> dict:
                           "Similarity, strip")
         low, channels = min(writer.percentile(2), 0.99), emb.channels
         if mask is not None:
-            mask.ds = None  # closed: a new GeoTIFF's tiles are indexed on closing
+            mask.close()  # a new GeoTIFF's tiles are indexed on closing
             progress.update(97, "Polygons of the matching areas")
-            with atomic_output(config.polygons) as gpkg:
-                polygons = write_polygons(tmp / "mask.tif", gpkg, names, src.wkt, meta)
-    outputs = {"similarity": config.out,
-               "style": str(write_qml(Path(config.out), pseudocolor_qml(low, 1.0, SIMILARITY_RAMP)))}
+            polygons = write_polygons(tmp / "mask.tif", outputs.partial(config.polygons), names, src.wkt, meta)
+        result = {"similarity": config.out,
+                  "style": write_qml(outputs, config.out, pseudocolor_qml(low, 1.0, SIMILARITY_RAMP))}
+        if config.polygons:
+            classes = [{"name": n, "color": c} for n, c in zip(names, palette(len(names)))]
+            result["polygons"] = config.polygons
+            result["polygons_style"] = write_qml(outputs, config.polygons, categorized_qml("class", classes))
     figures = {"queries": names, "query_cells": [int(c) for c in counts], "channels": channels,
                "width": src.width, "height": src.height, "similarity_p2": round(low, 3),
                "similarity_p50": round(writer.percentile(50), 3)}
     if config.polygons:
-        classes = [{"name": n, "color": c} for n, c in zip(names, palette(len(names)))]
-        outputs["polygons"] = config.polygons
-        outputs["polygons_style"] = str(write_qml(Path(config.polygons), categorized_qml("class", classes)))
         figures["polygons"] = polygons
     progress.update(100, "Done")
-    return {"outputs": outputs, "figures": figures,
+    return {"outputs": result, "figures": figures,
             "report": f"Similarity to {', '.join(names)} ({src.width} x {src.height} px) -> {config.out}"}

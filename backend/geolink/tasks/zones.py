@@ -23,12 +23,12 @@ gives land-use parcels."""
 
 @dataclass
 class Config(RasterOptions):
-    osm: List[str] = option(default_factory=list, flag="--osm", required=True, metavar="FILE",
+    osm: List[str] = option(default_factory=list, flag="--osm", required=True, metavar="FILE", role="input",
                             help="OSM files (.osm/.pbf, GeoJSON/GPKG/SHP with OSM tags) covering the raster")
-    out: str = option(flag="--out", required=True, metavar="ZONES.gpkg", help="output GeoPackage")
-    min_area: float = option(0.0, flag="--min-area", metavar="M2",
+    out: str = option(flag="--out", required=True, metavar="ZONES.gpkg", role="output", help="output GeoPackage")
+    min_area: float = option(0.0, flag="--min-area", metavar="M2", minimum=0,
                              help="smallest zone kept, in square metres (0: 16 pixels)")
-    sieve: int = option(0, flag="--sieve", metavar="PIXELS",
+    sieve: int = option(0, flag="--sieve", metavar="PIXELS", minimum=0,
                         help="without ways: class regions smaller than this many pixels are merged (0: 64)")
 
 
@@ -37,8 +37,10 @@ def run(config: Config, progress: Progress) -> dict:
     import tempfile
     from pathlib import Path
 
-    from ..atomic import atomic_output
+    from ..atomic import OutputSet
+    from ..config import paths_with_role
     from ..errors import InputError
+    from ..inference import budget
     from ..inference import zones as z
     from ..inference.job import prepare
     from ..inference.sinks import NODATA, ClassWriter
@@ -46,45 +48,49 @@ def run(config: Config, progress: Progress) -> dict:
     from ..raster.styles import categorized_qml, class_table, write_qml
 
     if Path(config.out).suffix.lower() != ".gpkg":
-        raise InputError(f"Zones are written as a GeoPackage; give an --out ending in .gpkg, not {config.out}.")
-    job = prepare(config, progress)
-    classes = class_table(job.classes)
-    src = job.source
-    meta = job.provenance("zones", classes=";".join(c["name"] for c in classes))
-    with tempfile.TemporaryDirectory(prefix="geolink-zones-") as tmp:
-        tmp = Path(tmp)
-        with contextlib.ExitStack() as stack:
-            cls_ds = stack.enter_context(job.output_raster(tmp / "classes.tif", 1, "uint8", NODATA))
-            conf_ds = stack.enter_context(job.output_raster(tmp / "confidence.tif", 1, "float32"))
-            writer = ClassWriter(cls_ds, confidence=conf_ds)
-            stats = job.run(job.model.module, len(classes), writer, progress.sub(5, 85), "Classifying, batch")
-        progress.update(86, "Cutting zones along the OSM ways")
-        pixel = src.pixel_size
-        unit_x, unit_y = metres_per_unit(src.wkt, (src.bounds[1] + src.bounds[3]) / 2)
-        min_area = (config.min_area / (unit_x * unit_y)) if config.min_area else 16 * pixel * pixel
-        polys, origin = [], "osm_block"
-        if job.graphs is not None:
-            feats = job.graphs.inside
-            ways = z.way_lines(feats.labels, feats.kinds, feats.geoms)
-            polys = z.blocks(ways, src.bounds, pixel, min_area)
-            progress.log(f"{len(ways)} OSM ways cut the extent into {len(polys)} zones.")
-        if not polys:
-            progress.warn("No OSM road, railway or waterway crosses the raster: zones are sieved class regions.")
-            polys, origin = z.class_regions(tmp / "classes.tif", tmp / "sieved.tif", config.sieve or 64), "class_region"
-        progress.update(90, f"Class shares of {len(polys)} zones")
-        progress.check_cancelled()
-        from osgeo import gdal
+        raise InputError(f"Zones are written as a GeoPackage; give an --out ending in .gpkg, not {config.out}.",
+                         option="out")
+    with OutputSet({"out": config.out}, progress.log, paths_with_role(config, "input")) as outputs:
+        job = prepare(config, progress)
+        classes = class_table(job.classes)
+        src = job.source
+        budget.check(job, job.model.module, outputs, [], config.yes, progress)  # the zones themselves are small
+        meta = job.provenance("zones", classes=";".join(c["name"] for c in classes))
+        with tempfile.TemporaryDirectory(prefix="geolink-zones-") as tmp:
+            tmp = Path(tmp)
+            with contextlib.ExitStack() as stack:
+                cls_ds = stack.enter_context(job.output_raster(tmp / "classes.tif", 1, "uint8", NODATA))
+                conf_ds = stack.enter_context(job.output_raster(tmp / "confidence.tif", 1, "float32"))
+                writer = ClassWriter(cls_ds, confidence=conf_ds)
+                stats = job.run(job.model.module, len(classes), writer, progress.sub(5, 85), "Classifying, batch")
+            progress.update(86, "Cutting zones along the OSM ways")
+            pixel = src.pixel_size
+            unit_x, unit_y = metres_per_unit(src.wkt, (src.bounds[1] + src.bounds[3]) / 2)
+            min_area = (config.min_area / (unit_x * unit_y)) if config.min_area else 16 * pixel * pixel
+            polys, origin = [], "osm_block"
+            if job.graphs is not None:
+                feats = job.graphs.inside
+                ways = z.way_lines(feats.labels, feats.kinds, feats.geoms)
+                polys = z.blocks(ways, src.bounds, pixel, min_area)
+                progress.log(f"{len(ways)} OSM ways cut the extent into {len(polys)} zones.")
+            if not polys:
+                progress.warn("No OSM road, railway or waterway crosses the raster: zones are sieved class regions.")
+                polys, origin = z.class_regions(tmp / "classes.tif", tmp / "sieved.tif", config.sieve or 64), \
+                    "class_region"
+            progress.update(90, f"Class shares of {len(polys)} zones")
+            progress.check_cancelled()
+            from osgeo import gdal
 
-        z.rasterise_zones(polys, tmp / "zones.tif", gdal.Open(str(tmp / "classes.tif")))
-        zstats = z.zone_stats(tmp / "zones.tif", tmp / "classes.tif", tmp / "confidence.tif", len(polys),
-                              len(classes), NODATA)
-        progress.update(96, "Writing the zones")
-        progress.check_cancelled()
-        with atomic_output(config.out) as out:
-            written = z.write_zones_gpkg(out, polys, zstats, classes, src.wkt, origin, meta)
-    qml = write_qml(Path(config.out), categorized_qml("class_name", classes))
+            z.rasterise_zones(polys, tmp / "zones.tif", gdal.Open(str(tmp / "classes.tif")))
+            zstats = z.zone_stats(tmp / "zones.tif", tmp / "classes.tif", tmp / "confidence.tif", len(polys),
+                                  len(classes), NODATA)
+            progress.update(96, "Writing the zones")
+            progress.check_cancelled()
+            written = z.write_zones_gpkg(outputs.partial(config.out), polys, zstats, classes, src.wkt, origin, meta)
+        qml = write_qml(outputs, config.out, categorized_qml("class_name", classes))
     progress.update(100, "Done")
-    return {"outputs": {"zones": config.out, "style": str(qml)},
+    return {"outputs": {"zones": config.out, "style": qml},
             "figures": {**job.figures(stats), "zones": written, "zone_origin": origin,
                         "class_shares": writer.shares(classes)},
-            "report": f"{written} zones ({origin}) -> {config.out}"}
+            "report": f"{written} zones ({origin}) -> {config.out}" + (" (replaced the existing file)"
+                                                                       if outputs.replaced else "")}

@@ -6,6 +6,7 @@ last), so a building drawn inside a field polygon keeps its class. Same-class ov
 
 from __future__ import annotations
 
+import json
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Dict, List, Optional, Sequence, Tuple
@@ -68,6 +69,17 @@ def _sorted_classes(values: Sequence) -> List[str]:
     return sorted({str(v) for v in unique})
 
 
+def refuse_measurement_field(field: str, is_float: bool, classes: int, polygons: int) -> None:
+    """A field with (nearly) one value per polygon is an identifier or a measurement (an area, a height), not a
+    class: training on it would make each polygon a class of its own."""
+    if (is_float and polygons >= 6 and classes > polygons / 2) or (polygons >= 20 and classes == polygons):
+        kind = "a decimal-number field" if is_float else "a field"
+        raise InputError(f"The class field {field!r} is {kind} with {classes} different values for {polygons} "
+                         "polygons: it looks like a measurement or an identifier, not a class.",
+                         hint="Choose the field that names each polygon's class (a land-cover name or class "
+                              "number shared by many polygons).", option="class_field")
+
+
 def read_labels(path: str, class_field: str, raster_wkt: str, raster_bounds: Tuple[float, float, float, float],
                 colors: Optional[Dict[str, str]] = None, progress: Optional[Progress] = None,
                 split_field: Optional[str] = None) -> LabelSet:
@@ -100,7 +112,8 @@ def read_labels(path: str, class_field: str, raster_wkt: str, raster_bounds: Tup
     if split_field and split_field not in fields:
         raise InputError(f"The labelled polygons have no field {split_field!r} (the split field).",
                          hint="Fields of the layer: " + ", ".join(fields) + ".")
-    is_int = defn.GetFieldDefn(fields.index(class_field)).GetType() in (ogr.OFTInteger, ogr.OFTInteger64)
+    field_type = defn.GetFieldDefn(fields.index(class_field)).GetType()
+    is_int = field_type in (ogr.OFTInteger, ogr.OFTInteger64)
 
     target = osr.SpatialReference()
     target.ImportFromWkt(raster_wkt)
@@ -161,6 +174,7 @@ def read_labels(path: str, class_field: str, raster_wkt: str, raster_bounds: Tup
         raise InputError(f"No polygon has a value in the class field {class_field!r}.",
                          hint="Fill the class field of the polygons you drew, or choose another field.")
     names = _sorted_classes(values)
+    refuse_measurement_field(class_field, field_type == ogr.OFTReal, len(names), len(values))
     if len(names) < 2:
         raise InputError(f"Only one class ({names[0]!r}) in {class_field!r}: a classifier needs at least two.",
                          hint="Draw polygons of the other land covers too (e.g. what is NOT this class).")
@@ -174,3 +188,16 @@ def read_labels(path: str, class_field: str, raster_wkt: str, raster_bounds: Tup
                     centroids=np.array([g.Centroid().GetPoint_2D() for g in geoms]),
                     source_crs=source.GetName() if source is not None else "", warnings=warnings,
                     split_values=splits if split_field else None)
+
+
+def parse_colors(value) -> Optional[Dict[str, str]]:
+    """--colors as a dict (the worker) or JSON text (the command line)."""
+    if value is None or isinstance(value, dict):
+        return value
+    try:
+        parsed = json.loads(value)
+    except json.JSONDecodeError:
+        parsed = None
+    if not isinstance(parsed, dict):
+        raise InputError('--colors must be a JSON object such as {"water": "#1f78b4"}.')
+    return {str(k): str(v) for k, v in parsed.items()}

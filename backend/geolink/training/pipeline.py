@@ -8,7 +8,7 @@ import os
 import time
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Dict, Optional, Sequence, Tuple
+from typing import Optional, Sequence, Tuple
 
 import numpy as np
 
@@ -16,18 +16,14 @@ from ..errors import InputError, ModelError
 from ..progress import Progress
 from ..raster.source import Normaliser
 from .dataset import LabelWindows, label_windows, read_windows
-from .labels import LabelSet, read_labels
+from .labels import LabelSet, parse_colors, read_labels
 from .losses import IGNORE
 from .metrics import scores
 from .rasterize import overlap_conflicts
 from .report import write_report
-from .sampling import apply_d4, augmentations, classes_without, d4_graph, spatial_split
+from .sampling import apply_d4, augmentations, d4_graph
+from .split import TEST, TRAIN, VAL, check_classes, split_polygons
 from .trainer import Checkpoint, Samples, TrainSettings, evaluate, fit
-
-MIN_CLASS_PIXELS = 200  # fewer training pixels than this for a class: warn
-TRAIN, VAL, TEST = 0, 1, 2  # what a polygon is for
-VAL_VALUES = {"val", "valid", "validation", "holdout", "held-out"}  # split field: early stopping
-TEST_VALUES = {"test"}  # split field: scored only, never used for any choice
 
 
 def state_path(out: Path) -> Path:
@@ -43,46 +39,6 @@ def _fingerprint(config, model_path: Path) -> str:
         st = os.stat(path)
         parts[f"{name}_stat"] = [str(Path(path).resolve()), st.st_size, int(st.st_mtime)]
     return hashlib.sha256(json.dumps(parts, sort_keys=True, default=str).encode()).hexdigest()[:16]
-
-
-def split_polygons(config, labels: LabelSet, pixels: np.ndarray, block: float) -> Tuple[np.ndarray, str]:
-    """(TRAIN, VAL or TEST per polygon, how the validation polygons were chosen): from the split field
-    when given; when it marks no validation polygon, the training ones are split spatially (blocks of
-    `block` map units) by --val-fraction."""
-    part = np.full(len(labels.class_ids), TRAIN)
-    if labels.split_values is not None:
-        values = [v.strip().lower() for v in labels.split_values]
-        part[[v in TEST_VALUES for v in values]] = TEST
-        part[[v in VAL_VALUES for v in values]] = VAL
-        if (part == VAL).any():
-            return part, f"marked in {config.split_field!r}"
-    rest = np.flatnonzero(part == TRAIN)
-    held = spatial_split(labels.class_ids[rest], labels.centroids[rest], pixels[rest], config.val_fraction, block,
-                         config.seed)
-    part[rest[held]] = VAL
-    return part, f"spatial blocks, {config.val_fraction:.0%} of the training pixels"
-
-
-def check_classes(labels: LabelSet, pixels: np.ndarray, part: np.ndarray, progress: Progress) -> None:
-    """Refuse classes with nothing to train on; warn about small ones and about those never validated."""
-    names = labels.class_names
-    empty = int((pixels == 0).sum())
-    if empty:
-        progress.warn(f"{empty} polygon(s) cover no pixel centre (thinner than a pixel) and are left out.")
-    train = part == TRAIN
-    train_px = np.bincount(labels.class_ids[train], weights=pixels[train], minlength=len(names))
-    missing = [n for i, n in enumerate(names) if train_px[i] == 0]
-    if missing:
-        raise InputError("No training pixels for class(es): " + ", ".join(missing) + ".",
-                         hint="Draw more or larger polygons of these classes, or hold fewer out.")
-    small = [f"{n} ({int(train_px[i])})" for i, n in enumerate(names) if train_px[i] < MIN_CLASS_PIXELS]
-    if small:
-        progress.warn("Few training pixels for: " + ", ".join(small) + f"; aim for at least {MIN_CLASS_PIXELS} "
-                      "per class, spread over several polygons.")
-    unvalidated = classes_without(part == VAL, labels.class_ids, names)
-    if (part == VAL).any() and unvalidated:
-        progress.warn("No validation polygon for: " + ", ".join(unvalidated) +
-                      " (a class needs two polygons or more to be validated).")
 
 
 def load_base(path: Path):
@@ -167,7 +123,7 @@ def prepare_data(config, base, progress: Progress) -> TrainingData:
         progress.warn(warning)
     bands = grid.choose_bands(spec.bands, None)
     normalise = grid.normaliser(spec.normalisation, bands)
-    labels = read_labels(config.labels, config.class_field, grid.wkt, grid.bounds, _colors(config.colors),
+    labels = read_labels(config.labels, config.class_field, grid.wkt, grid.bounds, parse_colors(config.colors),
                          progress.sub(0, 10), split_field=config.split_field)
     conflicts = overlap_conflicts(labels)
     if conflicts:
@@ -354,16 +310,3 @@ def _score(module, forward, data: TrainingData, polygons: np.ndarray, batch_size
     index = np.flatnonzero((targets.reshape(len(targets), -1) >= 0).any(1))
     return scores(evaluate(module, forward, data.samples.n_classes, index, targets, batch_size),
                   data.labels.class_names)
-
-
-def _colors(value) -> Optional[Dict[str, str]]:
-    """--colors as a dict (the worker) or JSON text (the command line)."""
-    if value is None or isinstance(value, dict):
-        return value
-    try:
-        parsed = json.loads(value)
-    except json.JSONDecodeError:
-        parsed = None
-    if not isinstance(parsed, dict):
-        raise InputError('--colors must be a JSON object such as {"water": "#1f78b4"}.')
-    return {str(k): str(v) for k, v in parsed.items()}
