@@ -44,7 +44,7 @@ package:
 deploy:
 	$(SYSPY) tools/package.py --deploy
 
-# The README's picture: the real QGIS window (Xvfb) with the dialog and a styled result.
+# The README's pictures: the real QGIS window (Xvfb) walked through the dialog (docs/screenshot.png, docs/walkthrough-*.png).
 screenshot: setup
 	$(PY) tools/screenshot.py --out docs/screenshot.png
 

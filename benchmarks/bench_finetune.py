@@ -269,7 +269,7 @@ def render_maps(scene: TestScene, maps: Dict[str, np.ndarray], png: Path, crop: 
         ax.set_axis_off()
     handles = [plt.Rectangle((0, 0), 1, 1, color=col) for col in colors]
     fig.legend(handles, scene.names, loc="lower center", ncol=len(colors), frameon=False)
-    fig.tight_layout(rect=(0, 0.05, 1, 1))
+    fig.tight_layout(rect=(0, 0.05, 1, 0.96))
     fig.savefig(png)
     plt.close(fig)
 
@@ -326,7 +326,7 @@ def main() -> int:
                 m = reused(done) if done.exists() else finetune_metrics(
                     base, head=head, epochs=args.epochs, out_dir=done.parent, device="cpu")
             except GeoLinkError as exc:
-                print(f"{name}: skipped ({exc.message})")
+                print(f"{name}: skipped ({exc})")
                 continue
             classes, figures = classify_map(scene, m["package"], work / f"{Path(base).stem}-{head}")
             scored = {**scene.score(classes), "seconds": m["seconds"], "cpu_seconds": m["cpu_seconds"],

@@ -203,6 +203,20 @@ def osm_paths(layers: Iterable[QgsVectorLayer], files: Iterable[str] = (),
     return unique
 
 
+OSM_FIELDS = {"osm_id", "osm_way_id", "osm_type", "other_tags", "highway", "building", "landuse", "natural",
+              "amenity", "waterway", "railway", "leisure", "shop", "man_made", "boundary"}
+
+
+def is_osm_like(layer: QgsVectorLayer) -> bool:
+    """Whether a vector layer looks like OpenStreetMap data: read from .osm/.pbf, or with OSM ids or tag fields
+    (QuickOSM, an OSM GeoPackage or GeoJSON export)."""
+    if layer is None:
+        return False
+    if layer.providerType() == "osm" or layer.source().split("|")[0].lower().endswith(OSM_SUFFIXES):
+        return True
+    return bool({f.name().lower() for f in layer.fields()} & OSM_FIELDS)
+
+
 def category_colours(layer: QgsVectorLayer, field: str) -> Dict[str, str]:
     """Class value -> '#rrggbb' from the layer's categorized style, when it is categorized on `field`."""
     renderer = layer.renderer() if layer is not None else None

@@ -84,3 +84,63 @@ def describe(card: dict) -> str:
         if isinstance(value, (str, int, float)):
             lines.append(f"{key}: {value}")
     return "\n".join(lines) + "\n\nFull card:\n" + json.dumps(card, indent=2, ensure_ascii=False, default=str)
+
+
+def new_model_path(name: str, folder: Optional[Path] = None) -> Path:
+    """Where a new model called after `name` (a label layer, a checkpoint) goes: the GeoLink model folder, never
+    over an existing package ("my-labels.safetensors", then "my-labels-2.safetensors", ...)."""
+    from .settings import models_home
+
+    home = Path(folder) if folder else models_home()
+    home.mkdir(parents=True, exist_ok=True)
+    stem = "".join(c if c.isalnum() or c in "-_" else "-" for c in name).strip("-") or "model"
+    path, i = home / f"{stem}.safetensors", 2
+    while path.exists():
+        path, i = home / f"{stem}-{i}.safetensors", i + 1
+    return path
+
+
+def is_demo(card: dict) -> bool:
+    """Whether the card says the model is a demonstration (a `demo` flag, or "demonstration" in its summary).
+    A model fine-tuned here is the user's own: its card carries the base model's summary, which is not its own."""
+    provenance = card.get("provenance") if isinstance(card.get("provenance"), dict) else {}
+    flag = card.get("demo", provenance.get("demo"))
+    if flag is not None:
+        return bool(flag)
+    if provenance.get("task") == "finetune":
+        return False
+    return "demonstration" in str(provenance.get("summary", "")).lower()
+
+
+def summary(card: Optional[dict]) -> str:
+    """What a model is, in two or three short lines for the main dialog: its task and classes, the bands and
+    ground sample distance it expects, where it comes from, and whether it is a demonstration. Tolerates
+    missing and new fields."""
+    if not card:
+        return ""
+    from .i18n import tr
+
+    head = card.get("head") if isinstance(card.get("head"), dict) else {}
+    classes = [str(c.get("name")) for c in head.get("classes") or [] if isinstance(c, dict) and c.get("name")]
+    if classes:
+        what = tr("Land-cover model, {n} classes: {names}").format(n=len(classes), names=", ".join(classes))
+    else:
+        what = tr("Encoder only (embeddings, or a base to train a classifier on)")
+    bands = ", ".join(map(str, card.get("bands") or [])) or "?"
+    gsd = card.get("gsd")
+    where = tr("Bands {bands}; {gsd}").format(
+        bands=bands, gsd=tr("{gsd:g} m pixels").format(gsd=float(gsd)) if isinstance(gsd, (int, float)) and gsd
+        else tr("any pixel size (the raster's own)"))
+    lines = [what, where]
+    provenance = card.get("provenance") if isinstance(card.get("provenance"), dict) else {}
+    if provenance.get("task") == "finetune":
+        scores = next((provenance[k] for k in ("test", "validation") if isinstance(provenance.get(k), dict)), {})
+        iou = scores.get("mean_iou")
+        base = {"provenance": provenance.get("base_card")} if isinstance(provenance.get("base_card"), dict) else {}
+        lines.append(tr("Trained on “{labels}” from {base}{demo}").format(
+            labels=provenance.get("labels", "?"), base=provenance.get("base_model", "?"),
+            demo=tr(" (a demonstration encoder)") if base and is_demo(base) else "")
+            + (tr("; held-out mean IoU {iou:.2f}").format(iou=iou) if isinstance(iou, (int, float)) else "") + ".")
+    elif is_demo(card):
+        lines.append(tr("A demonstration model: for trying the tools, not for accurate maps."))
+    return "\n".join(lines)

@@ -10,7 +10,8 @@ try:  # Qt 6 (QGIS 4) moved QAction to QtGui
 except ImportError:
     from qgis.PyQt.QtWidgets import QAction
 
-from .paths import icon_path
+from .i18n import install_translator, tr
+from .paths import PLUGIN_DIR, icon_path
 from .provider import GeoLinkProvider
 
 MENU = "&GeoLink"
@@ -24,6 +25,7 @@ class GeoLinkPlugin:
         self.dialog = None
         self.similar_tool = None
         self.find_action = None
+        install_translator(PLUGIN_DIR)
 
     def initProcessing(self) -> None:  # noqa: N802 (QGIS calls it by this name)
         self.provider = GeoLinkProvider()
@@ -31,17 +33,17 @@ class GeoLinkPlugin:
 
     def initGui(self) -> None:  # noqa: N802
         self.initProcessing()
-        main = self._action("GeoLink…", "geolinkOpenDialog", self.open_dialog, QIcon(icon_path()))
+        main = self._action(tr("GeoLink…"), "geolinkOpenDialog", self.open_dialog, QIcon(icon_path()))
         self.iface.addToolBarIcon(main)
-        find = self.find_action = self._action("Find similar", "geolinkFindSimilar", self.find_similar,
+        find = self.find_action = self._action(tr("Find similar"), "geolinkFindSimilar", self.find_similar,
                                                QIcon(icon_path()))
         find.setCheckable(True)
-        find.setToolTip("Find similar: click a place on a raster (shift-click to add more) to map every place "
-                        "like it")
+        find.setToolTip(tr("Find similar: click a place on a raster (shift-click to add more) to map every place "
+                           "like it"))
         self.iface.addToolBarIcon(find)
-        self._action("Clear cached embeddings…", "geolinkClearEmbeddings", self.clear_embeddings)
-        self._action("Settings and backend…", "geolinkSettings", self.open_settings)
-        self._action("Models…", "geolinkModels", self.open_models)
+        self._action(tr("Clear cached embeddings…"), "geolinkClearEmbeddings", self.clear_embeddings)
+        self._action(tr("Settings and backend…"), "geolinkSettings", self.open_settings)
+        self._action(tr("Models…"), "geolinkModels", self.open_models)
 
     def _action(self, text: str, name: str, slot, icon: QIcon = None) -> QAction:
         action = QAction(icon or QIcon(), text, self.iface.mainWindow())
@@ -95,6 +97,7 @@ class GeoLinkPlugin:
         if self.dialog is not None:
             self.dialog.close()
             self.dialog = None
+        install_translator(PLUGIN_DIR)
         if self.provider is not None:
             QgsApplication.processingRegistry().removeProvider(self.provider)
             self.provider = None

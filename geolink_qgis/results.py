@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import colorsys
 from pathlib import Path
-from typing import Dict, List, Optional
+from typing import Dict, List, Optional, Tuple
 
 from qgis.core import (
     QgsCategorizedSymbolRenderer,
@@ -31,6 +31,7 @@ from qgis.PyQt.QtGui import QColor
 
 CLASSES, PROBABILITIES, ZONES, EMBEDDINGS, PREVIEW = "classes", "probabilities", "zones", "embeddings", "preview"
 SIMILARITY = "similarity"  # styled by the colour-ramp QML the backend writes beside it
+OUTPUT_PROPERTY = "geolink/output"  # a layer's custom property: the kind of GeoLink output it is (saved in projects)
 CLASS_FIELDS = ("class_name", "class", "label", "zone", "category")
 COLOUR_FIELDS = ("color", "colour", "class_color", "class_colour")
 _ALIVE: List[ResultStyler] = []  # Processing does not own Python post-processors; keep them alive
@@ -145,7 +146,10 @@ def file_provenance(path: str) -> Dict[str, str]:
         from osgeo import gdal
     except ImportError:
         return {}
-    ds = gdal.OpenEx(path.split("|")[0])
+    source = path.split("|")[0]
+    if not Path(source).exists():  # a memory or database layer: no file metadata
+        return {}
+    ds = gdal.OpenEx(source)
     if ds is None:
         return {}
     items = dict(ds.GetMetadata() or {})
@@ -166,7 +170,33 @@ def set_provenance(layer: QgsMapLayer, title: str, provenance: Dict[str, object]
     layer.setMetadata(md)
 
 
-# ---------------------------------------------------------------- grouping
+# ---------------------------------------------------------------- naming and grouping
+
+def model_label(model: object) -> str:
+    """A model as the user named it: 'default', or a package path's file name without its extension."""
+    text = str(model or "default")
+    return Path(text).stem if text.lower().endswith((".safetensors", ".pth", ".pt")) else text
+
+
+def shorten(text: str, width: int = 18) -> str:
+    """`text` in at most `width` characters, its middle elided: file names differ at either end."""
+    return text if len(text) <= width else text[:width - 7] + "…" + text[-6:]
+
+
+def run_names(task_title: str, output_title: str, raster: str, model: object, when: str) -> Tuple[str, str]:
+    """(group, layer) names for one run's output. The Layers panel cuts long names on the right (a docked panel
+    shows some 28 characters of a layer in a group), so names start with what tells runs apart: the group
+    with the time, then the task ("09:24:15 Classify land cover"); the layer with the raster (its middle
+    elided) and the model, then what it is ("Sentinel-2 north · default · Land cover")."""
+    group = f"{when} {task_title}"
+    parts = [shorten(raster), model_label(model)] if raster else []
+    return group, " · ".join([*parts, output_title])
+
+
+def is_geolink_output(layer: QgsMapLayer) -> bool:
+    """Whether GeoLink made this layer (a map, zones, embeddings), so it is not offered as an input again."""
+    return bool(layer is not None and layer.customProperty(OUTPUT_PROPERTY))
+
 
 def group_for(project: QgsProject, name: str) -> QgsLayerTreeGroup:
     root = project.layerTreeRoot()
@@ -203,6 +233,7 @@ class ResultStyler(QgsProcessingLayerPostProcessorInterface):
     def postProcessLayer(self, layer, context, feedback):  # noqa: N802 (QGIS API name)
         project = (context.project() if context is not None else None) or QgsProject.instance()
         layer.setName(self.title)
+        layer.setCustomProperty(OUTPUT_PROPERTY, self.kind)
         apply_style(layer, self.kind)
         set_provenance(layer, self.title, self.provenance)
         move_to_group(layer, project, self.group_name, self.visible)

@@ -15,7 +15,7 @@ import threading
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Callable, Dict, Iterable, List, Optional
+from typing import Callable, Dict, Iterable, List, Optional, Protocol
 
 CANCEL_GRACE_S = 1.5
 PARTIAL_TAG = ".partial-"  # the backend names unfinished outputs <stem>.partial-<pid>-<n><suffix> (geolink.atomic)
@@ -32,11 +32,32 @@ class WorkerError(RuntimeError):
         return self.message + (f"\n{self.hint}" if self.hint else "")
 
 
+class Words(Protocol):
+    """How a front end names the options and tasks that backend messages mention (see geolink.errors)."""
+
+    def option(self, key: str, value: Optional[str]) -> str: ...
+
+    def command(self, name: str) -> str: ...
+
+
+def join_parts(parts: Optional[List[dict]], words: Words) -> str:
+    """A backend text sent as parts (plain text, {"option": key[, "value"]}, {"command": task}) in `words`."""
+    return "".join(p["text"] if "text" in p else words.command(p["command"]) if "command" in p
+                   else words.option(p["option"], p.get("value")) for p in parts or [])
+
+
 @dataclass
 class Callbacks:
     progress: Callable[[float, str], None] = lambda pct, msg: None
     log: Callable[[str, str], None] = lambda level, msg: None
     is_cancelled: Callable[[], bool] = lambda: False
+    words: Optional[Words] = None  # the front end's names for options and tasks; None: the backend's (CLI) words
+
+
+def _text(event: dict, key: str, parts_key: str, words: Optional[Words]) -> Optional[str]:
+    """An event's text in the front end's words when the backend sent it as parts, else as sent."""
+    parts = event.get(parts_key)
+    return join_parts(parts, words) if words is not None and parts else event.get(key)
 
 
 @dataclass
@@ -127,7 +148,7 @@ def run_job(python: str, job: Job, callbacks: Optional[Callbacks] = None, timeou
             if kind == "progress":
                 cb.progress(float(event.get("percent", 0)), event.get("message", ""))
             elif kind == "log":
-                cb.log(event.get("level", "info"), event.get("message", ""))
+                cb.log(event.get("level", "info"), _text(event, "message", "parts", cb.words) or "")
             elif kind in ("result", "error"):
                 final = event
         code = proc.wait(timeout=10)
@@ -148,8 +169,8 @@ def run_job(python: str, job: Job, callbacks: Optional[Callbacks] = None, timeou
         return final
     _remove_partials(job.outputs)
     if final:
-        raise WorkerError(final.get("message", "The backend failed."), hint=final.get("hint"),
-                          kind=final.get("type", "error"))
+        raise WorkerError(_text(final, "message", "message_parts", cb.words) or "The backend failed.",
+                          hint=_text(final, "hint", "hint_parts", cb.words), kind=final.get("type", "error"))
     raise WorkerError(_death_message(code), hint="\n".join(stderr_tail[-10:]) or None, kind="crash")
 
 

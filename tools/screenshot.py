@@ -1,15 +1,15 @@
-"""Render a screenshot of the real QGIS window with the GeoLink dialog and its results over real data.
+"""Screenshots of the real QGIS window walking through the GeoLink dialog over real data.
 
     python tools/screenshot.py [--out docs/screenshot.png] [--model default] [--size 480]
-    python tools/screenshot.py --find-similar --out docs/find_similar.png   # the "Find similar" map tool
 
 Runs the `qgis` desktop application on a virtual screen (xvfb-run), with a throw-away
-profile where the plugin is installed from `make package`'s zip. A startup script loads a
-crop of the real Sentinel-2 scene (`make data`), runs "Classify land cover" from the GeoLink
-dialog (the same path a user clicks), waits for the styled results to land in their group,
-and grabs the screen. With --find-similar it instead picks the "Find similar" tool on the GeoLink toolbar
-and clicks the map with the mouse (a click on marsh, then a shift-click on another marsh), waiting for
-the similarity layer after each.
+profile where the plugin is installed from `make package`'s zip. A startup script loads
+two crops of the real Sentinel-2 scene (`make data`), a one-band copy and the committed
+land-cover polygons, then clicks through the GeoLink dialog as a user would, saving beside
+--out: the dialog describing the chosen model (walkthrough-1-model.png), a classification
+(--out itself), the Layers panel after a second run on the other crop
+(walkthrough-2-two-runs.png), a fine-tune with its report link (walkthrough-3-finetune.png;
+1 epoch, to keep it short) and the message a one-band raster gets (walkthrough-4-error.png).
 """
 
 from __future__ import annotations
@@ -29,17 +29,19 @@ sys.path.insert(0, str(ROOT / "tools"))
 import package  # noqa: E402
 
 SCREEN = (1600, 1000)
+LABELS = ROOT / "tests" / "data" / "labels" / "s2_virginia_labels.geojson"  # hand-digitised on the same scene
 
 STARTUP = r'''
 import json, os
-from qgis.core import (QgsContrastEnhancement, QgsMultiBandColorRenderer, QgsPointXY, QgsProject, QgsRasterLayer,
-                       QgsRectangle)
-from qgis.PyQt.QtCore import QPoint, Qt, QTimer
-from qgis.PyQt.QtTest import QTest
+from qgis.core import (QgsContrastEnhancement, QgsMultiBandColorRenderer, QgsProject, QgsRasterLayer, QgsRectangle,
+                       QgsVectorLayer)
+from qgis.PyQt.QtCore import QRect, Qt, QTimer
+from qgis.PyQt.QtGui import QImage
 from qgis.PyQt.QtWidgets import QApplication, QDockWidget, QLineEdit
 from qgis.utils import iface, plugins
 
 CFG = json.loads(__CONFIG__)
+STEPS = []
 
 
 def log(msg):
@@ -47,128 +49,193 @@ def log(msg):
         f.write(msg + "\n")
 
 
-def grab():
+def save(pixmap, name, width=None):
+    # A small PNG for the README: scaled down, in 256 colours.
     QApplication.processEvents()
-    pixmap = QApplication.primaryScreen().grabWindow(0)
-    pixmap.save(CFG["out"], "PNG")
-    log("saved " + CFG["out"])
-    os._exit(0)
+    path = name if os.path.isabs(name) else os.path.join(CFG["docs"], name)
+    if width and pixmap.width() > width:
+        pixmap = pixmap.scaledToWidth(width, Qt.TransformationMode.SmoothTransformation)
+    image = pixmap.toImage().convertToFormat(QImage.Format.Format_Indexed8)
+    image.save(path, "PNG")
+    log(f"saved {path} ({image.width()}x{image.height()})")
 
 
-def finished(ok, results, error):
-    log(f"run finished ok={ok} error={error!r}")
-    root = QgsProject.instance().layerTreeRoot()
-    iface.layerTreeView().expandAll()  # the run's group open, so the legend shows the class names
-    for node in root.findLayers():
-        if node.layer().name() == "Sentinel-2 crop":
-            node.setExpanded(False)
-        else:
-            node.layer().setOpacity(0.8)
-    show_left_of_dialog(QgsProject.instance().mapLayersByName("Sentinel-2 crop")[0].extent())
-    QTimer.singleShot(4000, grab)
+def screen():
+    return QApplication.primaryScreen().grabWindow(0)
 
 
-def show_left_of_dialog(extent):
-    """Zoom so the data fills the left part of the map, clear of the dialog on the right."""
-    canvas = iface.mapCanvas()
-    canvas.setExtent(QgsRectangle(extent.xMinimum() - 0.02 * extent.width(), extent.yMinimum(),
-                                  extent.xMaximum() + 0.75 * extent.width(), extent.yMaximum()))
-    canvas.refresh()
-
-
-def find_similar(layer):
-    """Pick the map tool from the toolbar and click the map with the mouse; grab when the last query is shown."""
-    plugin = plugins["geolink_qgis"]
-    QgsProject.instance().setCrs(layer.crs())  # the project takes the first layer's CRS later, after the clicks
-    show_left_of_dialog(layer.extent())
-    plugin.find_action.trigger()
-    iface.setActiveLayer(layer)
-    canvas, ext = iface.mapCanvas(), layer.extent()
-    clicks = list(CFG["find_similar"])
-
-    def next_click():
-        tool = plugin.similar_tool
-        if tool.task is not None:
-            QTimer.singleShot(500, next_click)
-            return
-        if tool.last_error:
-            log("find similar: " + tool.last_error)
-        if not clicks:
-            log(f"find similar: {len(tool.points)} points shown")
-            iface.layerTreeView().expandAll()
-            QTimer.singleShot(3000, grab)
-            return
-        fx, fy = clicks.pop(0)
-        at = canvas.getCoordinateTransform().transform(QgsPointXY(ext.xMinimum() + fx * ext.width(),
-                                                                  ext.yMaximum() - fy * ext.height()))
-        shift = Qt.KeyboardModifier.ShiftModifier if tool.points else Qt.KeyboardModifier.NoModifier
-        pos = QPoint(int(at.x()), int(at.y()))
-        QTest.mouseMove(canvas.viewport(), pos)
-        QTest.mousePress(canvas.viewport(), Qt.MouseButton.LeftButton, shift, pos, 800)  # no double click
-        QTest.mouseRelease(canvas.viewport(), Qt.MouseButton.LeftButton, shift, pos, 100)
-        job = tool.task.jobs[-1].config if tool.task is not None else {}
-        log(f"clicked at {fx}, {fy} ({len(tool.points)} points): "
-            f"{job.get('at')} in {str(job.get('at_crs'))[:60]}")
-        QTimer.singleShot(500, next_click)
-    QTimer.singleShot(2000, next_click)
-
-
-def start():
+def next_step():
+    if not STEPS:
+        log("walkthrough done")
+        os._exit(0)
+    step = STEPS.pop(0)
+    log("step: " + step.__name__)
     try:
-        win = iface.mainWindow()
-        win.setGeometry(0, 0, CFG["screen"][0], CFG["screen"][1])
-        docks = {d.objectName(): d for d in win.findChildren(QDockWidget)}
-        if "Browser" in docks:
-            docks["Browser"].hide()
-        toolbox, legend = docks.get("ProcessingToolbox"), docks.get("Layers")
-        if toolbox is not None and legend is not None:  # the provider and its algorithms, under the layers
-            win.addDockWidget(Qt.DockWidgetArea.LeftDockWidgetArea, toolbox)
-            win.splitDockWidget(legend, toolbox, Qt.Orientation.Vertical)
-            toolbox.show()
-            search = toolbox.findChild(QLineEdit)
-            if search is not None:
-                search.setText("GeoLink")
-        layer = QgsRasterLayer(CFG["raster"], "Sentinel-2 crop")
-        renderer = QgsMultiBandColorRenderer(layer.dataProvider(), 3, 2, 1)  # B4, B3, B2: true colour
-        for band, setter in ((3, renderer.setRedContrastEnhancement), (2, renderer.setGreenContrastEnhancement),
-                             (1, renderer.setBlueContrastEnhancement)):
-            ce = QgsContrastEnhancement(layer.dataProvider().dataType(band))
-            ce.setContrastEnhancementAlgorithm(QgsContrastEnhancement.ContrastEnhancementAlgorithm.StretchToMinimumMaximum)
-            stats = layer.dataProvider().cumulativeCut(band, 0.02, 0.98)
-            ce.setMinimumValue(stats[0])
-            ce.setMaximumValue(stats[1])
-            setter(ce)
-        layer.setRenderer(renderer)
-        QgsProject.instance().addMapLayer(layer)
-        show_left_of_dialog(layer.extent())
-        if CFG["find_similar"]:
-            return find_similar(layer)
-        plugin = plugins["geolink_qgis"]
-        plugin.open_dialog()
-        dialog = plugin.dialog
-        dialog.move(CFG["screen"][0] - dialog.width() - 40, 90)
-        dialog.raster.setLayer(layer)
-        dialog.model.setCurrentText(CFG["model"])
-        dialog.output.setFilePath(CFG["output"])
-        log("dialog open; running classify")
-        dialog.start()
-        dialog.run.finished.connect(finished)
+        step()
     except Exception:
         import traceback
         log(traceback.format_exc())
         os._exit(1)
 
 
-QTimer.singleShot(3000, start)
-QTimer.singleShot(CFG["timeout_ms"], grab)
+def later(ms=1500):
+    QTimer.singleShot(ms, next_step)
+
+
+def true_colour(path, name):
+    layer = QgsRasterLayer(path, name)
+    renderer = QgsMultiBandColorRenderer(layer.dataProvider(), 3, 2, 1)  # B4, B3, B2: true colour
+    for band, setter in ((3, renderer.setRedContrastEnhancement), (2, renderer.setGreenContrastEnhancement),
+                         (1, renderer.setBlueContrastEnhancement)):
+        ce = QgsContrastEnhancement(layer.dataProvider().dataType(band))
+        ce.setContrastEnhancementAlgorithm(QgsContrastEnhancement.ContrastEnhancementAlgorithm.StretchToMinimumMaximum)
+        stats = layer.dataProvider().cumulativeCut(band, 0.02, 0.98)
+        ce.setMinimumValue(stats[0])
+        ce.setMaximumValue(stats[1])
+        setter(ce)
+    layer.setRenderer(renderer)
+    return layer
+
+
+def show_left_of_dialog(extent):
+    # Zoom so the data fills the left part of the map, clear of the dialog on the right.
+    canvas = iface.mapCanvas()
+    canvas.setExtent(QgsRectangle(extent.xMinimum() - 0.02 * extent.width(), extent.yMinimum(),
+                                  extent.xMaximum() + 0.75 * extent.width(), extent.yMaximum()))
+    canvas.refresh()
+
+
+def dialog():
+    return plugins["geolink_qgis"].dialog
+
+
+def run_then(after):
+    d = dialog()
+    d.start()
+    d.run.finished.connect(lambda ok, results, error: (log(f"run ok={ok} error={error[:200]!r}"), after()))
+
+
+def tidy_layers():
+    # Groups open, inputs and probability layers folded, so the Layers panel shows the runs side by side.
+    iface.layerTreeView().expandAll()
+    for node in QgsProject.instance().layerTreeRoot().findLayers():
+        if node.layer().name() in CFG["inputs"]:
+            node.setExpanded(False)
+        else:
+            node.layer().setOpacity(0.8)
+
+
+def step_setup():
+    win = iface.mainWindow()
+    win.setGeometry(0, 0, CFG["screen"][0], CFG["screen"][1])
+    docks = {d.objectName(): d for d in win.findChildren(QDockWidget)}
+    if "Browser" in docks:
+        docks["Browser"].hide()
+    toolbox, legend = docks.get("ProcessingToolbox"), docks.get("Layers")
+    if toolbox is not None and legend is not None:  # the provider and its algorithms, under the layers
+        win.addDockWidget(Qt.DockWidgetArea.LeftDockWidgetArea, toolbox)
+        win.splitDockWidget(legend, toolbox, Qt.Orientation.Vertical)
+        toolbox.show()
+        search = toolbox.findChild(QLineEdit)
+        if search is not None:
+            search.setText("GeoLink")
+    project = QgsProject.instance()
+    grey = QgsRasterLayer(CFG["grey"], "Grey band")
+    labels = QgsVectorLayer(CFG["labels"], "My land-cover polygons", "ogr")
+    north = true_colour(CFG["raster2"], "Sentinel-2 north")
+    main = true_colour(CFG["raster"], "Sentinel-2 crop")
+    project.addMapLayers([grey, labels, north, main])
+    for layer in (grey, labels, north):
+        project.layerTreeRoot().findLayer(layer.id()).setItemVisibilityChecked(False)
+    iface.setActiveLayer(main)
+    show_left_of_dialog(main.extent())
+    plugin = plugins["geolink_qgis"]
+    plugin.open_dialog()  # the active layer, "Sentinel-2 crop", is the dialog's first choice
+    d = plugin.dialog
+    d.move(CFG["screen"][0] - d.width() - 40, 90)
+    d.model.setCurrentText(CFG["model"])
+    later()
+
+
+def step_model_shot():
+    save(dialog().grab(), "walkthrough-1-model.png")
+    next_step()
+
+
+def step_classify():
+    dialog().output.setFilePath(CFG["output"])
+    run_then(lambda: (tidy_layers(), show_left_of_dialog(QgsProject.instance().mapLayersByName(
+        "Sentinel-2 crop")[0].extent()), later(4000)))
+
+
+def step_classify_shot():
+    save(screen(), CFG["out"], width=1200)
+    next_step()
+
+
+def step_second_run():
+    north = QgsProject.instance().mapLayersByName("Sentinel-2 north")[0]
+    iface.setActiveLayer(north)
+    d = dialog()
+    d.refresh()  # as when the dialog is opened again: the active layer is picked, never the last result
+    log("raster chosen: " + d.raster.currentLayer().name())
+    d.output.setFilePath("")
+    run_then(lambda: (tidy_layers(), later(3000)))
+
+
+def step_two_runs_shot():
+    win = iface.mainWindow()
+    legend = {d.objectName(): d for d in win.findChildren(QDockWidget)}["Layers"]
+    origin = legend.mapTo(win, legend.rect().topLeft())
+    save(screen().copy(QRect(origin.x(), origin.y(), legend.width(), legend.height())), "walkthrough-2-two-runs.png")
+    next_step()
+
+
+def step_finetune():
+    d = dialog()
+    d.task.setCurrentIndex(3)
+    labels = QgsProject.instance().mapLayersByName("My land-cover polygons")[0]
+    d.raster.setLayer(QgsProject.instance().mapLayersByName("Sentinel-2 crop")[0])
+    d.labels.setLayer(labels)
+    d.class_field.setField("class")
+    d.output.setFilePath("")  # the default: the GeoLink model folder, named after the polygons
+    full = d.parameters
+    d.parameters = lambda: {**full(), "EPOCHS": CFG["epochs"], "BATCH_SIZE": 4}  # short for the picture
+    run_then(lambda: later(1500))
+
+
+def step_finetune_shot():
+    save(dialog().grab(), "walkthrough-3-finetune.png")
+    next_step()
+
+
+def step_error():
+    d = dialog()
+    d.parameters = type(d).parameters.__get__(d)
+    d.task.setCurrentIndex(0)
+    d.model.setCurrentText(CFG["model"])
+    d.raster.setLayer(QgsProject.instance().mapLayersByName("Grey band")[0])
+    run_then(lambda: later(1500))
+
+
+def step_error_shot():
+    save(screen(), "walkthrough-4-error.png", width=1200)
+    next_step()
+
+
+STEPS[:] = [step_setup, step_model_shot, step_classify, step_classify_shot, step_second_run, step_two_runs_shot,
+            step_finetune, step_finetune_shot, step_error, step_error_shot]
+QTimer.singleShot(3000, next_step)
+QTimer.singleShot(CFG["timeout_ms"], lambda: (log("timed out"), save(screen(), "walkthrough-timeout.png"),
+                                              os._exit(1)))
 '''
 
 
-def crop(src: Path, out: Path, size: int) -> Path:
+def crop(src: Path, out: Path, size: int, col: int = 700, row: int = 900, bands=None) -> Path:
     from osgeo import gdal
 
     gdal.UseExceptions()
-    gdal.Translate(str(out), str(src), srcWin=[700, 900, size, size])
+    gdal.Translate(str(out), str(src), srcWin=[col, row, size, size], bandList=bands)
     return out
 
 
@@ -178,8 +245,8 @@ def main() -> int:
     parser.add_argument("--model", default="default")
     parser.add_argument("--size", type=int, default=480, help="crop size in pixels (10 m each)")
     parser.add_argument("--data", type=Path, default=ROOT / ".cache" / "data")
-    parser.add_argument("--find-similar", action="store_true", help="drive the Find similar map tool instead")
-    parser.add_argument("--timeout", type=int, default=480, help="seconds before the screen is grabbed regardless")
+    parser.add_argument("--epochs", type=int, default=1, help="fine-tuning epochs in the walkthrough")
+    parser.add_argument("--timeout", type=int, default=1500, help="seconds before the walkthrough is given up")
     args = parser.parse_args()
     if not (args.data / "s2" / "s2_rgbn.tif").exists():
         print(f"error: {args.data}/s2/s2_rgbn.tif missing: run `make data`", file=sys.stderr)
@@ -188,11 +255,15 @@ def main() -> int:
         print("error: needs xvfb-run and the qgis application (apt install xvfb qgis)", file=sys.stderr)
         return 1
     work = Path(tempfile.mkdtemp(prefix="geolink-screenshot-"))
-    raster = crop(args.data / "s2" / "s2_rgbn.tif", work / "s2_crop.tif", args.size)
+    scene = args.data / "s2" / "s2_rgbn.tif"
+    raster = crop(scene, work / "s2_crop.tif", args.size)
+    raster2 = crop(scene, work / "s2_north.tif", args.size // 2, col=200, row=1200)  # where the labels are
+    grey = crop(scene, work / "grey.tif", 64, bands=[1])
     args.out.parent.mkdir(parents=True, exist_ok=True)
-    config = {"raster": str(raster), "out": str(args.out.resolve()), "model": args.model,
-              "output": str(work / "land_cover.tif"),
-              "find_similar": [(0.62, 0.21), (0.42, 0.77)] if args.find_similar else []}
+    config = {"raster": str(raster), "raster2": str(raster2), "grey": str(grey), "labels": str(LABELS),
+              "inputs": ["Sentinel-2 crop", "Sentinel-2 north", "Grey band", "My land-cover polygons"],
+              "out": str(args.out.resolve()), "docs": str(args.out.resolve().parent), "model": args.model,
+              "epochs": args.epochs, "output": str(work / "land_cover.tif")}
     env = dict(os.environ, GEOLINK_BACKEND_PYTHON=os.environ.get("GEOLINK_BACKEND_PYTHON",
                                                                  str(ROOT / ".venv" / "bin" / "python")))
     run_in_qgis(STARTUP, config, work, args.timeout, env)

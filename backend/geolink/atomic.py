@@ -23,14 +23,14 @@ import time
 from pathlib import Path
 from typing import Callable, Dict, Iterable, Iterator, List, Optional, Sequence, Union
 
-from .errors import InputError, OutputError
+from .errors import InputError, OutputError, opt
 
 PathLike = Union[str, os.PathLike]
 PARTIAL_TAG = ".partial-"
 # <stem>.partial-<pid>-<n>-<host><suffix>: the host (a hash of its name) keeps a run from deleting the partial
 # files of a live process on another machine writing into the same shared folder (a cluster's batch)
 PARTIAL_RE = re.compile(r"\.partial-(\d+)(?:-\d+)?(?:-([0-9a-f]{6}))?(?=\.|$)")
-HOST = hashlib.sha1(socket.gethostname().encode()).hexdigest()[:6]
+HOST = hashlib.blake2b(socket.gethostname().encode(), digest_size=3).hexdigest()  # a name tag, not security
 # Files that belong to an output `o.tif`: `o.tif<suffix>` and `o<suffix>`; removed when `o.tif` is replaced
 # by a set that does not bring them.
 SIDECARS_OF_NAME = (".aux.xml", ".ovr", ".msk", "-journal", "-wal", "-shm")
@@ -108,13 +108,13 @@ def refuse_overwriting_inputs(outputs: Dict[str, PathLike], inputs: Dict[str, Se
         for in_name, paths in inputs.items():
             for path in paths:
                 if path and not str(path).startswith("/vsi") and same_file(out, path):
-                    raise InputError(f"The output {out} is the input given as {_flag(in_name)}: writing it would "
-                                     "destroy the input.", hint=f"Choose another file for {_flag(name)}.",
+                    raise InputError(f"The output {out} is the input given as {opt(in_name)}: writing it would "
+                                     "destroy the input.", hint=f"Choose another file for {opt(name)}.",
                                      option=name)
         for other, path in seen.items():
             if same_file(out, path):
-                raise InputError(f"{_flag(name)} and {_flag(other)} name the same file {out}.",
-                                 hint=f"Give {_flag(name)} a file of its own.", option=name)
+                raise InputError(f"{opt(name)} and {opt(other)} name the same file {out}.",
+                                 hint=f"Give {opt(name)} a file of its own.", option=name)
         seen[name] = str(out)
 
 
@@ -127,10 +127,6 @@ def refuse_unwritable(target: PathLike, option: Optional[str] = None) -> None:
         error = explain_write_error(OSError(errno.EROFS, "Read-only file system"), Path(folder) / Path(target).name)
         error.option = option
         raise error
-
-
-def _flag(name: str) -> str:
-    return "--" + name.replace("_", "-")
 
 
 def free_bytes(folder: PathLike) -> Optional[int]:

@@ -11,7 +11,7 @@ from typing import List, Optional
 
 from . import __version__
 from .config import base_type, check_config, field_types
-from .errors import GeoLinkError, as_geolink_error
+from .errors import CommandLineWords, GeoLinkError, as_geolink_error, render
 from .progress import Progress, TerminalSink, quiet_library_warnings
 from .tasks import TASKS, load_task
 
@@ -97,7 +97,8 @@ def main(argv: Optional[List[str]] = None) -> int:
         return 2
     module = load_task(args.task)
     values = _config_values(args, module)
-    sink = TerminalSink(quiet=args.quiet)
+    words = CommandLineWords(module.Config)
+    sink = TerminalSink(quiet=args.quiet, words=words)
     try:
         config = check_config(module.Config(**values))
         result = module.run(config, Progress(sink))
@@ -110,9 +111,9 @@ def main(argv: Optional[List[str]] = None) -> int:
         if error is None:
             raise
         sink.close()
-        print(f"error: {error.message}", file=sys.stderr)
+        print(f"error: {render(error.message, words)}", file=sys.stderr)
         if error.hint:
-            print(f"hint: {error.hint}", file=sys.stderr)
+            print(f"hint: {render(error.hint, words)}", file=sys.stderr)
         return 1
     sink.close()
     if args.json:

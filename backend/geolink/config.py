@@ -17,7 +17,7 @@ import math
 import typing
 from typing import Any, Dict, Optional, Type, TypeVar
 
-from .errors import InputError
+from .errors import InputError, opt
 
 C = TypeVar("C")
 _MISSING = dataclasses.MISSING
@@ -70,10 +70,6 @@ def build_config(cls: Type[C], values: Dict[str, Any]) -> C:
     return check_config(config)
 
 
-def flag_of(field: dataclasses.Field) -> str:
-    return field.metadata.get("flag") or ("--" + field.name.replace("_", "-"))
-
-
 def paths_with_role(config: Any, role: str) -> Dict[str, list]:
     """{field name: [paths]} of the config's fields declared with this role, unset ones left out."""
     found = {}
@@ -100,8 +96,8 @@ def check_config(config: C) -> C:
                        f"{low:g} or more" if low is not None else f"at most {high:g}" if high is not None else
                        "a finite number")
             help_text = f.metadata.get("help")
-            raise InputError(f"{flag_of(f)} must be {allowed}, got {value}.",
-                             hint=f"{flag_of(f)}: {help_text}." if help_text else None, option=f.name)
+            raise InputError(f"{opt(f.name)} must be {allowed}, got {value}.",
+                             hint=f"{opt(f.name)}: {help_text}." if help_text else None, option=f.name)
     outputs = {name: paths[0] for name, paths in paths_with_role(config, "output").items()}
     refuse_overwriting_inputs(outputs, paths_with_role(config, "input"))
     for name, path in outputs.items():

@@ -6,7 +6,7 @@ import shutil
 import subprocess
 from typing import List
 
-from .errors import InputError
+from .errors import InputError, cmd, opt
 
 DEVICE_CHOICES = ["auto", "cpu", "cuda", "mps"]
 
@@ -24,9 +24,11 @@ def select_device(name: str = "auto"):
         return torch.device("cpu")
     if name.startswith("cuda") and not torch.cuda.is_available():
         raise InputError("CUDA was asked for but torch cannot use a GPU here.",
-                         hint="Run 'Check GeoLink backend' to see why, or choose device 'auto' or 'cpu'.")
+                         hint=f"Run {cmd('doctor')} to see why, or set {opt('device', 'auto')} or "
+                              f"{opt('device', 'cpu')}.")
     if name == "mps" and not (getattr(torch.backends, "mps", None) and torch.backends.mps.is_available()):
-        raise InputError("MPS (Apple GPU) was asked for but is not available.", hint="Use device 'auto' or 'cpu'.")
+        raise InputError("MPS (Apple GPU) was asked for but is not available.",
+                         hint=f"Set {opt('device', 'auto')} or {opt('device', 'cpu')}.")
     try:
         return torch.device(name)
     except RuntimeError:

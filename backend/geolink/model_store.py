@@ -13,7 +13,7 @@ import sys
 from pathlib import Path
 from typing import Iterable, List
 
-from .errors import InputError, ModelError
+from .errors import InputError, ModelError, opt
 
 SOURCE_MODELS = Path(__file__).resolve().parents[2] / "resources" / "models"
 
@@ -49,16 +49,20 @@ def sha256_of(path: os.PathLike) -> str:
 
 
 def list_models(extra: Iterable[str] = ()) -> List[dict]:
-    """Every readable package in the model folders: name, path, and a short summary of its card."""
+    """Every readable package in the model folders: name, path, and a short summary of its card. A name is
+    listed once, from the first folder holding it: the package that `resolve_model` picks."""
     from .models.card import read_card
 
-    found = []
+    found, names = [], set()
     for d in model_dirs(extra):
         for path in sorted(d.glob("*.safetensors")) if d.is_dir() else []:
+            if path.stem in names:
+                continue
             try:
                 card = read_card(path)
             except (InputError, ModelError):
                 continue
+            names.add(path.stem)
             found.append({"name": path.stem, "path": str(path), "architecture": card.architecture,
                           "task": (card.head or {}).get("type") or "encoder",
                           "classes": [c["name"] for c in card.classes]})
@@ -76,5 +80,6 @@ def resolve_model(name_or_path: str, extra: Iterable[str] = ()) -> Path:
             return p
     known = ", ".join(m["name"] for m in list_models(extra)) or "none"
     raise InputError(f"Model {name_or_path!r} not found.",
-                     hint=f"Give a .safetensors or .pth path, or one of the installed models: {known}.")
+                     hint=f"Set {opt('model')} to a .safetensors or .pth path, or one of the installed models: "
+                          f"{known}.")
 

@@ -8,7 +8,7 @@ import time
 import warnings
 from typing import Callable, Iterable, Iterator, Optional, TypeVar
 
-from .errors import Cancelled
+from .errors import Cancelled, Words, join, parts, render
 
 T = TypeVar("T")
 Sink = Callable[[dict], None]
@@ -36,7 +36,8 @@ class Progress:
         self.emit({"event": "progress", "percent": round(value, 2), "message": message})
 
     def log(self, message: str, level: str = "info") -> None:
-        self.emit({"event": "log", "level": level, "message": message})
+        """A log line; options and tasks it names (errors.opt, errors.cmd) travel as parts too."""
+        self.emit({"event": "log", "level": level, "message": render(message), "parts": parts(message)})
 
     def warn(self, message: str) -> None:
         self.log(message, "warning")
@@ -75,9 +76,10 @@ def format_seconds(seconds: float) -> str:
 class TerminalSink:
     """Draws a one-line progress bar and log lines on stderr (the CLI's sink)."""
 
-    def __init__(self, stream=None, quiet: bool = False):
+    def __init__(self, stream=None, quiet: bool = False, words: Optional[Words] = None):
         self.stream = stream or sys.stderr
         self.quiet = quiet
+        self.words = words
         self._bar_shown = False
 
     def __call__(self, event: dict) -> None:
@@ -94,7 +96,8 @@ class TerminalSink:
             if self._bar_shown:
                 self.stream.write("\n")
                 self._bar_shown = False
-            self.stream.write(f"{event.get('level', 'info')}: {event['message']}\n")
+            text = join(event["parts"], self.words) if event.get("parts") else event["message"]
+            self.stream.write(f"{event.get('level', 'info')}: {text}\n")
         self.stream.flush()
 
     def close(self) -> None:

@@ -8,8 +8,11 @@ Protocol (the only way the QGIS plugin reaches the backend):
   {"event": "progress", "percent": 0-100, "message": str}
   {"event": "log", "level": "debug|info|warning|error", "message": str}
   {"event": "result", "outputs": {...}, "figures": {...}, ...}   last, on success
-  {"event": "error", "type": str, "message": str, "hint": str|null, "option": str|null}   last, on failure
-  ("option": the Config field the message is about, so a client can name it in its own words)
+  {"event": "error", "type": str, "message": str, "hint": str|null, "option": str|null,
+   "message_parts": [...], "hint_parts": [...]|null}                   last, on failure
+  message and hint are in the command line's words; the parts (`errors.parts`) let the plugin name the
+  options and tasks they mention in its own words (a parameter's label, an algorithm's name);
+  "option" is the Config field the error is about, when it is about one.
 Exit status: 0 result, 1 error, 2 cancelled. Anything printed by libraries goes to stderr,
 so stdout carries events only.
 """
@@ -24,7 +27,7 @@ import traceback
 from typing import IO, Callable, Optional
 
 from .config import build_config
-from .errors import Cancelled, GeoLinkError, InputError, as_geolink_error
+from .errors import Cancelled, GeoLinkError, InputError, as_geolink_error, opt, parts, render
 from .progress import Progress, quiet_library_warnings
 from .tasks import load_task
 
@@ -72,6 +75,12 @@ def parse_job(job_line: str) -> dict:
     return job
 
 
+def error_event(kind: str, message: str, hint: Optional[str] = None, option: Optional[str] = None) -> dict:
+    """The last event of a failed job: the texts in the CLI's words, and as parts for the plugin's words."""
+    return {"event": "error", "type": kind, "message": render(message), "hint": render(hint), "option": option,
+            "message_parts": parts(message), "hint_parts": parts(hint)}
+
+
 def run_job(job: dict, emit: Callable[[dict], None], cancel: threading.Event) -> int:
     progress = Progress(emit, cancel)
     try:
@@ -81,18 +90,18 @@ def run_job(job: dict, emit: Callable[[dict], None], cancel: threading.Event) ->
         emit({"event": "result", **(result or {})})
         return EXIT_OK
     except Cancelled as exc:
-        emit({"event": "error", "type": "Cancelled", "message": exc.message, "hint": None})
+        emit(error_event("Cancelled", exc.message))
         return EXIT_CANCELLED
     except (GeoLinkError, OSError) as exc:
         error = exc if isinstance(exc, GeoLinkError) else as_geolink_error(exc)
         if error is None:
             return _crash(exc, emit)
-        emit({"event": "error", "type": type(error).__name__, "message": error.message, "hint": error.hint,
-              "option": error.option})
+        emit(error_event(type(error).__name__, error.message, error.hint, error.option))
         return EXIT_ERROR
     except MemoryError:
-        emit({"event": "error", "type": "MemoryError", "message": "The backend ran out of memory.",
-              "hint": "Use a smaller batch size or tile size, or a smaller processing extent."})
+        emit(error_event("MemoryError", "The backend ran out of memory.",
+                         f"Use a smaller {opt('batch_size')} or {opt('tile_size')}, or a smaller "
+                         f"{opt('extent')}."))
         return EXIT_ERROR
     except Exception as exc:  # a bug: report it with its traceback, never hang
         return _crash(exc, emit)
@@ -100,8 +109,7 @@ def run_job(job: dict, emit: Callable[[dict], None], cancel: threading.Event) ->
 
 def _crash(exc: BaseException, emit: Callable[[dict], None]) -> int:
     emit({"event": "log", "level": "error", "message": traceback.format_exc()})
-    emit({"event": "error", "type": type(exc).__name__, "message": f"Internal error: {exc}",
-          "hint": "Please report this with the log above."})
+    emit(error_event(type(exc).__name__, f"Internal error: {exc}", "Please report this with the log above."))
     return EXIT_ERROR
 
 
@@ -113,7 +121,7 @@ def main(stdin: Optional[IO[str]] = None) -> int:
     try:
         job = parse_job(stdin.readline())
     except InputError as exc:
-        emit({"event": "error", "type": "InputError", "message": exc.message, "hint": exc.hint})
+        emit(error_event("InputError", exc.message, exc.hint))
         return EXIT_ERROR
     watch = threading.Thread(target=_watch_stdin, args=(stdin, cancel, bool(job.get("cancel_on_eof"))), daemon=True)
     watch.start()

@@ -3,8 +3,10 @@ and cancel, and handing the outputs to `results` for styling."""
 
 from __future__ import annotations
 
+import os
 import time
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Dict, List, Optional
 
 from qgis.core import (
@@ -15,17 +17,21 @@ from qgis.core import (
     QgsProcessingParameterEnum,
     QgsProcessingParameterExtent,
     QgsProcessingParameterFile,
+    QgsProcessingParameterFileDestination,
     QgsProcessingParameterMultipleLayers,
     QgsProcessingParameterNumber,
     QgsProcessingParameterRasterLayer,
     QgsProcessingParameterString,
 )
+from qgis.PyQt.QtCore import QUrl
 from qgis.PyQt.QtGui import QIcon
 
 from .. import layers, results, settings
 from ..compat import FILE_BEHAVIOR_FILE, NUMBER_DOUBLE, NUMBER_INTEGER, SOURCE_VECTOR_ANY, add_advanced
+from ..i18n import tr
 from ..paths import icon_path
 from ..worker_client import Callbacks, Job, WorkerError, run_job
+from .words import ProcessingWords
 
 DEVICE_CHOICES = ["From the GeoLink settings"] + settings.DEVICES
 OSM_FILE_FILTER = "OSM and vector files (*.osm *.pbf *.gpkg *.geojson *.json *.shp);;All files (*.*)"
@@ -40,6 +46,35 @@ DEFAULT_MODEL_NOTE = (
 ENGINE_OPTIONS = {"TILE_SIZE": ("tile_size", 0), "OVERLAP": ("overlap", -1), "BATCH_SIZE": ("batch_size", 0),
                   "GSD": ("gsd", 0)}
 MAP_OPTIONS = {"OSM_MAX_NODES": ("osm_max_nodes", 0)}  # the same, for the map tasks only
+
+
+def model_destination(name: str, description: str) -> QgsProcessingParameterFileDestination:
+    """A model package output whose default is the GeoLink model folder itself (shown as that folder's path):
+    the algorithm names the file there (`model_folder_given`), so a trained or imported model is never lost in
+    a temporary folder."""
+    folder = str(settings.models_home()).rstrip("/\\") + os.sep
+    # Optional, so that a script or qgis_process may leave it out (QGIS 3.22 does not fill a missing destination
+    # with its default); the dialog shows the folder all the same, not "[Skip output]".
+    return QgsProcessingParameterFileDestination(name, description, tr("GeoLink model (*.safetensors)"),
+                                                 defaultValue=folder, optional=True, createByDefault=True)
+
+
+def model_folder_given(path: str) -> Optional[Path]:
+    """The folder a model output names when it names one rather than a file (None for a file): "" or the
+    default are the model folder; a dialog may have added the extension to the folder ("models/.safetensors")."""
+    target = Path(path) if path else settings.models_home()
+    if not path or path.endswith(("/", "\\")) or target.is_dir():
+        return target
+    return target.parent if target.name.lower() == ".safetensors" else None
+
+
+def push_link(feedback: QgsProcessingFeedback, title: str, path: str) -> None:
+    """A file as a link in the Processing log where QGIS can show one (3.36+), else as its path."""
+    url = QUrl.fromLocalFile(path).toString()
+    if hasattr(feedback, "pushFormattedMessage"):
+        feedback.pushFormattedMessage(f'{title}: <a href="{url}">{path}</a>', f"{title}: {path}")
+    else:
+        feedback.pushInfo(f"{title}: {path}")
 
 
 @dataclass
@@ -58,10 +93,11 @@ class GeoLinkAlgorithm(QgsProcessingAlgorithm):
     """Subclasses set `ALG_ID`, `TITLE`, `HELP` and implement initAlgorithm/processAlgorithm."""
 
     ALG_ID = ""
+    BACKEND_TASK = ""  # the backend task it runs, when not ALG_ID
     TITLE = ""
     HELP = ""
     USES_MODEL = False  # the help explains what the 'default' model is
-    GROUP = "GeoLink"
+    GROUP = "Mapping"  # the toolbox shows GeoLink > Mapping / Training / Setup
 
     INPUT, OSM, OSM_FILE, MODEL, EXTENT = "INPUT", "OSM", "OSM_FILE", "MODEL", "EXTENT"
     DEVICE, TILE_SIZE, OVERLAP, BATCH_SIZE, GSD = "DEVICE", "TILE_SIZE", "OVERLAP", "BATCH_SIZE", "GSD"
@@ -72,7 +108,7 @@ class GeoLinkAlgorithm(QgsProcessingAlgorithm):
         super().__init__()
         self._outputs: List[Output] = []
         self._provenance: Dict[str, object] = {}
-        self._run_name = ""
+        self._started = time.strftime("%H:%M:%S")
         self._extent: Optional[str] = None
 
     def createInstance(self):  # noqa: N802 (QGIS API names)
@@ -82,61 +118,65 @@ class GeoLinkAlgorithm(QgsProcessingAlgorithm):
         return self.ALG_ID
 
     def displayName(self) -> str:  # noqa: N802
-        return self.TITLE
+        return tr(self.TITLE)
 
     def group(self) -> str:
-        return self.GROUP
+        return tr(self.GROUP)
 
     def groupId(self) -> str:  # noqa: N802
         return self.GROUP.lower().replace(" ", "")
 
     def shortHelpString(self) -> str:  # noqa: N802
-        return self.HELP + (DEFAULT_MODEL_NOTE if self.USES_MODEL else "")
+        return tr(self.HELP) + (tr(DEFAULT_MODEL_NOTE) if self.USES_MODEL else "")
 
     def icon(self) -> QIcon:
         return QIcon(icon_path())
 
     # ------------------------------------------------------------ parameters shared by the map tasks
 
-    def add_raster_input(self, description: str = "Input raster (imagery)") -> None:
-        self.addParameter(QgsProcessingParameterRasterLayer(self.INPUT, description))
+    def add_raster_input(self) -> None:
+        self.addParameter(QgsProcessingParameterRasterLayer(self.INPUT, tr("Input raster (imagery)")))
 
-    def add_osm_inputs(self, optional: bool = True) -> None:
-        self.addParameter(QgsProcessingParameterMultipleLayers(
-            self.OSM, "OpenStreetMap layers" + (" (optional)" if optional else ""), SOURCE_VECTOR_ANY,
-            optional=True))
+    def add_osm_inputs(self, required: bool = False) -> None:
+        """OSM layers and an OSM file, both optional for Processing (QGIS marks them so); a task that needs OSM
+        says so in the label and checks that one of them is given."""
+        label = tr("OpenStreetMap layers (these or an OSM file: required)") if required else tr("OpenStreetMap layers")
+        self.addParameter(QgsProcessingParameterMultipleLayers(self.OSM, label, SOURCE_VECTOR_ANY, optional=True))
         self.addParameter(QgsProcessingParameterFile(
-            self.OSM_FILE, "OpenStreetMap file (.osm, .pbf or a vector file)", FILE_BEHAVIOR_FILE,
+            self.OSM_FILE, tr("OpenStreetMap file (.osm, .pbf or a vector file)"), FILE_BEHAVIOR_FILE,
             fileFilter=OSM_FILE_FILTER, optional=True))
 
-    def add_model(self, default: str = "default", description: str = "Model (a name or a .safetensors path)") -> None:
-        self.addParameter(QgsProcessingParameterString(self.MODEL, description, defaultValue=default))
+    def add_model(self, description: str = "") -> None:
+        self.addParameter(QgsProcessingParameterString(
+            self.MODEL, description or tr("Model (a name or a .safetensors path)"), defaultValue="default"))
 
     def add_engine_options(self, extent: bool = True) -> None:
         """Advanced: processing extent, device, tile size, overlap, batch size, ground sample distance (and for the
         map tasks, band mapping, native resolution and the cap on fused OSM entities per tile)."""
         params = [
-            QgsProcessingParameterExtent(self.EXTENT, "Processing extent (required for web layers)", optional=True),
+            QgsProcessingParameterExtent(self.EXTENT, tr("Processing extent (required for web layers)"),
+                                         optional=True),
         ] if extent else []
         params += [
-            QgsProcessingParameterEnum(self.DEVICE, "Device", DEVICE_CHOICES, defaultValue=0),
-            QgsProcessingParameterNumber(self.TILE_SIZE, "Tile size in pixels (0: the model's)", NUMBER_INTEGER,
+            QgsProcessingParameterEnum(self.DEVICE, tr("Device"), [tr(DEVICE_CHOICES[0])] + DEVICE_CHOICES[1:],
+                                       defaultValue=0),
+            QgsProcessingParameterNumber(self.TILE_SIZE, tr("Tile size in pixels (0: the model's)"), NUMBER_INTEGER,
                                          defaultValue=0, minValue=0),
-            QgsProcessingParameterNumber(self.OVERLAP, "Tile overlap in pixels (-1: the backend's default)",
+            QgsProcessingParameterNumber(self.OVERLAP, tr("Tile overlap in pixels (-1: the backend's default)"),
                                          NUMBER_INTEGER, defaultValue=-1, minValue=-1),
-            QgsProcessingParameterNumber(self.BATCH_SIZE, "Batch size (0: automatic)", NUMBER_INTEGER,
+            QgsProcessingParameterNumber(self.BATCH_SIZE, tr("Batch size (0: automatic)"), NUMBER_INTEGER,
                                          defaultValue=0, minValue=0),
-            QgsProcessingParameterNumber(self.GSD, "Ground sample distance in metres (0: the model's, or native)",
+            QgsProcessingParameterNumber(self.GSD, tr("Ground sample distance in metres (0: the model's, or native)"),
                                          NUMBER_DOUBLE, defaultValue=0.0, minValue=0.0),
         ]
         if self.MAP_TASK:
             params += [
-                QgsProcessingParameterString(self.BANDS, "Bands feeding the model, e.g. 3,2,1 (empty: automatic)",
+                QgsProcessingParameterString(self.BANDS, tr("Bands feeding the model, e.g. 3,2,1 (empty: automatic)"),
                                              defaultValue="", optional=True),
-                QgsProcessingParameterBoolean(self.NATIVE, "Process at the raster's own resolution",
+                QgsProcessingParameterBoolean(self.NATIVE, tr("Process at the raster's own resolution"),
                                               defaultValue=False),
-                QgsProcessingParameterNumber(self.OSM_MAX_NODES, "At most this many OSM entities per tile in the "
-                                             "fusion (0: all; bounds the time of dense city tiles)", NUMBER_INTEGER,
+                QgsProcessingParameterNumber(self.OSM_MAX_NODES, tr("At most this many OSM entities per tile in the "
+                                             "fusion (0: all; bounds the time of dense city tiles)"), NUMBER_INTEGER,
                                              defaultValue=0, minValue=0),
             ]
         for param in params:
@@ -150,7 +190,7 @@ class GeoLinkAlgorithm(QgsProcessingAlgorithm):
         (map tasks: streamed), else here; other layers are exported at the extent."""
         layer = self.parameterAsRasterLayer(parameters, self.INPUT, context)
         if layer is None:
-            raise QgsProcessingException("Choose an input raster.")
+            raise QgsProcessingException(tr("Choose an input raster."))
         self._extent = None
         extent = None
         if parameters.get(self.EXTENT):
@@ -162,7 +202,7 @@ class GeoLinkAlgorithm(QgsProcessingAlgorithm):
             extent = None
         path = layers.raster_path(layer, extent, gsd or None, feedback)
         self._provenance["input"] = layer.name()
-        self._run_name = f"GeoLink {self.TITLE.lower()}: {layer.name()} ({time.strftime('%H:%M:%S')})"
+        self._started = time.strftime("%H:%M:%S")
         return path
 
     def osm_inputs(self, parameters, context, feedback, required: bool = False) -> List[str]:
@@ -170,7 +210,8 @@ class GeoLinkAlgorithm(QgsProcessingAlgorithm):
         files = [self.parameterAsFile(parameters, self.OSM_FILE, context)] if parameters.get(self.OSM_FILE) else []
         paths = layers.osm_paths(vectors, files, feedback)
         if required and not paths:
-            raise QgsProcessingException(f"{self.TITLE} needs OpenStreetMap data: choose OSM layers or an OSM file.")
+            raise QgsProcessingException(tr("“{title}” needs OpenStreetMap data: choose OSM layers or an OSM file.")
+                                         .format(title=self.displayName()))
         if paths:
             self._provenance["osm"] = ", ".join(paths)
         return paths
@@ -221,7 +262,7 @@ class GeoLinkAlgorithm(QgsProcessingAlgorithm):
             if message:
                 fb.setProgressText(message)
 
-        callbacks = Callbacks(progress=progress, log=log, is_cancelled=fb.isCanceled)
+        callbacks = Callbacks(progress=progress, log=log, is_cancelled=fb.isCanceled, words=ProcessingWords(self))
         state = settings.backend_status()  # a missing or incomplete backend: the same words everywhere
         if not state.ready:
             raise QgsProcessingException(state.message)
@@ -232,7 +273,7 @@ class GeoLinkAlgorithm(QgsProcessingAlgorithm):
             result = run_job(python, job, callbacks)
         except WorkerError as exc:
             if exc.kind == "cancelled":
-                raise QgsProcessingException("Cancelled.") from None
+                raise QgsProcessingException(tr("Cancelled.")) from None
             raise QgsProcessingException(str(exc)) from None
         self._provenance.update(task=task, model=config.get("model"), device=config.get("device") or "auto",
                                 date=time.strftime("%Y-%m-%d %H:%M:%S"))
@@ -250,7 +291,8 @@ class GeoLinkAlgorithm(QgsProcessingAlgorithm):
     def postProcessAlgorithm(self, context, feedback):  # noqa: N802 (runs in the main thread after the job)
         loading = any(context.willLoadLayerOnCompletion(o.path) for o in self._outputs if o.declared)
         for out in self._outputs:
-            styler = results.ResultStyler(out.kind, self._run_name or f"GeoLink {self.TITLE.lower()}", out.title,
-                                          dict(self._provenance), out.visible)
+            group, name = results.run_names(self.displayName(), out.title, str(self._provenance.get("input", "")),
+                                            self._provenance.get("model"), self._started)
+            styler = results.ResultStyler(out.kind, group, name, dict(self._provenance), out.visible)
             results.attach(context, out.path, styler, load_if_missing=(loading or out.main) and not out.declared)
         return {}

@@ -85,8 +85,9 @@ class BatchAlgorithm(GeoLinkAlgorithm):
             if parameters.get(self.RAY_ADDRESS) else ""
         if address:
             config["ray_address"] = address
-        self._run_name = f"GeoLink {TASKS[[t[0] for t in TASKS].index(task)][1].lower()}: {Path(folder).name}"
+        self._provenance["input"] = Path(folder).name  # the run's group and layer names say the folder
         result = self.run_backend("batch", config, feedback)
+        self._provenance["model"] = options["model"]
         outputs = result.get("outputs") or {}
         if kind and outputs.get("mosaic"):
             self.style_output(outputs["mosaic"], kind, "Mosaic", declared=False, main=True)

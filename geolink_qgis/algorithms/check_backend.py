@@ -5,11 +5,13 @@ from __future__ import annotations
 from qgis.core import QgsProcessingOutputString
 
 from .. import settings
+from ..i18n import tr
 from .base import GeoLinkAlgorithm
 
 
 class CheckBackendAlgorithm(GeoLinkAlgorithm):
     ALG_ID = "checkbackend"
+    BACKEND_TASK = "doctor"
     TITLE = "Check GeoLink backend"
     GROUP = "Setup"
     HELP = ("Reports the backend interpreter, the versions of torch (and its CUDA build), torch_geometric, timm and "
@@ -19,7 +21,7 @@ class CheckBackendAlgorithm(GeoLinkAlgorithm):
     REPORT = "REPORT"
 
     def initAlgorithm(self, config=None):  # noqa: N802
-        self.addOutput(QgsProcessingOutputString(self.REPORT, "Backend report"))
+        self.addOutput(QgsProcessingOutputString(self.REPORT, tr("Backend report")))
 
     def processAlgorithm(self, parameters, context, feedback):  # noqa: N802
         result = self.run_backend("doctor", {"model_dirs": settings.model_dirs()}, feedback)

@@ -5,6 +5,7 @@ from __future__ import annotations
 from qgis.core import QgsProcessingParameterRasterDestination
 
 from .. import results
+from ..i18n import tr
 from .base import GeoLinkAlgorithm
 
 
@@ -34,9 +35,9 @@ class ClassifyAlgorithm(GeoLinkAlgorithm):
         self.add_osm_inputs()
         self.add_model()
         self.add_engine_options()
-        self.addParameter(QgsProcessingParameterRasterDestination(self.OUTPUT, "Land cover"))
+        self.addParameter(QgsProcessingParameterRasterDestination(self.OUTPUT, tr("Land cover")))
         self.addParameter(QgsProcessingParameterRasterDestination(
-            self.PROBABILITIES, "Class probabilities", optional=True, createByDefault=False))
+            self.PROBABILITIES, tr("Class probabilities"), optional=True, createByDefault=False))
 
     def processAlgorithm(self, parameters, context, feedback):  # noqa: N802
         raster = self.raster_input(parameters, context, feedback)
@@ -49,7 +50,7 @@ class ClassifyAlgorithm(GeoLinkAlgorithm):
         if probs:
             config["probabilities"] = probs
         self.run_backend("classify", config, feedback, outputs=[p for p in (out, probs) if p])
-        self.style_output(out, results.CLASSES, "Land cover")
+        self.style_output(out, results.CLASSES, tr("Land cover"))
         if probs:
-            self.style_output(probs, results.PROBABILITIES, "Class probabilities", visible=False)
+            self.style_output(probs, results.PROBABILITIES, tr("Class probabilities"), visible=False)
         return {self.OUTPUT: out, self.PROBABILITIES: probs}

@@ -10,6 +10,7 @@ from qgis.core import (
 
 from .. import results
 from ..compat import NUMBER_INTEGER, add_advanced
+from ..i18n import tr
 from .base import GeoLinkAlgorithm
 
 PREVIEW_OUTPUT = "preview"  # the key of the PCA preview among the backend's outputs
@@ -35,13 +36,13 @@ class EmbedAlgorithm(GeoLinkAlgorithm):
         self.add_raster_input()
         self.add_osm_inputs()
         self.add_model()
-        layer = QgsProcessingParameterNumber(self.LAYER, "Encoder block, from 1 (0: the last, fused output)",
+        layer = QgsProcessingParameterNumber(self.LAYER, tr("Encoder block, from 1 (0: the last, fused output)"),
                                              NUMBER_INTEGER, defaultValue=0, minValue=0)
         add_advanced(layer)
         self.addParameter(layer)
         self.add_engine_options()
-        self.addParameter(QgsProcessingParameterRasterDestination(self.OUTPUT, "Embeddings"))
-        self.addOutput(QgsProcessingOutputRasterLayer(self.PREVIEW, "PCA preview"))
+        self.addParameter(QgsProcessingParameterRasterDestination(self.OUTPUT, tr("Embeddings")))
+        self.addOutput(QgsProcessingOutputRasterLayer(self.PREVIEW, tr("PCA preview")))
 
     def processAlgorithm(self, parameters, context, feedback):  # noqa: N802
         raster = self.raster_input(parameters, context, feedback)
@@ -54,8 +55,8 @@ class EmbedAlgorithm(GeoLinkAlgorithm):
             config["layer"] = layer
         result = self.run_backend("embed", config, feedback, outputs=[out])
         preview = str((result.get("outputs") or {}).get(PREVIEW_OUTPUT) or "")
-        self.style_output(out, results.EMBEDDINGS, "Embeddings", visible=False)
+        self.style_output(out, results.EMBEDDINGS, tr("Embeddings"), visible=False)
         if preview:
-            self.style_output(preview, results.PREVIEW, "Embeddings (PCA preview)", declared=False)
+            self.style_output(preview, results.PREVIEW, tr("Embeddings (PCA preview)"), declared=False)
         return {self.OUTPUT: out, self.PREVIEW: preview}
 

@@ -6,18 +6,19 @@ import json
 
 from qgis.core import (
     QgsProcessingException,
-    QgsProcessingOutputFile,
+    QgsProcessingOutputHtml,
     QgsProcessingOutputString,
     QgsProcessingParameterEnum,
     QgsProcessingParameterFeatureSource,
     QgsProcessingParameterField,
-    QgsProcessingParameterFileDestination,
-    QgsProcessingParameterNumber,
+        QgsProcessingParameterNumber,
 )
 
 from .. import layers
 from ..compat import FIELD_ANY, NUMBER_DOUBLE, NUMBER_INTEGER, SOURCE_VECTOR_POLYGON, add_advanced
-from .base import GeoLinkAlgorithm
+from ..i18n import tr
+from ..models import new_model_path
+from .base import GeoLinkAlgorithm, model_destination, model_folder_given, push_link
 
 # the first is the default: detail = FPN + a full-resolution path over the bands (sharp edges, per pixel);
 # fpn decodes from the 16 px patches only (blobby edges); UPerNet trains about 4x slower than FPN on a CPU
@@ -29,6 +30,7 @@ class FinetuneAlgorithm(GeoLinkAlgorithm):
     ALG_ID = "finetune"
     USES_MODEL = True
     TITLE = "Train classifier from labelled polygons"
+    GROUP = "Training"
     HELP = ("Trains a classification head on top of a GeoLink encoder from polygons you labelled: draw polygons "
             "over the imagery, give each a class in a field, run this, then use the new model in 'Classify land "
             "cover' or 'Map urban function zones'.<br><br>"
@@ -49,41 +51,45 @@ class FinetuneAlgorithm(GeoLinkAlgorithm):
 
     def initAlgorithm(self, config=None):  # noqa: N802
         self.add_raster_input()
-        self.addParameter(QgsProcessingParameterFeatureSource(self.LABELS, "Labelled polygons",
+        self.addParameter(QgsProcessingParameterFeatureSource(self.LABELS, tr("Labelled polygons"),
                                                               [SOURCE_VECTOR_POLYGON]))
         self.addParameter(QgsProcessingParameterField(
-            self.CLASS_FIELD, "Class field", parentLayerParameterName=self.LABELS, type=FIELD_ANY))
+            self.CLASS_FIELD, tr("Class field"), parentLayerParameterName=self.LABELS, type=FIELD_ANY))
         self.add_osm_inputs()
-        self.add_model(description="Base model (a name or a .safetensors path)")
+        self.add_model(tr("Base model (a name or a .safetensors path)"))
         advanced = [
-            QgsProcessingParameterNumber(self.EPOCHS, "Epochs (0: the backend's default)", NUMBER_INTEGER,
+            QgsProcessingParameterNumber(self.EPOCHS, tr("Epochs (0: the backend's default)"), NUMBER_INTEGER,
                                          defaultValue=0, minValue=0),
-            QgsProcessingParameterEnum(self.HEAD, "Head", HEADS, defaultValue=0),
-            QgsProcessingParameterNumber(self.UNFREEZE, "Encoder blocks to unfreeze", NUMBER_INTEGER,
+            QgsProcessingParameterEnum(self.HEAD, tr("Head"), HEADS, defaultValue=0),
+            QgsProcessingParameterNumber(self.UNFREEZE, tr("Encoder blocks to unfreeze"), NUMBER_INTEGER,
                                          defaultValue=0, minValue=0),
-            QgsProcessingParameterNumber(self.VAL_FRACTION, "Validation share of the polygons (0: default)",
+            QgsProcessingParameterNumber(self.VAL_FRACTION, tr("Validation share of the polygons (0: default)"),
                                          NUMBER_DOUBLE, defaultValue=0.0, minValue=0.0, maxValue=0.9),
-            QgsProcessingParameterField(self.SPLIT_FIELD, "Field marking held-out polygons ('val' or 'test')",
+            QgsProcessingParameterField(self.SPLIT_FIELD, tr("Field marking held-out polygons ('val' or 'test')"),
                                         parentLayerParameterName=self.LABELS, type=FIELD_ANY, optional=True),
         ]
         for param in advanced:
             add_advanced(param)
             self.addParameter(param)
         self.add_engine_options()
-        self.addParameter(QgsProcessingParameterFileDestination(self.OUTPUT, "Model package",
-                                                                "GeoLink model (*.safetensors)"))
-        self.addOutput(QgsProcessingOutputFile(self.REPORT, "Training report (HTML)"))
-        self.addOutput(QgsProcessingOutputString(self.METRICS, "Validation metrics (JSON)"))
+        self.addParameter(model_destination(
+            self.OUTPUT, tr("Model package (a folder: saved there, named after the labelled polygons)")))
+        self.addOutput(QgsProcessingOutputHtml(self.REPORT, tr("Training report")))
+        self.addOutput(QgsProcessingOutputString(self.METRICS, tr("Validation metrics (JSON)")))
 
     def processAlgorithm(self, parameters, context, feedback):  # noqa: N802
         raster = self.raster_input(parameters, context, feedback)
         labels_layer = self.parameterAsVectorLayer(parameters, self.LABELS, context)
         field = self.parameterAsString(parameters, self.CLASS_FIELD, context)
         if labels_layer is None or not field:
-            raise QgsProcessingException("Choose the labelled polygon layer and its class field.")
+            raise QgsProcessingException(tr("Choose the labelled polygon layer and its class field."))
         if labels_layer.fields().indexOf(field) < 0:
-            raise QgsProcessingException(f"The layer '{labels_layer.name()}' has no field '{field}'.")
+            raise QgsProcessingException(tr("The layer “{layer}” has no field “{field}”.").format(
+                layer=labels_layer.name(), field=field))
         out = self.parameterAsFileOutput(parameters, self.OUTPUT, context)
+        folder = model_folder_given(out)
+        if folder is not None:
+            out = str(new_model_path(labels_layer.name(), folder))
         config = {"raster": raster, "labels": layers.vector_path(labels_layer, feedback), "class_field": field,
                   "osm": self.osm_inputs(parameters, context, feedback),
                   "model": self.parameterAsString(parameters, self.MODEL, context), "out": out,
@@ -106,6 +112,9 @@ class FinetuneAlgorithm(GeoLinkAlgorithm):
         report = str(next((outputs[k] for k in REPORT_OUTPUTS if outputs.get(k)), ""))
         if result.get("report"):
             feedback.pushInfo(result["report"])
+        feedback.pushInfo(tr("Model package: {path}").format(path=out))
+        if report:
+            push_link(feedback, tr("Training report"), report)
         figures = result.get("figures") or {}
         for key, value in figures.items():
             if isinstance(value, (int, float)):

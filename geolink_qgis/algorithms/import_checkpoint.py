@@ -9,18 +9,19 @@ from qgis.core import (
     QgsProcessingOutputString,
     QgsProcessingParameterBoolean,
     QgsProcessingParameterFile,
-    QgsProcessingParameterFileDestination,
     QgsProcessingParameterNumber,
     QgsProcessingParameterString,
 )
 
-from .. import settings
 from ..compat import FILE_BEHAVIOR_FILE, NUMBER_DOUBLE, add_advanced
-from .base import GeoLinkAlgorithm
+from ..i18n import tr
+from ..models import new_model_path
+from .base import GeoLinkAlgorithm, model_destination, model_folder_given
 
 
 class ImportCheckpointAlgorithm(GeoLinkAlgorithm):
     ALG_ID = "importcheckpoint"
+    BACKEND_TASK = "import-checkpoint"
     TITLE = "Import GeoLink checkpoint"
     GROUP = "Setup"
     HELP = ("Converts an official GeoLink checkpoint (.pth, as released with the paper) into a GeoLink model "
@@ -33,31 +34,29 @@ class ImportCheckpointAlgorithm(GeoLinkAlgorithm):
     INPUT, OUTPUT, MODEL_NAME, NAME, GSD, HALF = "INPUT", "OUTPUT", "MODEL_NAME", "NAME", "GSD", "HALF"
 
     def initAlgorithm(self, config=None):  # noqa: N802
-        self.addParameter(QgsProcessingParameterFile(self.INPUT, "Official checkpoint", FILE_BEHAVIOR_FILE,
+        self.addParameter(QgsProcessingParameterFile(self.INPUT, tr("Official checkpoint"), FILE_BEHAVIOR_FILE,
                                                      fileFilter="PyTorch checkpoint (*.pth *.pt);;All files (*.*)"))
-        self.addParameter(QgsProcessingParameterFileDestination(
-            self.OUTPUT, "Model package (empty: the GeoLink model folder)", "GeoLink model (*.safetensors)",
-            optional=True, createByDefault=False))
-        for param in (QgsProcessingParameterString(self.NAME, "Model name shown in QGIS (empty: the file name)",
+        self.addParameter(model_destination(
+            self.OUTPUT, tr("Model package (a folder: saved there, named after the checkpoint)")))
+        for param in (QgsProcessingParameterString(self.NAME, tr("Model name shown in QGIS (empty: the file name)"),
                                                    optional=True),
-                      QgsProcessingParameterNumber(self.GSD, "Ground sample distance the model expects, in metres "
-                                                   "(0: none, use each raster's)", NUMBER_DOUBLE, defaultValue=0.0,
-                                                   minValue=0.0),
-                      QgsProcessingParameterBoolean(self.HALF, "Store the weights as float16 (half the size)",
+                      QgsProcessingParameterNumber(self.GSD, tr("Ground sample distance the model expects, in "
+                                                                "metres (0: none, use each raster's)"),
+                                                   NUMBER_DOUBLE, defaultValue=0.0, minValue=0.0),
+                      QgsProcessingParameterBoolean(self.HALF, tr("Store the weights as float16 (half the size)"),
                                                     defaultValue=False)):
             add_advanced(param)
             self.addParameter(param)
-        self.addOutput(QgsProcessingOutputString(self.MODEL_NAME, "Model name"))
+        self.addOutput(QgsProcessingOutputString(self.MODEL_NAME, tr("Model name")))
 
     def processAlgorithm(self, parameters, context, feedback):  # noqa: N802
         src = self.parameterAsFile(parameters, self.INPUT, context)
         if not src or not Path(src).is_file():
-            raise QgsProcessingException(f"Checkpoint not found: {src or '(none)'}")
-        out = self.parameterAsFileOutput(parameters, self.OUTPUT, context) if parameters.get(self.OUTPUT) else ""
-        if not out:
-            home = settings.models_home()
-            home.mkdir(parents=True, exist_ok=True)
-            out = str(home / (Path(src).stem + ".safetensors"))
+            raise QgsProcessingException(tr("Checkpoint not found: {path}").format(path=src or "(none)"))
+        out = self.parameterAsFileOutput(parameters, self.OUTPUT, context)
+        folder = model_folder_given(out)
+        if folder is not None:
+            out = str(new_model_path(Path(src).stem, folder))
         config = {"src": src, "out": out}
         if parameters.get(self.NAME):
             config["name"] = self.parameterAsString(parameters, self.NAME, context)
@@ -66,5 +65,5 @@ class ImportCheckpointAlgorithm(GeoLinkAlgorithm):
         if parameters.get(self.HALF) and self.parameterAsBoolean(parameters, self.HALF, context):
             config["half"] = True
         self.run_backend("import-checkpoint", config, feedback, outputs=[out])
-        feedback.pushInfo(f"Model package written to {out}")
+        feedback.pushInfo(tr("Model package written to {path}").format(path=out))
         return {self.OUTPUT: out, self.MODEL_NAME: Path(out).stem}

@@ -6,6 +6,7 @@ from qgis.core import QgsProcessingException, QgsProcessingParameterNumber, QgsP
 
 from .. import results
 from ..compat import NUMBER_DOUBLE, NUMBER_INTEGER, SOURCE_VECTOR_POLYGON, add_advanced
+from ..i18n import tr
 from .base import GeoLinkAlgorithm
 
 
@@ -29,24 +30,25 @@ class ZonesAlgorithm(GeoLinkAlgorithm):
 
     def initAlgorithm(self, config=None):  # noqa: N802
         self.add_raster_input()
-        self.add_osm_inputs(optional=False)
+        self.add_osm_inputs(required=True)
         self.add_model()
-        for param in (QgsProcessingParameterNumber(self.MIN_AREA, "Smallest zone in m² (0: 16 pixels)", NUMBER_DOUBLE,
-                                                   defaultValue=0.0, minValue=0.0),
-                      QgsProcessingParameterNumber(self.SIEVE, "Without OSM ways: merge class regions smaller than "
-                                                   "this many pixels (0: 64)", NUMBER_INTEGER, defaultValue=0,
-                                                   minValue=0)):
+        for param in (QgsProcessingParameterNumber(self.MIN_AREA, tr("Smallest zone in m² (0: 16 pixels)"),
+                                                   NUMBER_DOUBLE, defaultValue=0.0, minValue=0.0),
+                      QgsProcessingParameterNumber(self.SIEVE, tr("Without OSM ways: merge class regions smaller than "
+                                                                  "this many pixels (0: 64)"), NUMBER_INTEGER,
+                                                   defaultValue=0, minValue=0)):
             add_advanced(param)
             self.addParameter(param)
         self.add_engine_options()
-        self.addParameter(QgsProcessingParameterVectorDestination(self.OUTPUT, "Zones", SOURCE_VECTOR_POLYGON))
+        self.addParameter(QgsProcessingParameterVectorDestination(self.OUTPUT, tr("Zones"), SOURCE_VECTOR_POLYGON))
 
     def processAlgorithm(self, parameters, context, feedback):  # noqa: N802
         raster = self.raster_input(parameters, context, feedback)
         osm = self.osm_inputs(parameters, context, feedback, required=True)
         out = self.parameterAsOutputLayer(parameters, self.OUTPUT, context)
         if not out.lower().endswith(".gpkg"):
-            raise QgsProcessingException(f"Zones are written as a GeoPackage; choose a .gpkg output, not {out}.")
+            raise QgsProcessingException(tr("Zones are written as a GeoPackage; choose a .gpkg output, not {path}.")
+                                         .format(path=out))
         config = {"raster": raster, "osm": osm, "model": self.parameterAsString(parameters, self.MODEL, context),
                   "out": out, **self.engine_config(parameters, context)}
         for param, key, cast in ((self.MIN_AREA, "min_area", float), (self.SIEVE, "sieve", int)):
@@ -54,6 +56,6 @@ class ZonesAlgorithm(GeoLinkAlgorithm):
             if value:
                 config[key] = cast(value)
         self.run_backend("zones", config, feedback, outputs=[out])
-        self.style_output(out, results.ZONES, "Zones")
+        self.style_output(out, results.ZONES, tr("Zones"))
         return {self.OUTPUT: out}
 

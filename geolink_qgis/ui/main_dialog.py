@@ -2,12 +2,13 @@
 
 from __future__ import annotations
 
+import html
 from pathlib import Path
 from typing import List, Optional
 
-from qgis.core import QgsMapLayer, QgsProject, QgsVectorLayer
+from qgis.core import QgsMapLayer, QgsProject, QgsRasterLayer, QgsVectorLayer
 from qgis.gui import QgsFieldComboBox, QgsFileWidget, QgsMapLayerComboBox
-from qgis.PyQt.QtCore import Qt
+from qgis.PyQt.QtCore import Qt, QUrl
 from qgis.PyQt.QtWidgets import (
     QComboBox,
     QDialog,
@@ -23,9 +24,11 @@ from qgis.PyQt.QtWidgets import (
     QWidget,
 )
 
-from .. import settings
+from .. import layers, settings
 from ..compat import layer_filter
-from ..models import list_packages, suitable
+from ..i18n import tr
+from ..models import list_packages, new_model_path, read_card, suitable, summary
+from ..results import is_geolink_output
 from .runner import AlgorithmRun
 
 TASKS = [("classify", "Classify land cover"), ("zones", "Map urban function zones"),
@@ -39,12 +42,13 @@ class GeoLinkDialog(QDialog):
         self.project = project or QgsProject.instance()
         self.iface = iface
         self.run: Optional[AlgorithmRun] = None
+        self.warnings: List[str] = []
         self.setWindowTitle("GeoLink")
-        self.setMinimumWidth(520)
+        self.setMinimumWidth(560)
 
         self.backend_note = QLabel()
         self.backend_note.setWordWrap(True)
-        self.install_button = QPushButton("Install backend…")
+        self.install_button = QPushButton(tr("Install backend…"))
         self.backend_banner = QWidget()
         self.backend_banner.setStyleSheet("background:#fff3cd;")
         banner_row = QHBoxLayout(self.backend_banner)
@@ -53,7 +57,7 @@ class GeoLinkDialog(QDialog):
         self.packages: list = []  # the model packages found (refresh)
         self.task = QComboBox()
         for alg_id, title in TASKS:
-            self.task.addItem(title, alg_id)
+            self.task.addItem(tr(title), alg_id)
         self.raster = QgsMapLayerComboBox()
         self.raster.setFilters(layer_filter("RasterLayer"))
         if hasattr(self.raster, "setProject"):  # QGIS 3.24+; before, the combo shows the current project
@@ -69,38 +73,44 @@ class GeoLinkDialog(QDialog):
         self.labels.layerChanged.connect(self.class_field.setLayer)
         self.model = QComboBox()
         self.model.setEditable(True)
+        self.model_info = QLabel()
+        self.model_info.setWordWrap(True)
+        self.model_info.setStyleSheet("color:#555;")
         self.output = QgsFileWidget()
         self.output.setStorageMode(QgsFileWidget.StorageMode.SaveFile)
-        self.output.lineEdit().setPlaceholderText("[Save to a temporary file]")
 
         self.form = QFormLayout()
-        self.form.addRow("Task", self.task)
-        self.form.addRow("Raster", self.raster)
-        self.form.addRow("Labelled polygons", self.labels)
-        self.form.addRow("Class field", self.class_field)
-        self.form.addRow("OSM layers", self.osm_layers)
-        self.form.addRow("OSM file", self.osm_file)
-        self.form.addRow("Model", self.model)
-        self.form.addRow("Output", self.output)
+        self.form.addRow(tr("Task"), self.task)
+        self.form.addRow(tr("Raster"), self.raster)
+        self.form.addRow(tr("Labelled polygons"), self.labels)
+        self.form.addRow(tr("Class field"), self.class_field)
+        self.form.addRow(tr("OSM layers"), self.osm_layers)
+        self.form.addRow(tr("OSM file"), self.osm_file)
+        self.form.addRow(tr("Model"), self.model)
+        self.form.addRow("", self.model_info)
+        self.form.addRow(tr("Output"), self.output)
 
         self.progress = QProgressBar()
         self.progress.setRange(0, 100)
-        self.status = QLabel("Ready.")
+        self.status = QLabel(tr("Ready."))
         self.status.setWordWrap(True)
+        self.status.setTextFormat(Qt.TextFormat.RichText)
+        self.status.setOpenExternalLinks(True)
+        self.status.setTextInteractionFlags(Qt.TextInteractionFlag.TextBrowserInteraction)
         self.log = QPlainTextEdit()
         self.log.setReadOnly(True)
         self.log.setMaximumBlockCount(2000)
         self.log.setMinimumHeight(110)
 
-        self.run_button = QPushButton("Run")
+        self.run_button = QPushButton(tr("Run"))
         self.run_button.setDefault(True)
-        self.cancel_button = QPushButton("Cancel")
+        self.cancel_button = QPushButton(tr("Cancel"))
         self.cancel_button.setEnabled(False)
-        self.more_button = QPushButton("Advanced…")
-        self.more_button.setToolTip("Open the Processing dialog of this task with every parameter")
-        self.settings_button = QPushButton("Settings…")
-        self.models_button = QPushButton("Models…")
-        close = QPushButton("Close")
+        self.more_button = QPushButton(tr("Advanced…"))
+        self.more_button.setToolTip(tr("Open the Processing dialog of this task with every parameter"))
+        self.settings_button = QPushButton(tr("Settings…"))
+        self.models_button = QPushButton(tr("Models…"))
+        close = QPushButton(tr("Close"))
         buttons = QHBoxLayout()
         for b in (self.settings_button, self.models_button, self.more_button):
             buttons.addWidget(b)
@@ -124,30 +134,55 @@ class GeoLinkDialog(QDialog):
         self.models_button.clicked.connect(self.open_models)
         close.clicked.connect(self.reject)
         self.task.currentIndexChanged.connect(self._task_changed)
+        self.model.currentTextChanged.connect(self._model_changed)
         self.refresh()
 
     # ------------------------------------------------------------ state
 
-    def refresh(self) -> None:
-        """Re-read the project's vector layers, the installed models and the backend's state."""
-        checked = set(self.selected_osm_ids())
-        self.osm_layers.clear()
-        for layer in self.project.mapLayers().values():
-            if isinstance(layer, QgsVectorLayer):
-                item = QListWidgetItem(layer.name())
-                item.setData(Qt.ItemDataRole.UserRole, layer.id())
-                item.setFlags(item.flags() | Qt.ItemFlag.ItemIsUserCheckable)
-                item.setCheckState(Qt.CheckState.Checked if layer.id() in checked else Qt.CheckState.Unchecked)
-                self.osm_layers.addItem(item)
+    def refresh(self, prefer_active: bool = True) -> None:
+        """Re-read the project's layers, the installed models and the backend's state; `prefer_active` (when the
+        dialog opens) makes QGIS's active raster the input."""
+        self._refresh_inputs(prefer_active)
         self.packages = list_packages(settings.model_dirs())
         state = settings.backend_status()
         self.backend_banner.setVisible(not state.ready)
-        self.install_button.setText("Repair backend…" if state.status == "incomplete" else "Install backend…")
+        self.install_button.setText(tr("Repair backend…") if state.status == "incomplete" else tr("Install backend…"))
         self.backend_note.setText(
-            "The GeoLink backend is not installed yet: install it once (PyTorch and GeoLink in their own Python "
-            f"environment, a 1-4 GB download).<br><small>Looked for: {state.python}</small>"
-            if state.status == "missing" else f"{state.summary} Click Repair backend to finish it.")
-        self._task_changed()
+            tr("The GeoLink backend is not installed yet: install it once (PyTorch and GeoLink in their own Python "
+               "environment, a 1-4 GB download).")
+            + f"<br><small>{tr('Looked for:')} {html.escape(str(state.python))}</small>"
+            if state.status == "missing" else f"{state.summary} " + tr("Click Repair backend to finish it."))
+        self._show_task_fields()
+        self._model_changed()
+
+    def _refresh_inputs(self, prefer_active: bool = True) -> None:
+        """The Raster box offers every raster but GeoLink's own outputs, the active layer first choice; the OSM list
+        offers the vector layers but GeoLink's outputs, OSM-like layers first."""
+        outputs = [lyr for lyr in self.project.mapLayers().values() if is_geolink_output(lyr)]
+        self.raster.setExceptedLayerList(outputs)
+        self.labels.setExceptedLayerList(outputs)
+        active = self.iface.activeLayer() if self.iface is not None else None
+        current = self.raster.currentLayer()
+        if prefer_active and isinstance(active, QgsRasterLayer) and not is_geolink_output(active):
+            self.raster.setLayer(active)
+        elif current is None or is_geolink_output(current):
+            candidates = [lyr for lyr in self.project.mapLayers().values()
+                          if isinstance(lyr, QgsRasterLayer) and not is_geolink_output(lyr)]
+            self.raster.setLayer(candidates[0] if candidates else None)
+
+        checked = set(self.selected_osm_ids())
+        self.osm_layers.clear()
+        vectors = [lyr for lyr in self.project.mapLayers().values()
+                   if isinstance(lyr, QgsVectorLayer) and not is_geolink_output(lyr)]
+        vectors.sort(key=lambda lyr: (not layers.is_osm_like(lyr), lyr.name().lower()))
+        for layer in vectors:
+            item = QListWidgetItem(layer.name())
+            item.setData(Qt.ItemDataRole.UserRole, layer.id())
+            item.setFlags(item.flags() | Qt.ItemFlag.ItemIsUserCheckable)
+            item.setCheckState(Qt.CheckState.Checked if layer.id() in checked else Qt.CheckState.Unchecked)
+            if not layers.is_osm_like(layer):
+                item.setForeground(Qt.GlobalColor.darkGray)
+            self.osm_layers.addItem(item)
 
     def _fill_models(self, task: str) -> None:
         """The model choices: the packages this task can use ('default' first)."""
@@ -158,15 +193,34 @@ class GeoLinkDialog(QDialog):
         self.model.setCurrentText(current if current in names else "default")
 
     def _task_changed(self) -> None:
+        """Another task: its fields, and a status line that no longer speaks of the last task's run."""
+        self._show_task_fields()
+        if not self.is_running():
+            self._set_status(tr("Ready."))
+            self.progress.setValue(0)
+
+    def _show_task_fields(self) -> None:
         task = self.current_task()
         self._fill_models(task)
-        self.osm_layers.setToolTip("Required for zones" if task == "zones" else "Optional: fuse OSM with the imagery")
+        self.osm_layers.setToolTip(tr("Required for zones") if task == "zones"
+                                   else tr("Optional: fuse OSM with the imagery"))
         for widget in (self.labels, self.class_field):
             widget.setVisible(task == "finetune")
             self.form.labelForField(widget).setVisible(task == "finetune")
-        self.output.setFilter("GeoLink model (*.safetensors)" if task == "finetune" else "")
+        self.output.setFilter(tr("GeoLink model (*.safetensors)") if task == "finetune" else "")
         self.output.lineEdit().setPlaceholderText(
-            f"[Save in {settings.models_home()}]" if task == "finetune" else "[Save to a temporary file]")
+            tr("[The GeoLink model folder, named after the polygons]") if task == "finetune"
+            else tr("[Save to a temporary file]"))
+
+    def _model_changed(self) -> None:
+        """Show what the chosen model is, from its card, before anything runs."""
+        name = self.model.currentText().strip() or "default"
+        package = next((m for m in self.packages if m["name"] == name), None)
+        card = package["card"] if package else (read_card(Path(name)) if name.endswith(".safetensors") else None)
+        if card is None:
+            self.model_info.setText(tr("Not an installed model: give a name from the list or a .safetensors file."))
+        else:
+            self.model_info.setText(summary(card))
 
     def current_task(self) -> str:
         return self.task.currentData()
@@ -179,8 +233,12 @@ class GeoLinkDialog(QDialog):
                 ids.append(item.data(Qt.ItemDataRole.UserRole))
         return ids
 
-    def set_osm_checked(self, layers: List[QgsMapLayer]) -> None:
-        wanted = {layer.id() for layer in layers}
+    def osm_choices(self) -> List[str]:
+        """The layer names the OSM list offers, in its order."""
+        return [self.osm_layers.item(i).text() for i in range(self.osm_layers.count())]
+
+    def set_osm_checked(self, chosen: List[QgsMapLayer]) -> None:
+        wanted = {layer.id() for layer in chosen}
         for i in range(self.osm_layers.count()):
             item = self.osm_layers.item(i)
             item.setCheckState(Qt.CheckState.Checked if item.data(Qt.ItemDataRole.UserRole) in wanted
@@ -198,59 +256,81 @@ class GeoLinkDialog(QDialog):
             labels = self.labels.currentLayer()
             params["LABELS"] = labels.id() if labels else None
             params["CLASS_FIELD"] = self.class_field.currentField()
-            params["OUTPUT"] = self.output.filePath() or str(self._new_model_path(labels))
+            params["OUTPUT"] = self.output.filePath() or str(new_model_path(labels.name() if labels else "model"))
         elif self.output.filePath():
             params["OUTPUT"] = self.output.filePath()
         return params
-
-    def _new_model_path(self, labels) -> Path:
-        """A model trained here goes to the model folder, named after the label layer, never over another one."""
-        home = settings.models_home()
-        home.mkdir(parents=True, exist_ok=True)
-        stem = "".join(c if c.isalnum() or c in "-_" else "-" for c in (labels.name() if labels else "model"))
-        path, i = home / f"{stem}.safetensors", 2
-        while path.exists():
-            path, i = home / f"{stem}-{i}.safetensors", i + 1
-        return path
 
     # ------------------------------------------------------------ running
 
     def start(self) -> None:
         if self.raster.currentLayer() is None:
-            self.status.setText("Choose a raster layer first.")
+            self._set_status(tr("Choose a raster layer first."))
             return
         self.log.clear()
+        self.warnings = []
         self.progress.setValue(0)
         self.run = AlgorithmRun(f"geolink:{self.current_task()}", self.parameters(), self.project, self)
         self.run.progress.connect(lambda pct: self.progress.setValue(int(pct)))
         self.run.message.connect(self._message)
+        self.run.warning.connect(self._warning)
         self.run.finished.connect(self._finished)
         self._busy(True)
-        self.status.setText(f"Running {self.task.currentText().lower()}…")
+        self._set_status(tr("Running “{task}”…").format(task=self.task.currentText()))
         self.run.start()
 
     def cancel(self) -> None:
         if self.run is not None:
-            self.status.setText("Cancelling…")
+            self._set_status(tr("Cancelling…"))
             self.run.cancel()
 
     def _message(self, text: str, is_error: bool) -> None:
         self.log.appendPlainText(("⚠ " if is_error else "") + text)
 
+    def _warning(self, text: str) -> None:
+        self.warnings.append(text)
+
     def _finished(self, ok: bool, results: dict, error: str) -> None:
         self._busy(False)
-        if ok and self.current_task() == "finetune":
+        if ok:
             self.progress.setValue(100)
-            name = Path(results.get("OUTPUT", "")).stem
-            self.refresh()
-            self.model.setCurrentText(name)
-            self.status.setText(f"Trained model '{name}'. Choose 'Classify land cover' to map with it."
-                                + (f" Report: {results['REPORT']}" if results.get("REPORT") else ""))
-        elif ok:
-            self.progress.setValue(100)
-            self.status.setText("Done: the results are in the layer panel, in a group named after this run.")
+            done = self._done_text(results)
+            if self.warnings:
+                more = len(self.warnings) - 1
+                first = self.warnings[0].rstrip(".") + (tr(" (and {n} more in the log)").format(n=more)
+                                                        if more else "") + "."
+                self._set_status(done + "<br><b>" + tr("Warning:") + "</b> " + html.escape(first), rich=True)
+                self._warn_in_message_bar(tr("GeoLink finished with a warning"), first)
+            else:
+                self._set_status(done, rich=True)
+            self._refresh_inputs(prefer_active=False)
+        elif error == tr("Cancelled."):
+            self._set_status(error)
         else:
-            self.status.setText(error.splitlines()[0] if error else "Failed.")
+            self._set_status("<b>" + tr("Failed:") + "</b> " + html.escape(error).replace("\n", "<br>"), rich=True)
+            self._warn_in_message_bar(tr("GeoLink failed"), " ".join(error.splitlines()))
+
+    def _done_text(self, results: dict) -> str:
+        if self.current_task() != "finetune":
+            return html.escape(tr("Done: the results are in the Layers panel, in a group named after this run."))
+        name = Path(results.get("OUTPUT", "")).stem
+        self.refresh(prefer_active=False)
+        self.model.setCurrentText(name)
+        text = html.escape(tr("Trained model “{name}”. Choose “Classify land cover” to map with it.").format(
+            name=name))
+        report = results.get("REPORT")
+        if report:
+            link = QUrl.fromLocalFile(report).toString()
+            text += f' <a href="{link}">{html.escape(tr("Open the training report"))}</a>'
+        return text
+
+    def _set_status(self, text: str, rich: bool = False) -> None:
+        self.status.setText(text if rich else html.escape(text))
+
+    def _warn_in_message_bar(self, title: str, text: str) -> None:
+        """A warning or failure in QGIS's message bar too, where it stays in view after the dialog is closed."""
+        if self.iface is not None:
+            self.iface.messageBar().pushWarning(title, text)
 
     def _busy(self, busy: bool) -> None:
         self.run_button.setEnabled(not busy)

@@ -6,7 +6,6 @@ from typing import Dict, Optional
 
 from qgis.core import (
     QgsApplication,
-    QgsProcessingAlgRunnerTask,
     QgsProcessingContext,
     QgsProcessingFeedback,
     QgsProcessingOutputLayerDefinition,
@@ -14,8 +13,11 @@ from qgis.core import (
     QgsProcessingParameterVectorDestination,
     QgsProcessingUtils,
     QgsProject,
+    QgsTask,
 )
 from qgis.PyQt.QtCore import QObject, pyqtSignal
+
+from ..i18n import tr
 
 
 class SignallingFeedback(QgsProcessingFeedback):
@@ -27,9 +29,12 @@ class SignallingFeedback(QgsProcessingFeedback):
         super().pushInfo(info)
         self.message.emit(info, False)
 
+    warning = pyqtSignal(str)
+
     def pushWarning(self, warning):  # noqa: N802
         super().pushWarning(warning)
-        self.message.emit("Warning: " + warning, True)
+        self.message.emit(tr("Warning: {text}").format(text=warning), True)
+        self.warning.emit(warning)
 
     def reportError(self, error, fatalError=False):  # noqa: N802, N803
         super().reportError(error, fatalError)
@@ -40,11 +45,44 @@ class SignallingFeedback(QgsProcessingFeedback):
         self.message.emit(text, False)
 
 
+class AlgorithmTask(QgsTask):
+    """Runs a prepared algorithm in the background, as Processing's runner task does, except that a run the user
+    cancelled ends as a completed task (it did what was asked), so QGIS does not announce "Task failed"."""
+
+    def __init__(self, alg, parameters: dict, context: QgsProcessingContext, feedback: QgsProcessingFeedback):
+        super().__init__(alg.displayName(), QgsTask.Flag.CanCancel)
+        self.alg, self.parameters, self.context, self.feedback = alg, parameters, context, feedback
+        self.prepared = alg.prepare(parameters, context, feedback)  # main thread: reads layers and parameters
+        self.results: dict = {}
+        self.error = ""
+
+    def run(self) -> bool:
+        if not self.prepared:
+            self.error = tr("The parameters could not be read.")
+            return False
+        try:
+            self.results = dict(self.alg.runPrepared(self.parameters, self.context, self.feedback) or {})
+            return True
+        except Exception as exc:  # QgsProcessingException, or a bug: reported once, never raised
+            self.error = str(exc)
+            if self.feedback.isCanceled():
+                self.setDescription(tr("{title}: cancelled").format(title=self.alg.displayName()))
+                return True
+            self.feedback.reportError(self.error, True)  # the dialog's log and QGIS's Processing log, once
+            return False
+
+    def cancel(self) -> None:  # the task manager's cancel button stops the backend too
+        self.feedback.cancel()
+        super().cancel()
+
+
 class AlgorithmRun(QObject):
-    """One run: `start()`, watch `progress`/`message`, `cancel()`; `finished(ok, results, error)` at the end."""
+    """One run: `start()`, watch `progress`/`message`/`warning`, `cancel()`; `finished(ok, results, error)` at the
+    end (error "Cancelled." after a cancel)."""
 
     progress = pyqtSignal(float)
     message = pyqtSignal(str, bool)
+    warning = pyqtSignal(str)
     finished = pyqtSignal(bool, dict, str)
 
     def __init__(self, alg_id: str, parameters: Dict[str, object], project: Optional[QgsProject] = None,
@@ -60,9 +98,8 @@ class AlgorithmRun(QObject):
         self.feedback = SignallingFeedback()
         self.feedback.progressChanged.connect(self.progress)
         self.feedback.message.connect(self.message)
-        self.task: Optional[QgsProcessingAlgRunnerTask] = None
-        self.errors = []
-        self.feedback.message.connect(lambda text, is_error: self.errors.append(text) if is_error else None)
+        self.feedback.warning.connect(self.warning)
+        self.task: Optional[AlgorithmTask] = None
 
     def _load_outputs_into_project(self, parameters: dict) -> dict:
         for param in self.alg.destinationParameterDefinitions():
@@ -75,27 +112,32 @@ class AlgorithmRun(QObject):
         return parameters
 
     def start(self) -> None:
-        self.task = QgsProcessingAlgRunnerTask(self.alg, self.parameters, self.context, self.feedback)
-        self.task.executed.connect(self._executed)
+        self.task = AlgorithmTask(self.alg, self.parameters, self.context, self.feedback)
+        self.task.taskCompleted.connect(lambda: self._completed(True))
+        self.task.taskTerminated.connect(lambda: self._completed(False))
         QgsApplication.taskManager().addTask(self.task)
 
     def cancel(self) -> None:
         self.feedback.cancel()
 
-    def _executed(self, ok: bool, results: dict) -> None:
-        if ok:
+    def _completed(self, ok: bool) -> None:
+        task = self.task
+        if self.feedback.isCanceled():
+            self.finished.emit(False, {}, tr("Cancelled."))
+        elif ok:
+            results = dict(task.results)
+            results.update(self.alg.postProcess(self.context, self.feedback) or {})
             self.load_results()
-            self.finished.emit(True, dict(results or {}), "")
+            self.finished.emit(True, results, "")
         else:
-            error = "Cancelled." if self.feedback.isCanceled() else (self.errors[-1] if self.errors else "Failed.")
-            self.finished.emit(False, {}, error)
+            self.finished.emit(False, {}, task.error or tr("Failed."))
 
     def load_results(self) -> None:
         """What Processing's dialogs do after a run: load each output, then let its post-processor style it."""
         for source, details in self.context.layersToLoadOnCompletion().items():
             layer = QgsProcessingUtils.mapLayerFromString(source, self.context)
             if layer is None:
-                self.message.emit(f"Could not load {source}", True)
+                self.message.emit(tr("Could not load {source}").format(source=source), True)
                 continue
             layer = self.context.temporaryLayerStore().takeMapLayer(layer) or layer
             self.project.addMapLayer(layer, details.postProcessor() is None)

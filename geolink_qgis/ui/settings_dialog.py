@@ -105,6 +105,11 @@ class SettingsDialog(QDialog):
         self.check_button.clicked.connect(self.check)
         self.show_backend_state()
 
+    def _show_log(self) -> None:
+        """Show the log and grow the dialog to hold it, instead of squashing the settings above it."""
+        self.log.setVisible(True)
+        self.resize(self.width(), max(self.height(), self.sizeHint().height()))
+
     def show_backend_state(self) -> None:
         """The backend's state in words, and the install button named for what it will do."""
         state = settings.backend_status()
@@ -151,7 +156,7 @@ class SettingsDialog(QDialog):
         self.stop_button.setVisible(True)
         self.stop_button.setEnabled(True)
         self.progress.setVisible(True)
-        self.log.setVisible(True)
+        self._show_log()
         self.status.setStyleSheet("")
         self.status.setText("Installing the backend (several minutes; QGIS stays usable)…")
         QgsApplication.taskManager().addTask(self.task)
@@ -182,7 +187,7 @@ class SettingsDialog(QDialog):
     def check(self) -> None:
         from .runner import AlgorithmRun
 
-        self.log.setVisible(True)
+        self._show_log()
         self.log.clear()
         run = AlgorithmRun("geolink:checkbackend", {}, parent=self)
         run.message.connect(lambda text, err: self.log.appendPlainText(text))

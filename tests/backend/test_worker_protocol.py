@@ -44,7 +44,8 @@ def test_cancel_before_start_reports_cancelled():
     cancel.set()
     code = run_job({"task": "doctor", "config": {}}, events.append, cancel)
     assert code == 2
-    assert events[-1] == {"event": "error", "type": "Cancelled", "message": "Cancelled by the user.", "hint": None}
+    assert events[-1] == {"event": "error", "type": "Cancelled", "message": "Cancelled by the user.", "hint": None,
+                          "option": None, "message_parts": [{"text": "Cancelled by the user."}], "hint_parts": None}
 
 
 def test_stdout_carries_only_events_even_when_libraries_print():

@@ -6,6 +6,7 @@ renderer, class names in the legend, the run's group, metadata; a cancel leaves 
 
 from __future__ import annotations
 
+import re
 from pathlib import Path
 
 import pytest
@@ -67,7 +68,8 @@ def test_classify_lands_as_a_named_palette_in_its_group(qgis_app, data_dir, tmp_
     assert isinstance(layer.renderer(), QgsPalettedRasterRenderer)
     legend = [text for text, _ in layer.renderer().legendSymbologyItems()]
     assert legend == tiny.CLASSES
-    assert group_of(project, layer).startswith("GeoLink classify land cover: hel")
+    assert re.fullmatch(r"\d\d:\d\d:\d\d Classify land cover", group_of(project, layer))
+    assert layer.name() == "hel · tiny-landcover · Land cover"
     abstract = layer.metadata().abstract()
     assert "model_sha256: " in abstract and "task: classify" in abstract and "osm_lines" in abstract
     prob_layer = loaded(project, probs)
@@ -105,9 +107,11 @@ def test_zones_are_categorized_with_confidence(qgis_app, data_dir, tmp_path, tin
     assert {c.label() for c in layer.renderer().categories()} <= set(tiny.CLASSES) | {""}
 
 
-def test_finetune_takes_class_colours_from_the_layer_style(qgis_app, data_dir, tmp_path, tiny_models):
+def test_finetune_takes_class_colours_from_the_layer_style(qgis_app, data_dir, tmp_path, tiny_models, monkeypatch):
+    """... and saves the model in the GeoLink model folder by default, named after the labelled layer."""
     from qgis import processing
 
+    from geolink_qgis import settings
     from geolink_qgis.models import read_card
     from tests.backend.finetune_helpers import labels_in_crop
 
@@ -125,10 +129,12 @@ def test_finetune_takes_class_colours_from_the_layer_style(qgis_app, data_dir, t
         symbol.setColor(QColor(colours[name]))
         cats.append(QgsRendererCategory(name, symbol, name))
     labels.setRenderer(QgsCategorizedSymbolRenderer("class", cats))
-    out = tmp_path / "mine.safetensors"
-    result = processing.run("geolink:finetune", {
+    monkeypatch.setattr(settings, "model_folder", lambda: str(tmp_path / "models"))
+    result = processing.run("geolink:finetune", {  # no OUTPUT: the model folder, named after the label layer
         "INPUT": str(raster), "LABELS": labels, "CLASS_FIELD": "class", "MODEL": tiny_models["encoder"],
-        "OUTPUT": str(out), "EPOCHS": 1, "HEAD": 2, "BATCH_SIZE": 4})
+        "EPOCHS": 1, "HEAD": 2, "BATCH_SIZE": 4})
+    out = tmp_path / "models" / "labels.safetensors"
+    assert result["OUTPUT"] == str(out)
     card = read_card(out)
     assert {c["name"]: c["color"].lower() for c in card["head"]["classes"]} == colours
     assert Path(result["REPORT"]).exists()
@@ -185,7 +191,7 @@ def test_the_dialog_runs_a_classification_into_a_styled_group(qgis_app, data_dir
     assert any(0 < v < 100 for v in seen)
     layer = loaded(project, tmp_path / "dialog_classes.tif")
     assert isinstance(layer.renderer(), QgsPalettedRasterRenderer)
-    assert group_of(project, layer).startswith("GeoLink classify land cover: scene")
+    assert re.fullmatch(r"\d\d:\d\d:\d\d Classify land cover", group_of(project, layer))
 
 
 def test_classify_inside_a_processing_model(qgis_app, data_dir, tmp_path, tiny_models):

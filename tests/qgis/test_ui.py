@@ -8,7 +8,7 @@ import time
 from pathlib import Path
 
 import pytest
-from qgis.core import QgsApplication, QgsProject, QgsRasterLayer
+from qgis.core import QgsApplication, QgsProject, QgsRasterLayer, QgsTask
 
 from geolink_qgis import settings
 from geolink_qgis.backend_installer import InstallPlan
@@ -139,11 +139,14 @@ def test_dialog_cancel_button_stops_the_run(qgis_app, data_dir, tmp_path, monkey
         dialog = GeoLinkDialog()
         dialog.raster.setLayer(raster)
         dialog.output.setFilePath(str(tmp_path / "out.tif"))
+        statuses = []  # what QGIS's task manager (and its "Task failed" notice) sees
+        QgsApplication.taskManager().statusChanged.connect(lambda task_id, status: statuses.append(status))
         dialog.start()
         wait_for(lambda: dialog.progress.value() == 7, timeout=60)
         dialog.cancel_button.click()
         wait_for(lambda: not dialog.is_running(), timeout=30)
         assert dialog.status.text() == "Cancelled." and dialog.run_button.isEnabled()
+        assert QgsTask.TaskStatus.Complete in statuses and QgsTask.TaskStatus.Terminated not in statuses
         assert not (tmp_path / "out.tif").exists()
     finally:
         project.removeMapLayer(raster.id())

@@ -10,7 +10,7 @@ import os
 from pathlib import Path
 from typing import Dict, List, Optional, Sequence
 
-from ..atomic import atomic_output
+from ..atomic import OutputSet
 from ..errors import InputError
 
 SUFFIX = {"classify": ".tif", "embed": ".tif", "zones": ".gpkg"}
@@ -97,9 +97,9 @@ def read_report(out_dir: Path) -> Dict[str, dict]:
 
 def write_report(out_dir: Path, summary: dict, items: Sequence[Item]) -> Path:
     target = out_dir / REPORT
-    with atomic_output(target, sidecars=False) as tmp:
-        tmp.write_text(json.dumps({**summary, "items": [dataclasses.asdict(i) for i in items]}, indent=2,
-                                  default=str), encoding="utf-8")
+    with OutputSet([target]) as outputs:
+        outputs.partial(target).write_text(json.dumps({**summary, "items": [dataclasses.asdict(i) for i in items]},
+                                                      indent=2, default=str), encoding="utf-8")
     return target
 
 
@@ -121,12 +121,12 @@ def build_mosaic(out_dir: Path, outputs: Sequence[str]) -> Optional[Path]:
     if len(crs) > 1 or len(bands) > 1:
         return None
     target = out_dir / MOSAIC
-    with atomic_output(target, sidecars=False) as tmp:
-        vrt = gdal.BuildVRT(str(tmp), list(outputs))
+    with OutputSet([target]) as written:
+        # The VRT names its sources relative to itself, in the same folder: the partial name does not matter.
+        vrt = gdal.BuildVRT(str(written.partial(target)), list(outputs))
         vrt.FlushCache()
         vrt = None
-        # The VRT names its sources relative to itself: the same folder, so the partial name does not matter.
-    style = Path(outputs[0]).with_suffix(".qml")
-    if style.is_file():
-        target.with_suffix(".qml").write_text(style.read_text(encoding="utf-8"), encoding="utf-8")
+        style = Path(outputs[0]).with_suffix(".qml")
+        if style.is_file():
+            written.sidecar(target, ".qml").write_text(style.read_text(encoding="utf-8"), encoding="utf-8")
     return target

@@ -10,7 +10,7 @@ import logging
 import os
 from typing import Any, Dict, List, Optional, Tuple
 
-from ..errors import InputError
+from ..errors import InputError, opt
 from .run import WorkerLost, run_item
 
 
@@ -18,7 +18,7 @@ def import_ray():
     try:
         import ray
     except ImportError:
-        raise InputError("--engine ray needs Ray, which is not installed in the backend environment.",
+        raise InputError(f"{opt('engine', 'ray')} needs Ray, which is not installed in the backend environment.",
                          hint="Install it with: pip install 'geolink[cluster]' (or pip install ray), "
                               "or use --engine local.") from None
     return ray

@@ -104,11 +104,12 @@ def schedule(engine: Engine, task: str, options: dict, items: Sequence[Item], pr
 
 def remove_partials(items: Sequence[Item], pids: Sequence[int]) -> None:
     """After a cancel, the half-written outputs of the workers that were stopped."""
-    from ..atomic import PARTIAL_TAG
+    from ..atomic import PARTIAL_RE
 
     folders = {os.path.dirname(i.output) for i in items}
     for folder in folders:
         for name in os.listdir(folder) if os.path.isdir(folder) else []:
-            if any(f"{PARTIAL_TAG}{pid}" in name for pid in pids):
+            match = PARTIAL_RE.search(name)
+            if match and int(match.group(1)) in pids:
                 with contextlib.suppress(OSError):
                     os.unlink(os.path.join(folder, name))

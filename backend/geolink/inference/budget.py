@@ -11,7 +11,7 @@ from typing import Sequence
 import numpy as np
 
 from ..atomic import OutputSet, human_bytes
-from ..errors import InputError
+from ..errors import InputError, opt
 from ..progress import Progress, format_seconds
 
 CONFIRM_SECONDS = 3600.0  # an estimated hour or more
@@ -69,5 +69,5 @@ def check(job, predict, outputs: OutputSet, rasters: Sequence[Band], yes: bool, 
         progress.warn(f"A large job ({' and '.join(large)}): {summary}. Cancel it if that was not meant.")
         return
     raise InputError(f"This is a large job ({' and '.join(large)}): {summary}.",
-                     hint="Run it again with --yes to go ahead, or process a smaller extent (--extent) or at a "
-                          "coarser ground sample distance (--gsd).", option="yes")
+                     hint=f"Run it again with {opt('yes')} to go ahead, or process a smaller {opt('extent')} or at a "
+                          f"coarser {opt('gsd')}.", option="yes")

@@ -15,7 +15,7 @@ from typing import Callable, List, Optional, Sequence
 
 import numpy as np
 
-from ..errors import ModelError
+from ..errors import ModelError, opt
 from ..progress import Progress
 from ..raster.source import Normaliser, Source
 from ..raster.windows import WindowPlan
@@ -71,7 +71,7 @@ class Runtime:
                     torch.cuda.empty_cache()
                 if n == 1:
                     raise ModelError("The device ran out of memory with a batch of one window.",
-                                     hint="Use a smaller tile size, or the CPU.") from None
+                                     hint=f"Use a smaller {opt('tile_size')}, or {opt('device', 'cpu')}.") from None
                 self.chunk = max(1, n // 2)
                 self.progress.warn(f"Out of memory on {self.device}: batch size {n} -> {self.chunk}.")
         return np.concatenate(outs, 0)

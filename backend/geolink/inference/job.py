@@ -11,7 +11,7 @@ from pathlib import Path
 from typing import Dict, Iterator, List, Optional
 
 from ..atomic import OutputSet
-from ..errors import InputError, ModelError
+from ..errors import InputError, ModelError, cmd, opt
 from ..models.card import ModelCard
 from ..osm.window_graphs import WindowGraphs
 from ..progress import Progress
@@ -80,7 +80,7 @@ class Job:
         """The model's classes [{name, color}]; a model without a head that predicts them is refused."""
         if not self.model.card.predicts_classes:
             raise ModelError(f"The model {self.model.name} has no segmentation head with classes.",
-                             hint="Use a model fine-tuned with 'geolink finetune', or 'geolink embed' for features.")
+                             hint=f"Use a model fine-tuned with {cmd('finetune')}, or {cmd('embed')} for features.")
         return self.model.card.classes
 
     def run(self, predict: Predict, channels: int, sink: Sink, progress: Progress, message: str) -> RunStats:
@@ -93,7 +93,7 @@ class Job:
         stats.seconds = time.monotonic() - t0
         if stats.windows and stats.skipped == stats.windows:
             raise InputError("Every pixel of the raster (or of the processing extent) is nodata; nothing to process.",
-                             hint="Check the raster's nodata value and the processing extent.")
+                             hint=f"Check the raster's nodata value and {opt('extent')}.")
         return stats
 
     def figures(self, stats: RunStats) -> dict:
@@ -156,7 +156,7 @@ def prepare(options: RasterOptions, progress: Progress, patch_outputs: bool = Fa
     plan = WindowPlan(source.width, source.height, tile, overlap, factor)
     graphs = None
     if options.osm_max_nodes < 0:
-        raise InputError(f"--osm-max-nodes must be 0 (every entity) or more, got {options.osm_max_nodes}.")
+        raise InputError(f"{opt('osm_max_nodes')} must be 0 (every entity) or more, got {options.osm_max_nodes}.")
     cap_fusion_nodes(model.module, options.osm_max_nodes or None)  # every job: the module may be a kept one
     if options.osm:
         progress.update(2, "Reading OSM")

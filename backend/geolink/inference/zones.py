@@ -191,7 +191,8 @@ def gpkg_problems(path: Path, layer: str, features: int) -> List[str]:
             missing = [t for t in (*GPKG_TABLES, layer) if t not in tables]
             if missing:
                 return [f"the GeoPackage lacks its table(s) {', '.join(missing)}"]
-            rows = db.execute(f'SELECT COUNT(*) FROM "{layer}"').fetchone()[0]
+            quoted = layer.replace('"', '""')  # an identifier cannot be a parameter; this one is in sqlite_master
+            rows = db.execute(f'SELECT COUNT(*) FROM "{quoted}"').fetchone()[0]  # nosec B608  a checked table name
     except sqlite3.Error as exc:
         return [f"the GeoPackage cannot be read: {exc}"]
     return [] if rows == features else [f"the layer {layer} holds {rows} of {features} features"]

@@ -17,7 +17,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Dict, List, Mapping, Optional
 
-from ..errors import InputError, ModelError
+from ..errors import InputError, ModelError, cmd
 
 CARD_KEY = "geolink_card"
 FORMAT = "geolink-model/1"
@@ -134,7 +134,7 @@ def read_card(path: os.PathLike) -> ModelCard:
         raise InputError(f"Model file not found: {path}") from None
     except (KeyError, ValueError, TypeError, struct.error, json.JSONDecodeError):
         raise ModelError(f"{path} is not a GeoLink model package (no card in its header).",
-                         hint="Import official checkpoints first with 'Import GeoLink checkpoint'.") from None
+                         hint=f"Import official checkpoints first with {cmd('import-checkpoint')}.") from None
     if not isinstance(values, dict):
         raise ModelError(f"{path} is not a GeoLink model package (its card is not an object).")
     return ModelCard.from_dict(values, path.name)

@@ -19,7 +19,7 @@ from typing import Dict, List, Optional, Sequence
 import torch
 import torch.nn.functional as F
 
-from ..errors import InputError
+from ..errors import InputError, cmd
 from ..osm.format import MAX_POSITION_POINTS, NODE_TYPES, POSITION_POINTS, RELATIONS
 from .padding import NodePadding, rank_within
 
@@ -169,7 +169,7 @@ def _flat_layout(n: int, pos, node_block: torch.Tensor, node_graph: torch.Tensor
         info = torch.repeat_interleave(info[:, :6], info[:, 6], 0)
         if bool(((edges < 0) | (edges >= info[:, 4:6].t())).any()):
             raise InputError("An OSM graph has an edge to a node it does not have.",
-                             hint="Rebuild the graphs (geolink osm-graph) or check the edge_index of each relation.")
+                             hint=f"Rebuild the graphs ({cmd('osm-graph')}) or check the edge_index of each relation.")
         source, target = edges[0] + info[:, 0], edges[1] + info[:, 1]
         gat_src, gat_dst = source * 3 + info[:, 2], target * 3 + info[:, 3]
     else:

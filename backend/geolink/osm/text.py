@@ -27,7 +27,7 @@ from typing import Dict, List, Mapping, Optional, Sequence
 
 import numpy as np
 
-from ..errors import InputError
+from ..errors import InputError, opt
 from .tags import label_pieces, piece_key
 
 CLIP_REPO = "openai/clip-vit-base-patch16"
@@ -209,7 +209,7 @@ def _clip_folder() -> str:
                                  cache_dir=os.environ.get("HF_HUB_CACHE"))
     except Exception as exc:  # the hub library raises several types for "not in the cache"
         raise InputError(f"{CLIP_REPO} is not in the Hugging Face cache ({type(exc).__name__}).",
-                         hint="Download it where there is internet, or give --text-encoder PATH to a saved "
+                         hint=f"Download it where there is internet, or set {opt('text_encoder')} to a saved "
                               "CLIP folder; the offline default is 'minilm'.") from exc
 
 

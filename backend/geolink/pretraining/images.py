@@ -13,7 +13,7 @@ from typing import Optional, Sequence, Tuple
 import numpy as np
 import torch
 
-from ..errors import InputError
+from ..errors import InputError, opt
 from ..models.card import IMAGENET_MEAN, IMAGENET_STD
 from ..raster.source import Source
 
@@ -30,7 +30,7 @@ class RasterImage:
         bands = bands or ((1, 2, 3) if self.source.band_count >= 3 else (1, 1, 1))
         if max(bands) > self.source.band_count:
             raise InputError(f"{path} has {self.source.band_count} band(s); bands {list(bands)} were asked for.",
-                             hint="Pass --bands with three band numbers for red, green and blue.")
+                             hint=f"Set {opt('bands')} to three band numbers for red, green and blue.")
         self.bands = list(bands)
         self.stretch = self.source.normaliser({"mean": 0.0, "std": 1.0, **STRETCH}, self.bands)
 

@@ -22,7 +22,7 @@ from typing import List, Optional, Sequence
 
 import torch
 
-from ..errors import InputError
+from ..errors import InputError, opt
 from ..osm.graph_edit import to_plain
 from ..progress import Progress
 from .images import STRETCH, RasterImage, read_image
@@ -123,9 +123,10 @@ def prepare_rasters(rasters: Sequence[str], osm: Sequence[str], bands: Sequence[
 def prepare(spec: DataSpec, cache_dir: Optional[os.PathLike], progress: Progress) -> List[dict]:
     """The prepared samples of `spec`, from the cache when it has them."""
     if not spec.pairs and not spec.rasters:
-        raise InputError("Nothing to pretrain on.", hint="Give --pairs DIR, or --raster FILE... (with --osm FILE...).")
+        raise InputError("Nothing to pretrain on.", hint=f"Give {opt('pairs', 'DIR')}, or {opt('raster', 'FILE...')} "
+                                                         f"(with {opt('osm', 'FILE...')}).")
     if spec.osm and not spec.rasters:
-        raise InputError("--osm needs --raster: OSM features are cut to the raster's tiles.")
+        raise InputError(f"{opt('osm')} needs {opt('raster')}: OSM features are cut to the raster's tiles.")
     cache = Path(cache_dir) / f"pairs-{spec.key()}.pt" if cache_dir else None
     if cache and cache.exists():
         progress.log(f"Prepared pairs from cache {cache}")

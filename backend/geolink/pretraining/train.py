@@ -21,7 +21,7 @@ from typing import Optional, Tuple
 
 import torch
 
-from ..errors import Cancelled
+from ..errors import Cancelled, opt
 from ..progress import Progress, format_seconds
 from .dataset import PairsDataset, step_indices
 
@@ -134,10 +134,10 @@ def load_checkpoint(path: Path) -> dict:
 
     state = load_tensors(path, "the pretraining checkpoint", error=InputError, option="out",
                          hint="It is not one GeoLink wrote, so it was not trusted: delete it (or move it away) to "
-                              "start afresh, or choose another --out folder.")
+                              f"start afresh, or choose another {opt('out')} folder.")
     if not isinstance(state, dict) or not {"model", "optimizer", "step", "settings", "extra"} <= set(state):
         raise InputError(f"The pretraining checkpoint {path} is not one GeoLink wrote (its keys differ).",
-                         hint="Delete it (or move it away) to start afresh, or choose another --out folder.",
+                         hint=f"Delete it (or move it away) to start afresh, or choose another {opt('out')} folder.",
                          option="out")
     state["settings"] = json.loads(state["settings"])
     state["extra"] = json.loads(state["extra"])

@@ -15,7 +15,7 @@ from typing import List, Optional, Sequence, Tuple
 
 import numpy as np
 
-from ..errors import InputError
+from ..errors import InputError, opt
 from ..models.card import IMAGENET_MEAN, IMAGENET_STD
 from .crs import metres_per_unit
 
@@ -58,9 +58,9 @@ def parse_band_list(text: Optional[str]) -> Optional[List[int]]:
     try:
         bands = [int(b) for b in items if str(b).strip()]
     except ValueError:
-        raise InputError(f"--bands must be band numbers like 4,3,2; got {text!r}.") from None
+        raise InputError(f"{opt('bands')} must be band numbers like 4,3,2; got {text!r}.") from None
     if not bands or min(bands) < 1:
-        raise InputError(f"--bands must be band numbers from 1; got {text!r}.")
+        raise InputError(f"{opt('bands')} must be band numbers from 1; got {text!r}.")
     return bands
 
 
@@ -161,7 +161,7 @@ class Source:
             if box[0] >= box[2] or box[1] >= box[3]:
                 raise InputError(f"The processing extent {tuple(extent)} does not overlap the raster "
                                  f"({', '.join(f'{v:.2f}' for v in full)}).",
-                                 hint="Give the extent in the raster's CRS.")
+                                 hint=f"Give {opt('extent')} in the raster's CRS.")
         else:
             box = full
         yres = None
@@ -171,9 +171,10 @@ class Source:
             gsd, yres = gsd / east, gsd / north  # square on the ground: a geographic CRS's degrees differ
             across = min((box[2] - box[0]) / gsd, (box[3] - box[1]) / yres)
             if across < 1:
-                raise InputError(f"--gsd {metres:g} m is coarser than the raster (or the processing extent) is wide: "
-                                 f"it would leave less than one pixel across.",
-                                 hint=f"Give a --gsd below {metres * across:.4g} m (0: the model's).", option="gsd")
+                raise InputError(f"{opt('gsd', format(metres, 'g'))} m is coarser than the raster (or the processing "
+                                 "extent) is wide: it would leave less than one pixel across.",
+                                 hint=f"Give a {opt('gsd')} below {metres * across:.4g} m (0: the model's).",
+                                 option="gsd")
         resample = gsd is not None and gsd > 0 and not math.isclose(gsd, gt[1], rel_tol=0.02)
         if not resample and box == full:
             return ds
@@ -210,15 +211,16 @@ class Source:
         n = len(wanted)
         if mapping:
             if len(mapping) != n:
-                raise InputError(f"--bands gives {len(mapping)} band(s) but the model takes {n} ({', '.join(wanted)}).")
+                raise InputError(f"{opt('bands')} gives {len(mapping)} band(s) but the model takes {n} "
+                                 f"({', '.join(wanted)}).")
             if max(mapping) > self.band_count:
-                raise InputError(f"--bands asks for band {max(mapping)} but the raster has {self.band_count}.")
+                raise InputError(f"{opt('bands')} asks for band {max(mapping)} but the raster has {self.band_count}.")
             return list(mapping)
         if self.band_count < n:
             raise InputError(f"The raster has {self.band_count} band(s) but the model takes {n} "
                              f"({', '.join(wanted)}).",
-                             hint="Map bands with --bands (e.g. --bands 1,1,1 for a grey image) or use a model "
-                                  "made for this sensor.")
+                             hint=f"Map bands with {opt('bands')} (e.g. {opt('bands', '1,1,1')} for a grey image) "
+                                  "or use a model made for this sensor.")
         interp = [self.ds.GetRasterBand(i + 1).GetColorInterpretation() for i in range(self.band_count)]
         by_colour = [interp.index(COLOR_NAMES[w.lower()]) + 1 if COLOR_NAMES.get(w.lower()) in interp else None
                      for w in wanted]

@@ -45,14 +45,14 @@ def run(config: Config, progress: Progress) -> dict:
     from ..batch import plan as p
     from ..batch.run import schedule
     from ..config import build_config
-    from ..errors import InputError
+    from ..errors import InputError, opt
     from ..model_store import resolve_model, sha256_of
     from ..tasks import load_task
 
     if config.task not in TASKS:
         raise InputError(f"batch runs {', '.join(TASKS)}, not {config.task!r}.")
     if config.workers < 0:
-        raise InputError(f"--workers must be 0 (automatic) or more, got {config.workers}.")
+        raise InputError(f"{opt('workers')} must be 0 (automatic) or more, got {config.workers}.")
     unknown = PER_RASTER.intersection(config.options)
     if unknown:
         raise InputError(f"{', '.join(sorted(unknown))} cannot be set for a batch: each raster's outputs are named "

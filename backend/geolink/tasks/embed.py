@@ -53,12 +53,12 @@ def default_preview(out: str) -> str:
 
 def check_layer(layer: int, encoder) -> None:
     """Refuse a block number the encoder does not have, in the user's numbering (from 1; 0: the last)."""
-    from ..errors import InputError
+    from ..errors import InputError, opt
 
     depth = int(getattr(encoder, "depth", 0) or 0)
     if layer < 0 or (depth and layer > depth):
         where = "is past the model's last block" if layer > 0 else "is not a block number"
-        raise InputError(f"--layer {layer} {where}: the model has {depth} blocks, numbered 1 to {depth} "
+        raise InputError(f"{opt('layer')} {layer} {where}: the model has {depth} blocks, numbered 1 to {depth} "
                          "(0: the last, fused output).", option="layer")
 
 

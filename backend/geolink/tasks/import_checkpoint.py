@@ -8,7 +8,7 @@ from pathlib import Path
 from typing import Optional
 
 from ..config import option
-from ..errors import InputError
+from ..errors import InputError, opt
 from ..progress import Progress
 
 HELP = """Convert an official GeoLink checkpoint (.pth: the multimodal one, or the unimodal ViT one) into a
@@ -50,7 +50,7 @@ def run(config: Config, progress: Progress) -> dict:
     progress.update(70, "Writing the package")
     bands = [b.strip() for b in config.bands.split(",") if b.strip()]
     if len(bands) != model.config.in_chans:
-        raise InputError(f"--bands names {len(bands)} bands; the model takes {model.config.in_chans}.")
+        raise InputError(f"{opt('bands')} names {len(bands)} bands; the model takes {model.config.in_chans}.")
     card = model.card.replace(name=config.name or out.stem, bands=bands, gsd=config.gsd)
     if config.text_encoder and card.text_encoder:
         card.text_encoder = {**card.text_encoder, "name": config.text_encoder}

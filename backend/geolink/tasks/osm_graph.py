@@ -8,7 +8,7 @@ from dataclasses import dataclass
 from typing import List, Optional, Tuple
 
 from ..config import option
-from ..errors import InputError
+from ..errors import InputError, opt
 from ..progress import Progress
 
 HELP = """Build the GeoLink graph of the OSM entities inside one tile.
@@ -45,10 +45,10 @@ def parse_bounds(text: str) -> Tuple[float, float, float, float]:
     except ValueError:
         values = ()
     if len(values) != 4:
-        raise InputError(f"--bounds must be four numbers W,S,E,N, got {text!r}.")
+        raise InputError(f"{opt('bounds')} must be four numbers W,S,E,N, got {text!r}.")
     west, south, east, north = values
     if not (west < east and south < north):
-        raise InputError(f"--bounds {text!r} is empty: need west < east and south < north.")
+        raise InputError(f"{opt('bounds')} {text!r} is empty: need west < east and south < north.")
     return values
 
 
@@ -61,13 +61,14 @@ def run(config: Config, progress: Progress) -> dict:
     weights = TagWeights.from_json(config.tag_frequency)
     features = read_osm(config.osm, config.bounds_crs, progress.sub(0, 50))
     if not len(features):
-        raise InputError("The OSM files hold no tagged feature.", hint="Check the files and layers given to --osm.")
+        raise InputError("The OSM files hold no tagged feature.",
+                         hint=f"Check the files and layers given to {opt('osm')}.")
     tile = clip_to_bounds(features, bounds)
     if not len(tile):
         import shapely
 
         extent = ", ".join(f"{v:.6g}" for v in shapely.total_bounds(features.geoms))
-        raise InputError(f"No OSM feature inside --bounds {config.bounds} ({config.bounds_crs}).",
+        raise InputError(f"No OSM feature inside {opt('bounds')} {config.bounds} ({config.bounds_crs}).",
                          hint=f"The data covers {extent} in that CRS.")
     progress.update(55, "Loading the tag text encoder")
     encoder = get_text_encoder(config.text_encoder, device=config.device)

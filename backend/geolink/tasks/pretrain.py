@@ -11,6 +11,7 @@ from typing import List, Optional
 
 from ..config import option
 from ..devices import DEVICE_CHOICES
+from ..errors import opt
 from ..progress import Progress
 
 HELP = """Pretrain a GeoLink encoder on imagery paired with OpenStreetMap (masked image reconstruction,
@@ -90,7 +91,8 @@ def _run(config: Config, progress: Progress) -> dict:
     model = build_model(config.arch, config.init, spec.text_encoder, config.image_size)
     text_dim, native = model_info(model)
     if config.init and native != config.image_size:
-        progress.warn(f"--init model was pretrained at {native} px; training at --image-size {config.image_size}.")
+        progress.warn(f"{opt('init')} model was pretrained at {native} px; training at "
+                      f"{opt('image_size', config.image_size)}.")
     dataset = PairsDataset(samples, text_dim, PairAugment(size=config.image_size), seed=config.seed)
     settings = TrainSettings(steps=config.steps, batch_size=config.batch_size, lr=config.lr, warmup=config.warmup,
                              mask_ratio=config.mask_ratio, osm_mask_ratio=config.osm_mask_ratio,

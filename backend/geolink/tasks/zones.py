@@ -39,7 +39,7 @@ def run(config: Config, progress: Progress) -> dict:
 
     from ..atomic import OutputSet
     from ..config import paths_with_role
-    from ..errors import InputError
+    from ..errors import InputError, opt
     from ..inference import budget
     from ..inference import zones as z
     from ..inference.job import prepare
@@ -48,7 +48,7 @@ def run(config: Config, progress: Progress) -> dict:
     from ..raster.styles import categorized_qml, class_table, write_qml
 
     if Path(config.out).suffix.lower() != ".gpkg":
-        raise InputError(f"Zones are written as a GeoPackage; give an --out ending in .gpkg, not {config.out}.",
+        raise InputError(f"Zones are written as a GeoPackage; give an {opt('out')} ending in .gpkg, not {config.out}.",
                          option="out")
     with OutputSet({"out": config.out}, progress.log, paths_with_role(config, "input")) as outputs:
         job = prepare(config, progress)

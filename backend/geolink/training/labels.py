@@ -13,7 +13,7 @@ from typing import Dict, List, Optional, Sequence, Tuple
 
 import numpy as np
 
-from ..errors import InputError
+from ..errors import InputError, opt
 from ..progress import Progress
 from ..raster.styles import hue_colour
 
@@ -199,5 +199,5 @@ def parse_colors(value) -> Optional[Dict[str, str]]:
     except json.JSONDecodeError:
         parsed = None
     if not isinstance(parsed, dict):
-        raise InputError('--colors must be a JSON object such as {"water": "#1f78b4"}.')
+        raise InputError(f"{opt('colors')} must be a JSON object such as " '{"water": "#1f78b4"}.')
     return {str(k): str(v) for k, v in parsed.items()}

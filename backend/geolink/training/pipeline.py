@@ -12,7 +12,7 @@ from typing import Optional, Sequence, Tuple
 
 import numpy as np
 
-from ..errors import InputError, ModelError
+from ..errors import InputError, ModelError, opt
 from ..progress import Progress
 from ..raster.source import Normaliser
 from .dataset import LabelWindows, label_windows, read_windows
@@ -49,10 +49,10 @@ def load_base(path: Path):
         model = load_model(path)
     except ModelError as exc:
         raise InputError(f"The base model {path.name} has no GeoLink encoder to fine-tune: {exc.message}",
-                         hint="Choose a GeoLink encoder package, e.g. --model default.") from None
+                         hint=f"Choose a GeoLink encoder package, e.g. {opt('model', 'default')}.") from None
     if not isinstance(model, (GeoLinkModel, GeoLinkSegmenter)):
         raise InputError(f"The base model {path.name} has no GeoLink encoder to fine-tune.",
-                         hint="Choose a GeoLink encoder package, e.g. --model default.")
+                         hint=f"Choose a GeoLink encoder package, e.g. {opt('model', 'default')}.")
     return model
 
 
@@ -60,11 +60,11 @@ def check_options(config) -> None:
     if Path(config.out).suffix != ".safetensors":
         raise InputError(f"The output must be a .safetensors file, got {Path(config.out).name}.")
     if not 1 <= config.augment <= 8:
-        raise InputError("--augment must be between 1 and 8.")
+        raise InputError(f"{opt('augment')} must be between 1 and 8.")
     if config.unfreeze < 0:
-        raise InputError("--unfreeze must be 0 or more.")
+        raise InputError(f"{opt('unfreeze')} must be 0 or more.")
     if not 0 <= config.val_fraction < 1:
-        raise InputError("--val-fraction must be at least 0 and below 1.")
+        raise InputError(f"{opt('val_fraction')} must be at least 0 and below 1.")
 
 
 @dataclass
@@ -131,10 +131,10 @@ def prepare_data(config, base, progress: Progress) -> TrainingData:
                       "the smaller polygon's class is used where they overlap.")
     size = int(config.tile_size or spec.input_size)
     if size % spec.patch_size:
-        raise InputError(f"--tile-size {size} is not a multiple of the model's patch size {spec.patch_size}.")
+        raise InputError(f"{opt('tile_size')} {size} is not a multiple of the model's patch size {spec.patch_size}.")
     if config.head != "linear" and size % 32:
         raise InputError(f"The {config.head} head needs windows that are a multiple of 32 px; got {size}.",
-                         hint="Set --tile-size (e.g. 128 or 224) or use --head linear.")
+                         hint=f"Set {opt('tile_size')} (e.g. 128 or 224) or use {opt('head', 'linear')}.")
     windows = label_windows(labels, grid, size, int(config.overlap), progress.sub(10, 25))
     images, valid = read_windows(grid, windows.positions, size, bands, normalise, progress.sub(25, 60))
     windows.drop_invalid(valid)
