@@ -5,8 +5,8 @@ from __future__ import annotations
 import pytest
 from qgis.core import QgsApplication, QgsProcessingException
 
-FIXED_IDS = {"classify", "zones", "embed", "similar", "cluster", "batch", "finetune", "importcheckpoint",
-             "checkbackend"}
+FIXED_IDS = {"classify", "zones", "embed", "batch", "similar", "cluster", "finetune", "trainfromosm",
+             "importcheckpoint", "checkbackend"}
 
 
 def test_provider_registered(qgis_app):
