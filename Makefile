@@ -7,7 +7,7 @@ APT_PACKAGES := qgis python3-qgis qgis-providers python3-gdal gdal-bin python3-v
 export QT_QPA_PLATFORM ?= offscreen
 export GEOLINK_BACKEND_PYTHON ?= $(CURDIR)/.venv/bin/python
 
-.PHONY: setup system data demo test bench package deploy lint screenshot clean
+.PHONY: setup system data demo test test-qgis bench package deploy lint screenshot clean
 
 setup: system $(STAMP) data
 
@@ -34,6 +34,12 @@ demo: setup
 
 test: setup
 	$(PY) -m pytest tests -q -ra
+
+# tests/qgis on a newer QGIS from Debian (3.40: trixie, 3.44: sid) in a debootstrap'ed system cached outside
+# the repository (needs root); see tools/test_qgis.sh.
+QGIS ?= 3.40
+test-qgis:
+	tools/test_qgis.sh $(QGIS)
 
 bench: setup
 	$(PY) benchmarks/run_all.py

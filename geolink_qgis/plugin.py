@@ -23,6 +23,8 @@ class GeoLinkPlugin:
         self.provider = None
         self.actions = []
         self.dialog = None
+        self.similar_tool = None
+        self.find_action = None
         install_translator(PLUGIN_DIR)
 
     def initProcessing(self) -> None:  # noqa: N802 (QGIS calls it by this name)
@@ -33,6 +35,13 @@ class GeoLinkPlugin:
         self.initProcessing()
         main = self._action(tr("GeoLink…"), "geolinkOpenDialog", self.open_dialog, QIcon(icon_path()))
         self.iface.addToolBarIcon(main)
+        find = self.find_action = self._action(tr("Find similar"), "geolinkFindSimilar", self.find_similar,
+                                               QIcon(icon_path()))
+        find.setCheckable(True)
+        find.setToolTip(tr("Find similar: click a place on a raster (shift-click to add more) to map every place "
+                           "like it"))
+        self.iface.addToolBarIcon(find)
+        self._action(tr("Clear cached embeddings…"), "geolinkClearEmbeddings", self.clear_embeddings)
         self._action(tr("Settings and backend…"), "geolinkSettings", self.open_settings)
         self._action(tr("Models…"), "geolinkModels", self.open_models)
 
@@ -54,6 +63,19 @@ class GeoLinkPlugin:
         self.dialog.show()
         self.dialog.raise_()
 
+    def find_similar(self) -> None:
+        from .ui.similar_tool import FindSimilarTool
+
+        if self.similar_tool is None:
+            self.similar_tool = FindSimilarTool(self.iface.mapCanvas(), self.iface.messageBar(), self.iface.activeLayer)
+            self.similar_tool.setAction(self.find_action)
+        self.iface.mapCanvas().setMapTool(self.similar_tool)
+
+    def clear_embeddings(self) -> None:
+        from .ui.similar_tool import clear_cache_interactive
+
+        clear_cache_interactive(self.iface.mainWindow())
+
     def open_settings(self) -> None:
         from .ui.settings_dialog import SettingsDialog
 
@@ -69,6 +91,9 @@ class GeoLinkPlugin:
             self.iface.removePluginMenu(MENU, action)
             self.iface.removeToolBarIcon(action)
         self.actions = []
+        if self.similar_tool is not None:
+            self.iface.mapCanvas().unsetMapTool(self.similar_tool)
+            self.similar_tool = None
         if self.dialog is not None:
             self.dialog.close()
             self.dialog = None

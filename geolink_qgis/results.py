@@ -30,6 +30,7 @@ from qgis.core import (
 from qgis.PyQt.QtGui import QColor
 
 CLASSES, PROBABILITIES, ZONES, EMBEDDINGS, PREVIEW = "classes", "probabilities", "zones", "embeddings", "preview"
+SIMILARITY = "similarity"  # styled by the colour-ramp QML the backend writes beside it
 OUTPUT_PROPERTY = "geolink/output"  # a layer's custom property: the kind of GeoLink output it is (saved in projects)
 CLASS_FIELDS = ("class_name", "class", "label", "zone", "category")
 COLOUR_FIELDS = ("color", "colour", "class_color", "class_colour")

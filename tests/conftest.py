@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import platform
 from pathlib import Path
 
 import pytest
@@ -10,6 +11,24 @@ import pytest
 ROOT = Path(__file__).resolve().parents[1]
 SHARED = Path(os.environ.get("GEOLINK_SHARED", ROOT.parent / "shared"))
 DATA = Path(os.environ.get("GEOLINK_DATA", ROOT / ".cache" / "data"))
+
+
+def pytest_report_header(config) -> str:
+    """The versions the suite ran on, at the top of every run (CI logs and `make test-qgis` report them)."""
+    parts = [f"Python {platform.python_version()}"]
+    try:
+        from qgis.core import Qgis
+
+        parts.append(f"QGIS {Qgis.version()}")
+    except ImportError:
+        parts.append("QGIS not importable")
+    try:
+        from osgeo import gdal
+
+        parts.append(f"GDAL {gdal.__version__}")
+    except ImportError:
+        pass
+    return "geolink: " + ", ".join(parts)
 
 
 @pytest.fixture(scope="session")

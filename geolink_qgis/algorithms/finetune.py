@@ -57,6 +57,10 @@ class FinetuneAlgorithm(GeoLinkAlgorithm):
             self.CLASS_FIELD, tr("Class field"), parentLayerParameterName=self.LABELS, type=FIELD_ANY))
         self.add_osm_inputs()
         self.add_model(tr("Base model (a name or a .safetensors path)"))
+        self.add_training_options()
+
+    def add_training_options(self, split_field: bool = True) -> None:
+        """Advanced training options, the engine options, the model package output, the report and the metrics."""
         advanced = [
             QgsProcessingParameterNumber(self.EPOCHS, tr("Epochs (0: the backend's default)"), NUMBER_INTEGER,
                                          defaultValue=0, minValue=0),
@@ -65,9 +69,11 @@ class FinetuneAlgorithm(GeoLinkAlgorithm):
                                          defaultValue=0, minValue=0),
             QgsProcessingParameterNumber(self.VAL_FRACTION, tr("Validation share of the polygons (0: default)"),
                                          NUMBER_DOUBLE, defaultValue=0.0, minValue=0.0, maxValue=0.9),
-            QgsProcessingParameterField(self.SPLIT_FIELD, tr("Field marking held-out polygons ('val' or 'test')"),
-                                        parentLayerParameterName=self.LABELS, type=FIELD_ANY, optional=True),
         ]
+        if split_field:
+            advanced.append(QgsProcessingParameterField(
+                self.SPLIT_FIELD, tr("Field marking held-out polygons ('val' or 'test')"),
+                parentLayerParameterName=self.LABELS, type=FIELD_ANY, optional=True))
         for param in advanced:
             add_advanced(param)
             self.addParameter(param)
@@ -93,7 +99,6 @@ class FinetuneAlgorithm(GeoLinkAlgorithm):
         config = {"raster": raster, "labels": layers.vector_path(labels_layer, feedback), "class_field": field,
                   "osm": self.osm_inputs(parameters, context, feedback),
                   "model": self.parameterAsString(parameters, self.MODEL, context), "out": out,
-                  "head": HEADS[self.parameterAsEnum(parameters, self.HEAD, context)],
                   **self.engine_config(parameters, context)}
         split = self.parameterAsString(parameters, self.SPLIT_FIELD, context) if parameters.get(self.SPLIT_FIELD) \
             else ""
@@ -102,6 +107,12 @@ class FinetuneAlgorithm(GeoLinkAlgorithm):
         colours = layers.category_colours(labels_layer, field)
         if colours:
             config["colors"] = colours
+        return self.train(config, parameters, context, feedback)
+
+    def train(self, config: dict, parameters, context, feedback) -> dict:
+        """Run the finetune job with the advanced options the user set; the package, report and metrics."""
+        out = config["out"]
+        config["head"] = HEADS[self.parameterAsEnum(parameters, self.HEAD, context)]
         for param, key, cast in ((self.EPOCHS, "epochs", int), (self.UNFREEZE, "unfreeze", int),
                                  (self.VAL_FRACTION, "val_fraction", float)):
             value = self.parameterAsDouble(parameters, param, context) if param in parameters else 0

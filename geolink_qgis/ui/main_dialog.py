@@ -10,6 +10,7 @@ from qgis.core import QgsMapLayer, QgsProject, QgsRasterLayer, QgsVectorLayer
 from qgis.gui import QgsFieldComboBox, QgsFileWidget, QgsMapLayerComboBox
 from qgis.PyQt.QtCore import Qt, QUrl
 from qgis.PyQt.QtWidgets import (
+    QCheckBox,
     QComboBox,
     QDialog,
     QFormLayout,
@@ -32,7 +33,10 @@ from ..results import is_geolink_output
 from .runner import AlgorithmRun
 
 TASKS = [("classify", "Classify land cover"), ("zones", "Map urban function zones"),
-         ("embed", "Extract GeoLink embeddings"), ("finetune", "Train classifier from labelled polygons")]
+         ("embed", "Extract GeoLink embeddings"), ("finetune", "Train classifier from labelled polygons"),
+         ("trainfromosm", "Train classifier from OpenStreetMap")]
+TRAINING = ("finetune", "trainfromosm")
+TAG_MAPS = ["landcover", "urban-function"]  # the built-in ones; a tag map file is in the Processing dialog
 OSM_FILTER = "OpenStreetMap (*.osm *.pbf);;Vector files (*.gpkg *.geojson *.shp);;All files (*.*)"
 
 
@@ -71,6 +75,10 @@ class GeoLinkDialog(QDialog):
         self.class_field = QgsFieldComboBox()
         self.class_field.setLayer(self.labels.currentLayer())
         self.labels.layerChanged.connect(self.class_field.setLayer)
+        self.tag_map = QComboBox()
+        self.tag_map.addItems(TAG_MAPS)
+        self.tag_map.setToolTip("Which OSM tags make which class (see the README for the built-in tag maps)")
+        self.compare_osm = QCheckBox("Compare with OSM: mark zones missing in OSM or disagreeing with it")
         self.model = QComboBox()
         self.model.setEditable(True)
         self.model_info = QLabel()
@@ -86,6 +94,8 @@ class GeoLinkDialog(QDialog):
         self.form.addRow(tr("Class field"), self.class_field)
         self.form.addRow(tr("OSM layers"), self.osm_layers)
         self.form.addRow(tr("OSM file"), self.osm_file)
+        self.form.addRow(tr("Tag map"), self.tag_map)
+        self.form.addRow(tr("Review"), self.compare_osm)
         self.form.addRow(tr("Model"), self.model)
         self.form.addRow("", self.model_info)
         self.form.addRow(tr("Output"), self.output)
@@ -188,7 +198,8 @@ class GeoLinkDialog(QDialog):
         """The model choices: the packages this task can use ('default' first)."""
         current = self.model.currentText() or "default"
         self.model.clear()
-        names = ["default"] + [m["name"] for m in suitable(self.packages, task) if m["name"] != "default"]
+        base_for = "finetune" if task == "trainfromosm" else task  # training from OSM needs the same bases
+        names = ["default"] + [m["name"] for m in suitable(self.packages, base_for) if m["name"] != "default"]
         self.model.addItems(names)
         self.model.setCurrentText(current if current in names else "default")
 
@@ -202,14 +213,16 @@ class GeoLinkDialog(QDialog):
     def _show_task_fields(self) -> None:
         task = self.current_task()
         self._fill_models(task)
-        self.osm_layers.setToolTip(tr("Required for zones") if task == "zones"
-                                   else tr("Optional: fuse OSM with the imagery"))
-        for widget in (self.labels, self.class_field):
-            widget.setVisible(task == "finetune")
-            self.form.labelForField(widget).setVisible(task == "finetune")
-        self.output.setFilter(tr("GeoLink model (*.safetensors)") if task == "finetune" else "")
+        self.osm_layers.setToolTip({"zones": tr("Required for zones"),
+                                    "trainfromosm": tr("Required: the OSM polygons are the labels")}.get(
+            task, tr("Optional: fuse OSM with the imagery")))
+        for widget, shown in ((self.labels, task == "finetune"), (self.class_field, task == "finetune"),
+                              (self.tag_map, task == "trainfromosm"), (self.compare_osm, task == "zones")):
+            widget.setVisible(shown)
+            self.form.labelForField(widget).setVisible(shown)
+        self.output.setFilter(tr("GeoLink model (*.safetensors)") if task in TRAINING else "")
         self.output.lineEdit().setPlaceholderText(
-            tr("[The GeoLink model folder, named after the polygons]") if task == "finetune"
+            tr("[The GeoLink model folder, named after the labels]") if task in TRAINING
             else tr("[Save to a temporary file]"))
 
     def _model_changed(self) -> None:
@@ -257,8 +270,15 @@ class GeoLinkDialog(QDialog):
             params["LABELS"] = labels.id() if labels else None
             params["CLASS_FIELD"] = self.class_field.currentField()
             params["OUTPUT"] = self.output.filePath() or str(new_model_path(labels.name() if labels else "model"))
+        elif self.current_task() == "trainfromosm":
+            params["TAG_MAP"] = self.tag_map.currentIndex()
+            raster = self.raster.currentLayer()
+            params["OUTPUT"] = self.output.filePath() or str(new_model_path(
+                f"{raster.name() if raster else 'osm'}-{self.tag_map.currentText()}"))
         elif self.output.filePath():
             params["OUTPUT"] = self.output.filePath()
+        if self.current_task() == "zones" and self.compare_osm.isChecked():
+            params["COMPARE_OSM"] = True
         return params
 
     # ------------------------------------------------------------ running
@@ -311,7 +331,7 @@ class GeoLinkDialog(QDialog):
             self._warn_in_message_bar(tr("GeoLink failed"), " ".join(error.splitlines()))
 
     def _done_text(self, results: dict) -> str:
-        if self.current_task() != "finetune":
+        if self.current_task() not in TRAINING:
             return html.escape(tr("Done: the results are in the Layers panel, in a group named after this run."))
         name = Path(results.get("OUTPUT", "")).stem
         self.refresh(prefer_active=False)

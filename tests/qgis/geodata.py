@@ -50,13 +50,13 @@ def classified_tif(out: Path, names: List[str], colours: List[tuple], size: int 
     srs.ImportFromEPSG(32618)
     ds.SetProjection(srs.ExportToWkt())
     band = ds.GetRasterBand(1)
-    band.WriteArray((np.arange(size * size).reshape(size, size) % len(names)).astype("uint8"))
-    band.SetNoDataValue(255)
     table = gdal.ColorTable()
     for i, c in enumerate(colours):
         table.SetColorEntry(i, (*c, 255))
-    band.SetColorTable(table)
+    band.SetColorTable(table)  # before the pixels: GDAL 3.10's GTiff refuses a palette once data is written
     band.SetCategoryNames(names)
+    band.SetNoDataValue(255)
+    band.WriteArray((np.arange(size * size).reshape(size, size) % len(names)).astype("uint8"))
     ds = None
     return out
 

@@ -21,7 +21,7 @@ from tests.test_worker_client import fake_python
 from .geodata import s2_crop
 
 ENGINE = {"DEVICE", "TILE_SIZE", "OVERLAP", "BATCH_SIZE", "GSD", "EXTENT"}
-MAP_TASKS = ["classify", "zones", "embed"]
+MAP_TASKS = ["classify", "zones", "embed", "similar", "cluster"]
 posix_only = pytest.mark.skipif(sys.platform == "win32", reason="a POSIX shebang script stands in for the backend")
 
 
@@ -43,8 +43,8 @@ def test_map_algorithms_default_everything_but_input_and_output(qgis_app, alg_id
     assert model.defaultValue() == "default"
     mandatory = {p.name() for p in a.parameterDefinitions()
                  if not (p.flags() & p.FlagOptional) and p.defaultValue() is None and not p.isDestination()}
-    expected = {"classify": {"INPUT"}, "embed": {"INPUT"}, "zones": {"INPUT"},
-                "finetune": {"INPUT", "LABELS", "CLASS_FIELD"}}[alg_id]
+    expected = {"classify": {"INPUT"}, "embed": {"INPUT"}, "zones": {"INPUT"}, "similar": {"INPUT"},
+                "cluster": {"INPUT"}, "finetune": {"INPUT", "LABELS", "CLASS_FIELD"}}[alg_id]
     assert mandatory == expected
     assert len(a.shortHelpString()) > 200
     cap = a.parameterDefinition("OSM_MAX_NODES")

@@ -12,7 +12,6 @@ from qgis.core import (
     QgsCategorizedSymbolRenderer,
     QgsCoordinateTransform,
     QgsFeature,
-    QgsField,
     QgsGeometry,
     QgsProcessingException,
     QgsProject,
@@ -22,7 +21,6 @@ from qgis.core import (
     QgsSymbol,
     QgsVectorLayer,
 )
-from qgis.PyQt.QtCore import QVariant
 from qgis.PyQt.QtGui import QColor
 
 from geolink_qgis import layers
@@ -147,9 +145,7 @@ def test_one_layer_of_a_multi_layer_gpkg_is_exported_alone(qgis_app, tmp_path):
 
 
 def test_category_colours_come_from_the_categorized_style(qgis_app):
-    layer = QgsVectorLayer("Polygon?crs=EPSG:32618", "labels", "memory")
-    layer.dataProvider().addAttributes([QgsField("cls", QVariant.String)])
-    layer.updateFields()
+    layer = QgsVectorLayer("Polygon?crs=EPSG:32618&field=cls:string", "labels", "memory")
     cats = []
     for value, colour in (("water", "#1f78b4"), ("forest", "#33a02c")):
         symbol = QgsSymbol.defaultSymbol(layer.geometryType())

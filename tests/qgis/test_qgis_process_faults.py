@@ -59,7 +59,7 @@ def test_output_is_the_input(installed_profile, data_dir, tmp_path, tiny_models)
     raster = s2_crop(data_dir, tmp_path / "in.tif", size=32)
     before = digest(raster)
     code, text = run(installed_profile, "classify", INPUT=raster, MODEL=tiny_models["segmentation"], OUTPUT=raster)
-    refused(code, text, "is the input given as --raster")
+    refused(code, text, "is the input given as “Input raster”", "Choose another file for “Land cover”")
     assert digest(raster) == before
     no_partials(tmp_path)
 

@@ -114,3 +114,24 @@ def write_qml(outputs: OutputSet, output: PathLike, text: str) -> str:
     """OUT.qml beside OUT.tif / OUT.gpkg, as a member of the output's set; returns the final path."""
     outputs.sidecar(output, ".qml").write_text(text, encoding="utf-8")
     return str(Path(output).with_suffix(".qml"))
+
+
+SIMILARITY_RAMP = (  # "turbo": dark blue (unlike) to dark red (alike)
+    "#30123b", "#4686fb", "#1ae4b6", "#a2fc3c", "#faba39", "#e4460a", "#7a0403")
+
+
+def pseudocolor_qml(low: float, high: float, colours: Sequence[str], band: int = 1) -> str:
+    """A single-band pseudocolour style: `colours` spread evenly from `low` to `high`, interpolated."""
+    n = len(colours)
+    items = "".join(
+        f'          <item value="{low + (high - low) * i / (n - 1):.6g}" color={quoteattr(c)} alpha="255" '
+        f'label="{low + (high - low) * i / (n - 1):.2f}"/>\n' for i, c in enumerate(colours))
+    return (QML_HEAD + "  <pipe>\n"
+            f'    <rasterrenderer type="singlebandpseudocolor" band="{band}" opacity="1" alphaBand="-1" '
+            f'classificationMin="{low:.6g}" classificationMax="{high:.6g}" nodataColor="">\n'
+            "      <rasterTransparency/>\n"
+            f"      <rastershader>\n        <colorrampshader colorRampType=\"INTERPOLATED\" classificationMode=\"1\" "
+            f'clip="0" minimumValue="{low:.6g}" maximumValue="{high:.6g}" labelPrecision="2">\n'
+            + items + "        </colorrampshader>\n      </rastershader>\n    </rasterrenderer>\n"
+            '    <brightnesscontrast brightness="0" contrast="0" gamma="1"/>\n'
+            '    <rasterresampler maxOversampling="2"/>\n  </pipe>\n  <blendMode>0</blendMode>\n</qgis>\n')

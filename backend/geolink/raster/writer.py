@@ -58,21 +58,22 @@ def _exceptions_off() -> list:
 @contextlib.contextmanager
 def geotiff(path: Path, width: int, height: int, bands: int, dtype: str, geotransform: Sequence[float],
             wkt: str, nodata: Optional[float] = None, metadata: Optional[Dict[str, str]] = None,
-            block_rows: int = 256) -> Iterator:
+            block_rows: int = 256, level: int = 6) -> Iterator:
     """An empty tiled, DEFLATE-compressed GeoTIFF to fill strip by strip (`dtype`: a numpy name).
 
     Yields a handle whose `.ds` is the only reference to the dataset: keep none elsewhere. Leaving the
     block normally closes the file and checks it (write errors reported at flush or close, then the file
     reopened and its last blocks read), raising OutputError when it is not whole, before the atomic writer
     around it renames it; leaving on an error just closes it. Many-band outputs take short blocks
-    (`block_rows`) so the partly written row of blocks that GDAL keeps in its cache stays small."""
+    (`block_rows`) so the partly written row of blocks that GDAL keeps in its cache stays small. `level`: the
+    DEFLATE level (1 writes a float raster about 2.5 times faster than 6, 10 % larger)."""
     from osgeo import gdal, gdal_array
 
     gdal.UseExceptions()
     gdt = gdal_array.NumericTypeCodeToGDALTypeCode(np.dtype(dtype))
     predictor = "3" if np.dtype(dtype).kind == "f" else "2"
-    options = ["TILED=YES", "BLOCKXSIZE=256", f"BLOCKYSIZE={block_rows}", "COMPRESS=DEFLATE", f"PREDICTOR={predictor}",
-               "BIGTIFF=IF_SAFER", f"INTERLEAVE={'BAND' if bands > 4 else 'PIXEL'}"]
+    options = ["TILED=YES", "BLOCKXSIZE=256", f"BLOCKYSIZE={block_rows}", "COMPRESS=DEFLATE", f"ZLEVEL={level}",
+               f"PREDICTOR={predictor}", "BIGTIFF=IF_SAFER", f"INTERLEAVE={'BAND' if bands > 4 else 'PIXEL'}"]
     ds = gdal.GetDriverByName("GTiff").Create(str(path), width, height, bands, gdt, options=options)
     ds.SetGeoTransform(list(geotransform))
     ds.SetProjection(wkt)

@@ -17,6 +17,8 @@ TASKS = {
     "classify": "geolink.tasks.classify",
     "embed": "geolink.tasks.embed",
     "zones": "geolink.tasks.zones",
+    "similar": "geolink.tasks.similar",
+    "cluster": "geolink.tasks.cluster",
     "finetune": "geolink.tasks.finetune",
     "pretrain": "geolink.tasks.pretrain",
     "batch": "geolink.tasks.batch",

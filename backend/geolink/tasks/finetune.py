@@ -21,14 +21,27 @@ encoder blocks. A share of the polygons (--val-fraction, chosen by spatial block
 marked 'val'/'test' in --split-field) is held out; training stops when their mean IoU stops improving.
 The output package (encoder + head + class names and colours) works with `geolink classify` and
 `geolink zones`; a report (JSON, HTML, PNG) beside it gives per-class precision, recall and IoU,
-accuracies and the confusion matrix. An interrupted run resumes from <out>.finetune-state.safetensors."""
+accuracies and the confusion matrix. An interrupted run resumes from <out>.finetune-state.safetensors.
+
+Without drawing: --osm-labels takes OpenStreetMap polygons (.osm/.pbf, QuickOSM/Overpass exports, Geofabrik
+shapefiles, GeoLink GeoJSON) as the labels, their tags turned into classes by --tag-map (built in: landcover,
+urban-function; or a JSON file). OSM's loose edges lose --edge-margin metres, smaller polygons win inside larger
+ones, classes are sampled in balance, and the report gives each class's label area and what was left out."""
 
 
 @dataclass
 class Config:
     raster: str = option(flag="--raster", required=True, role="input", help="image the polygons were drawn on")
-    labels: str = option(flag="--labels", required=True, role="input", help="labelled polygons (any OGR format)")
-    class_field: str = option(flag="--class-field", required=True, help="field holding each polygon's class")
+    labels: Optional[str] = option(flag="--labels", role="input",
+                                   help="labelled polygons (any OGR format); or --osm-labels")
+    class_field: Optional[str] = option(flag="--class-field", help="field holding each polygon's class (--labels)")
+    osm_labels: List[str] = option(default_factory=list, flag="--osm-labels", metavar="FILE", role="input",
+                                   help="OSM files whose tagged polygons are the labels, instead of --labels")
+    tag_map: str = option("landcover", flag="--tag-map", metavar="NAME|FILE.json",
+                          help="OSM tags -> classes for --osm-labels: landcover, urban-function or a JSON file")
+    edge_margin: Optional[float] = option(None, flag="--edge-margin", metavar="METRES",
+                                          help="band taken off the edges of OSM label polygons, drawn loosely "
+                                               "(default: one pixel of the training grid, at least 2 m)")
     model: str = option("default", flag="--model", role="input", help="base model package (name or .safetensors path)")
     out: str = option(flag="--out", required=True, role="output", help="output model package (.safetensors)")
     osm: List[str] = option(default_factory=list, flag="--osm", metavar="FILE", role="input",

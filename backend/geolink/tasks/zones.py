@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import List
+from typing import List, Optional
 
 from ..config import option
 from ..inference.options import RasterOptions
@@ -18,7 +18,12 @@ its majority class (class, class_name, color), the share of every class (share_<
 (mean top probability of its pixels), its majority share, pixel count and area. Written as a
 GeoPackage layer 'zones' in the raster's CRS with a QML style beside it, once complete. With a model
 fine-tuned on urban function classes this maps urban function zones; with a land-cover model it
-gives land-use parcels."""
+gives land-use parcels.
+
+--compare-osm adds to each zone the class OSM's tags give it (osm_class, through the tag map the model was
+trained with or --tag-map), the share of the zone OSM classes (osm_share) and osm_review: 'missing in OSM'
+(less than half of the zone has a classed OSM polygon), 'agrees' or 'disagrees' with the predicted class;
+the style beside the GeoPackage makes the two review categories stand out. A review queue for OSM mappers."""
 
 
 @dataclass
@@ -30,6 +35,10 @@ class Config(RasterOptions):
                              help="smallest zone kept, in square metres (0: 16 pixels)")
     sieve: int = option(0, flag="--sieve", metavar="PIXELS", minimum=0,
                         help="without ways: class regions smaller than this many pixels are merged (0: 64)")
+    compare_osm: bool = option(False, flag="--compare-osm",
+                               help="add each zone's OSM class and whether OSM agrees, disagrees or is missing")
+    tag_map: Optional[str] = option(None, flag="--tag-map", metavar="NAME|FILE.json",
+                                    help="for --compare-osm: OSM tags -> classes (default: the model's own)")
 
 
 def run(config: Config, progress: Progress) -> dict:
@@ -44,6 +53,7 @@ def run(config: Config, progress: Progress) -> dict:
     from ..inference import zones as z
     from ..inference.job import prepare
     from ..inference.sinks import NODATA, ClassWriter
+    from ..osm import review
     from ..raster.crs import metres_per_unit
     from ..raster.styles import categorized_qml, class_table, write_qml
 
@@ -53,6 +63,11 @@ def run(config: Config, progress: Progress) -> dict:
     with OutputSet({"out": config.out}, progress.log, paths_with_role(config, "input")) as outputs:
         job = prepare(config, progress)
         classes = class_table(job.classes)
+        tag_map = review.tag_map_for(job.model.card, config.tag_map) if config.compare_osm else None
+        unknown = [n for n in (tag_map.class_names if tag_map else []) if n not in {c["name"] for c in classes}]
+        if unknown:
+            progress.warn("Tag-map classes the model does not know: " + ", ".join(unknown) + "; zones OSM gives "
+                          "these classes are always marked 'disagrees'.")
         src = job.source
         budget.check(job, job.model.module, outputs, [], config.yes, progress)  # the zones themselves are small
         meta = job.provenance("zones", classes=";".join(c["name"] for c in classes))
@@ -84,13 +99,23 @@ def run(config: Config, progress: Progress) -> dict:
             z.rasterise_zones(polys, tmp / "zones.tif", gdal.Open(str(tmp / "classes.tif")))
             zstats = z.zone_stats(tmp / "zones.tif", tmp / "classes.tif", tmp / "confidence.tif", len(polys),
                                   len(classes), NODATA)
+            if tag_map is not None:
+                review.burn_osm_classes(job.graphs.inside, tag_map, gdal.Open(str(tmp / "classes.tif")),
+                                        tmp / "osm.tif")
+                osm_counts = z.zone_stats(tmp / "zones.tif", tmp / "osm.tif", tmp / "confidence.tif", len(polys),
+                                          len(tag_map.classes), review.NODATA).counts
             progress.update(96, "Writing the zones")
             progress.check_cancelled()
             written = z.write_zones_gpkg(outputs.partial(config.out), polys, zstats, classes, src.wkt, origin, meta)
-        qml = write_qml(outputs, config.out, categorized_qml("class_name", classes))
+            tally = None
+            if tag_map is not None:
+                tally = review.add_review_fields(outputs.partial(config.out), osm_counts, tag_map.class_names)
+                progress.log("OSM review: " + ", ".join(f"{n} {k}" for k, n in tally.items()) + ".")
+        qml = write_qml(outputs, config.out, review.review_style() if tally is not None
+                        else categorized_qml("class_name", classes))
     progress.update(100, "Done")
     return {"outputs": {"zones": config.out, "style": qml},
             "figures": {**job.figures(stats), "zones": written, "zone_origin": origin,
-                        "class_shares": writer.shares(classes)},
+                        "class_shares": writer.shares(classes), **({"osm_review": tally} if tally else {})},
             "report": f"{written} zones ({origin}) -> {config.out}" + (" (replaced the existing file)"
                                                                        if outputs.replaced else "")}

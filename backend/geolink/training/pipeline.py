@@ -13,8 +13,10 @@ from typing import Optional, Sequence, Tuple
 import numpy as np
 
 from ..errors import InputError, ModelError, opt
+from ..osm.tagmap import load_tag_map
 from ..progress import Progress
 from ..raster.source import Normaliser
+from . import osm_labels
 from .dataset import LabelWindows, label_windows, read_windows
 from .labels import LabelSet, parse_colors, read_labels
 from .losses import IGNORE
@@ -34,7 +36,9 @@ def state_path(out: Path) -> Path:
 def _fingerprint(config, model_path: Path) -> str:
     """Identifies a training run: the inputs (paths, sizes, dates) and every option that changes the result."""
     parts = {k: v for k, v in vars(config).items() if k not in ("epochs", "device", "out", "patience")}
-    for name, path in [("raster", config.raster), ("labels", config.labels), ("model", model_path),
+    label_files = [config.labels] if config.labels else config.osm_labels
+    for name, path in [("raster", config.raster), ("model", model_path),
+                       *[(f"labels{i}", p) for i, p in enumerate(label_files)],
                        *[(f"osm{i}", p) for i, p in enumerate(config.osm or [])]]:
         st = os.stat(path)
         parts[f"{name}_stat"] = [str(Path(path).resolve()), st.st_size, int(st.st_mtime)]
@@ -57,6 +61,13 @@ def load_base(path: Path):
 
 
 def check_options(config) -> None:
+    if bool(config.labels) == bool(config.osm_labels):
+        raise InputError("Give either --labels (polygons you drew) or --osm-labels (OpenStreetMap), one of them.")
+    if config.labels and not config.class_field:
+        raise InputError("--labels needs --class-field, the field holding each polygon's class.")
+    if config.osm_labels and config.split_field:
+        raise InputError("--split-field applies to --labels; with --osm-labels the held-out pieces are chosen "
+                         "spatially (--val-fraction).")
     if Path(config.out).suffix != ".safetensors":
         raise InputError(f"The output must be a .safetensors file, got {Path(config.out).name}.")
     if not 1 <= config.augment <= 8:
@@ -84,6 +95,7 @@ class TrainingData:
     normalise: Normaliser
     raster_dtype: str
     gsd: float  # the training pixel size in ground metres: the package's card records it
+    osm_report: Optional[dict] = None  # from --osm-labels: label area per class, what was dropped
 
     def scoring_targets(self, polygons: np.ndarray) -> np.ndarray:
         return scoring_targets(self.windows, self.labels.class_ids, polygons, self.sample_win, self.sample_t)
@@ -123,13 +135,20 @@ def prepare_data(config, base, progress: Progress) -> TrainingData:
         progress.warn(warning)
     bands = grid.choose_bands(spec.bands, None)
     normalise = grid.normaliser(spec.normalisation, bands)
-    labels = read_labels(config.labels, config.class_field, grid.wkt, grid.bounds, parse_colors(config.colors),
-                         progress.sub(0, 10), split_field=config.split_field)
+    size = int(config.tile_size or spec.input_size)
+    osm_report = None
+    if config.osm_labels:
+        margin = osm_labels.edge_margin(config.edge_margin, grid.pixel_metres)
+        labels, osm_report = osm_labels.read_osm_labels(config.osm_labels, load_tag_map(config.tag_map), grid.wkt,
+                                                        grid.bounds, margin, parse_colors(config.colors),
+                                                        progress.sub(0, 10), cell=size * grid.pixel_size)
+    else:
+        labels = read_labels(config.labels, config.class_field, grid.wkt, grid.bounds, parse_colors(config.colors),
+                             progress.sub(0, 10), split_field=config.split_field)
     conflicts = overlap_conflicts(labels)
     if conflicts:
         progress.warn(f"{conflicts} pair(s) of overlapping polygons have different classes: "
                       "the smaller polygon's class is used where they overlap.")
-    size = int(config.tile_size or spec.input_size)
     if size % spec.patch_size:
         raise InputError(f"{opt('tile_size')} {size} is not a multiple of the model's patch size {spec.patch_size}.")
     if config.head != "linear" and size % 32:
@@ -142,6 +161,9 @@ def prepare_data(config, base, progress: Progress) -> TrainingData:
     part, split_how = split_polygons(config, labels, pixels, size * grid.pixel_size)
     check_classes(labels, pixels, part, progress)
     train_t = windows.targets(labels.class_ids, part == TRAIN, scoring=False)
+    if osm_report is not None:
+        train_t, before, after = osm_labels.balance_targets(train_t, len(labels.classes), config.seed)
+        osm_report["balance"] = {n: [b, a] for n, b, a in zip(labels.class_names, before, after)}
     graphs = _window_graphs(config, grid, windows.positions, size, base, progress.sub(60, 100))
     # every symmetry of the windows with training pixels; only the identity of those that are scored alone
     has_train = (train_t.reshape(len(train_t), -1) >= 0).any(1)
@@ -153,7 +175,7 @@ def prepare_data(config, base, progress: Progress) -> TrainingData:
                       val_labels=scoring_targets(windows, labels.class_ids, part == VAL, sample_win, sample_t),
                       n_classes=len(labels.classes))
     return TrainingData(labels, part, split_how, windows, images, graphs, sample_win, sample_t, samples, normalise,
-                        grid.dtype_name(bands), round(grid.pixel_metres, 4))
+                        grid.dtype_name(bands), round(grid.pixel_metres, 4), osm_report)
 
 
 def scoring_targets(windows: LabelWindows, class_ids: np.ndarray, polygons: np.ndarray, sample_win: np.ndarray,
@@ -224,24 +246,28 @@ def finetune(config, progress: Progress) -> dict:
     final = test or validation  # the figures users see: the test polygons when there are any
     scored_on = "test" if test else "validation"
     elapsed = time.monotonic() - t0
-    summary = {"base model": str(model_path), "raster": str(config.raster), "labels": str(config.labels),
-               "class field": config.class_field, "head": config.head, "unfrozen blocks": config.unfreeze,
+    summary = {"base model": str(model_path), "raster": str(config.raster),
+               "labels": str(config.labels or ", ".join(config.osm_labels)),
+               "class field": config.class_field or "(OSM tags)", "head": config.head,
+               "unfrozen blocks": config.unfreeze,
                "polygons": f"{int((part == TRAIN).sum())} training, {int((part == VAL).sum())} validation, "
                            f"{int((part == TEST).sum())} test",
                "validation polygons": data.split_how, "windows": len(data.windows.positions),
                "samples": len(data.sample_win), "best epoch": result.best_epoch,
                "epochs run": len(result.history), "device": str(device), "seconds": round(elapsed, 1),
-               "seconds training": round(fit_seconds, 1)}
+               "seconds training": round(fit_seconds, 1),
+               **(osm_labels.summary_lines(data.osm_report) if data.osm_report else {})}
     card = package_card(config, out, model_path, base.card, segmenter.card, data, final, scored_on, result.best_epoch)
     models.save_package(segmenter.cpu(), out, card, classes=labels.classes, encoder_only=True)
     report = {"classes": labels.classes, "validation": validation, "test": test, "history": result.history,
-              "summary": summary}
+              "summary": summary, "osm_labels": data.osm_report}
     outputs = {"model": str(out), **write_report(report, out)}
     checkpoint.remove()
     figures = {"scored_on": scored_on, "overall_accuracy": final["overall_accuracy"],
                "balanced_accuracy": final["balanced_accuracy"], "mean_iou": final["mean_iou"],
                "validation_mean_iou": validation["mean_iou"], "best_epoch": result.best_epoch,
-               "seconds": round(elapsed, 1), "classes": labels.class_names, "per_class": final["classes"]}
+               "seconds": round(elapsed, 1), "classes": labels.class_names, "per_class": final["classes"],
+               **({"osm_labels": data.osm_report} if data.osm_report else {})}
     progress.update(100, "Done")
     return {"outputs": outputs, "figures": figures,
             "report": f"{scored_on.capitalize()}: overall accuracy {final['overall_accuracy']}, balanced accuracy "
@@ -261,14 +287,16 @@ def package_card(config, out: Path, model_path: Path, base_card, card, data: Tra
     base_name = base_card.name or model_path.stem
     scores_ = {k: final[k] for k in ("overall_accuracy", "balanced_accuracy", "mean_iou", "pixels")}
     held = int((part == (TEST if scored_on == "test" else VAL)).sum())
+    label_source = Path(config.labels).name if config.labels else \
+        "OSM " + ", ".join(Path(p).name for p in config.osm_labels) + f" (tag map {config.tag_map})"
     provenance = {
         "task": "finetune",
         "summary": (f"{len(labels.classes)}-class {config.head} head fine-tuned from '{base_name}' on "
-                    f"{int(train.sum())} polygons of {Path(config.labels).name} over {Path(config.raster).name} "
+                    f"{int(train.sum())} polygons of {label_source} over {Path(config.raster).name} "
                     f"({data.gsd:g} m); {scored_on} scores on {held} held-out polygons: balanced accuracy "
                     f"{final['balanced_accuracy']}, mean IoU {final['mean_iou']}."),
         "base_model": {"name": base_name, "file": model_path.name, "architecture": base_card.architecture},
-        "training_data": {"raster": Path(config.raster).name, "labels": Path(config.labels).name,
+        "training_data": {"raster": Path(config.raster).name, "labels": label_source,
                           "class_field": config.class_field, "gsd_m": data.gsd,
                           "classes": {n: int(v) for n, v in zip(labels.class_names, class_pixels)},
                           "polygons": {"train": int(train.sum()), "validation": int((part == VAL).sum()),
@@ -277,6 +305,8 @@ def package_card(config, out: Path, model_path: Path, base_card, card, data: Tra
         "head": config.head, "unfrozen_blocks": config.unfreeze, "epochs": best_epoch,
         scored_on: scores_,
         "date": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime())}
+    if data.osm_report:  # zones --compare-osm reads the tag map back from here
+        provenance["tag_map"] = {"source": data.osm_report["tag_map"], "classes": data.osm_report["tag_map_classes"]}
     stretch = trained_stretch(card, data.normalise, data.raster_dtype)
     return card.replace(name=out.stem, normalisation=stretch, gsd=data.gsd, provenance=provenance)
 

@@ -1,0 +1,1 @@
+"""Exploring embedding rasters without labels: similarity to a query, k-means clusters."""
