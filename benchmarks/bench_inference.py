@@ -173,10 +173,12 @@ def throughput_child(args) -> int:
         from geolink.allocator import keep_freed_memory
 
         keep_freed_memory()
+    start = resource.getrusage(resource.RUSAGE_SELF)
     f, bare = throughput(Path(args.model), Path(args.raster), Path(args.out), args.device, args.rounds)
-    use = resource.getrusage(resource.RUSAGE_SELF)
-    print(json.dumps({"figures": f, "bare": bare, "page_faults": use.ru_minflt,
-                      "cpu_s": round(use.ru_utime + use.ru_stime, 1)}, default=str))
+    end = resource.getrusage(resource.RUSAGE_SELF)
+    cpu = end.ru_utime + end.ru_stime - start.ru_utime - start.ru_stime
+    print(json.dumps({"figures": f, "bare": bare, "page_faults": end.ru_minflt - start.ru_minflt,
+                      "cpu_s": round(cpu, 1)}, default=str))
     return 0
 
 
@@ -243,7 +245,7 @@ def main() -> int:
               f"{f['windows_per_second'] / r['bare']:>15.2f}{f['seconds_model'] / f['seconds']:>10.0%}"
               f"{r['page_faults']:>13}{r['cpu_s']:>8.1f}", flush=True)
     print("in model: share of the pipeline's time in the model (the rest: reading, normalising, blending, writing);"
-          " page faults and CPU s: the whole process (getrusage)")
+          " page faults and CPU s: all the rounds with the model's loading (getrusage)")
     naip(work, model)
     return 0
 
