@@ -25,6 +25,15 @@ def qgis_app(tmp_path_factory):
     return start_qgis(config_dir=str(tmp_path_factory.mktemp("qgis-config")))
 
 
+@pytest.fixture()
+def project():
+    """The project, empty before and after the test."""
+    project = qgis_core.QgsProject.instance()
+    project.clear()
+    yield project
+    project.clear()
+
+
 @pytest.fixture(scope="session")
 def installed_profile(tmp_path_factory):
     """`make package`'s zip installed into a throw-away QGIS profile; returns the env for qgis_process.bin."""

@@ -5,8 +5,7 @@ from __future__ import annotations
 
 import re
 
-import pytest
-from qgis.core import QgsApplication, QgsProject, QgsRasterLayer, QgsVectorLayer
+from qgis.core import QgsApplication, QgsRasterLayer, QgsVectorLayer
 from qgis.gui import QgsMessageBar
 
 from geolink_qgis import layers, results
@@ -31,14 +30,6 @@ class Iface:
 
     def bar_texts(self):
         return [f"{item.title()}: {item.text()}" for item in self.bar.items()]
-
-
-@pytest.fixture()
-def project():
-    project = QgsProject.instance()
-    project.clear()
-    yield project
-    project.clear()
 
 
 def mark_as_output(layer, project, kind=results.CLASSES):

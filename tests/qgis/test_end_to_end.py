@@ -29,14 +29,6 @@ from . import tiny
 from .geodata import helsinki_osm_near_crop, require_task, s2_crop, s2_crop_over_helsinki
 
 
-@pytest.fixture()
-def project():
-    project = QgsProject.instance()
-    project.clear()
-    yield project
-    project.clear()
-
-
 def group_of(project: QgsProject, layer) -> str:
     node = project.layerTreeRoot().findLayer(layer.id())
     return node.parent().name() if node is not None and node.parent() is not None else ""

@@ -8,20 +8,11 @@ from osgeo import gdal
 from qgis.core import (
     QgsPalettedRasterRenderer,
     QgsProcessingException,
-    QgsProject,
     QgsSingleBandPseudoColorRenderer,
     QgsVectorLayer,
 )
 
 from .geodata import require_task, s2_crop
-
-
-@pytest.fixture()
-def project():
-    project = QgsProject.instance()
-    project.clear()
-    yield project
-    project.clear()
 
 
 @pytest.fixture()
