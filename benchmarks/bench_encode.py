@@ -9,7 +9,7 @@ Graphs: the six UFZ graphs of ../shared when present (11-161 nodes), otherwise s
 the same sizes. Each round times the variants back to back (in a rotating order); a ratio is the
 median over rounds of the round's ratio, so the drift of a shared machine's speed cancels out.
 CPU: 2 threads, OpenMP's default wait policy (as the worker runs); on Linux the script re-runs itself
-with glibc's allocator set to keep freed memory (GLIBC_TUNABLES below): with the default settings
+with glibc's allocator set to keep freed memory (GLIBC_TUNABLES, geolink.allocator): with the default settings
 PyTorch's large buffers are page-faulted in afresh on most calls, and the bare ViT's speed swung by up
 to 30% from process to process, which no number of rounds averages out (--default-allocator: as is).
 CUDA: bf16 autocast and larger batches. The original implementation reaches 56% (ViT-T) and 69% (ViT-L)
@@ -36,10 +36,10 @@ import torch
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT / "backend"))
 
+from geolink.allocator import TUNABLES as KEEP_MEMORY  # noqa: E402
 from geolink.models import collate_graphs, create_geolink  # noqa: E402
 from geolink.osm.format import POSITION_POINTS, RELATIONS  # noqa: E402
 
-KEEP_MEMORY = "glibc.malloc.mmap_threshold=1073741824:glibc.malloc.trim_threshold=4294967296"
 UFZ = ROOT.parent / "shared" / "geolink-examples" / "ufz_example" / "graph"
 # node counts of the six UFZ graphs (polygon, line, point) and their edges per relation, when they are absent
 UFZ_SIZES = [(11, 43, 16, 229), (22, 43, 6, 174), (3, 6, 0, 10), (1, 3, 0, 3), (2, 0, 0, 0), (47, 67, 47, 444)]

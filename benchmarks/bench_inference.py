@@ -67,9 +67,11 @@ def child(args) -> int:
     import torch
 
     torch.set_num_threads(int(os.environ.get("BENCH_THREADS", "2")))
+    from geolink.allocator import keep_freed_memory
     from geolink.progress import Progress
     from geolink.tasks import classify
 
+    keep_freed_memory()  # as the CLI and the worker run
     if args.stand_in:
         result = engine_only(args.raster, args.out)
     else:
@@ -156,13 +158,39 @@ def throughput(model: Path, raster: Path, out: Path, device: str, rounds: int = 
     return best, bare
 
 
+def measure_throughput(model: Path, raster: Path, out: Path, device: str, allocator: str, rounds: int) -> dict:
+    """throughput() in a fresh process with the allocator kept as the CLI keeps it, or glibc's default."""
+    cmd = [sys.executable, __file__, "--throughput-child", allocator, "--model", str(model), "--raster", str(raster),
+           "--out", str(out), "--device", device, "--rounds", str(rounds)]
+    proc = subprocess.run(cmd, capture_output=True, text=True)
+    if proc.returncode:
+        raise RuntimeError(proc.stderr[-3000:])
+    return json.loads(proc.stdout.strip().splitlines()[-1])
+
+
+def throughput_child(args) -> int:
+    if args.throughput_child == "kept":
+        from geolink.allocator import keep_freed_memory
+
+        keep_freed_memory()
+    start = resource.getrusage(resource.RUSAGE_SELF)
+    f, bare = throughput(Path(args.model), Path(args.raster), Path(args.out), args.device, args.rounds)
+    end = resource.getrusage(resource.RUSAGE_SELF)
+    cpu = end.ru_utime + end.ru_stime - start.ru_utime - start.ru_stime
+    print(json.dumps({"figures": f, "bare": bare, "page_faults": end.ru_minflt - start.ru_minflt,
+                      "cpu_s": round(cpu, 1)}, default=str))
+    return 0
+
+
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--long", action="store_true", help="also classify full 10,000 and 20,000 px rasters")
     parser.add_argument("--skip-memory", action="store_true", help="only the real scenes and the throughput")
     parser.add_argument("--device", default="cpu")
     parser.add_argument("--model", help="model package for the throughput and real-scene runs (default: ViT-Tiny)")
+    parser.add_argument("--rounds", type=int, default=3, help="alternating pipeline/bare rounds per allocator setting")
     parser.add_argument("--child", action="store_true", help=argparse.SUPPRESS)
+    parser.add_argument("--throughput-child", choices=["kept", "default"], help=argparse.SUPPRESS)
     parser.add_argument("--stand-in", action="store_true", help=argparse.SUPPRESS)
     parser.add_argument("--raster", help=argparse.SUPPRESS)
     parser.add_argument("--out", help=argparse.SUPPRESS)
@@ -171,6 +199,8 @@ def main() -> int:
     args = parser.parse_args()
     if args.child:
         return child(args)
+    if args.throughput_child:
+        return throughput_child(args)
     s2 = DATA / "s2" / "s2_rgbn.tif"
     if not s2.exists():
         print(f"sample data missing in {DATA}: run `make data`")
@@ -204,13 +234,18 @@ def main() -> int:
     f = r["figures"]
     print(f"windows {f['windows']}, batch {f['batch_size']}, task {f['seconds']} s (process wall {r['wall_s']} s, "
           f"peak RSS {r['peak_rss_mb']:.0f} MB)")
-    f, bare = throughput(model, s2, work / "s2_again.tif", args.device)
-    print(f"throughput, best of 3 alternating runs:\n{'':<28}{'windows/s':>10}")
-    print(f"{'whole pipeline':<28}{f['windows_per_second']:>10.1f}")
-    print(f"{'bare model, same windows':<28}{bare:>10.1f}")
-    print(f"{'pipeline / bare':<28}{f['windows_per_second'] / bare:>10.2f}")
-    print(f"share of the pipeline's time in the model: {f['seconds_model'] / f['seconds']:.1%} "
-          "(the rest: reading, normalising, blending, writing)")
+    print(f"\nthroughput, best of {args.rounds} alternating runs per process; glibc allocator as the CLI and the "
+          "worker set it (freed memory kept, geolink.allocator) and glibc's default, one process each, in turn")
+    print(f"{'allocator':<10}{'pipeline w/s':>14}{'bare w/s':>10}{'pipeline/bare':>15}{'in model':>10}"
+          f"{'page faults':>13}{'CPU s':>8}")
+    for allocator in ("kept", "default"):
+        r = measure_throughput(model, s2, work / f"s2_{allocator}.tif", args.device, allocator, args.rounds)
+        f = r["figures"]
+        print(f"{allocator:<10}{f['windows_per_second']:>14.2f}{r['bare']:>10.2f}"
+              f"{f['windows_per_second'] / r['bare']:>15.2f}{f['seconds_model'] / f['seconds']:>10.0%}"
+              f"{r['page_faults']:>13}{r['cpu_s']:>8.1f}", flush=True)
+    print("in model: share of the pipeline's time in the model (the rest: reading, normalising, blending, writing);"
+          " page faults and CPU s: all the rounds with the model's loading (getrusage)")
     naip(work, model)
     return 0
 

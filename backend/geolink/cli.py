@@ -10,6 +10,7 @@ import typing
 from typing import List, Optional
 
 from . import __version__
+from .allocator import keep_freed_memory
 from .config import base_type, check_config, field_types
 from .errors import CommandLineWords, GeoLinkError, as_geolink_error, render
 from .progress import Progress, TerminalSink, quiet_library_warnings
@@ -90,6 +91,7 @@ def _config_values(args: argparse.Namespace, module) -> dict:
 
 def main(argv: Optional[List[str]] = None) -> int:
     quiet_library_warnings()
+    keep_freed_memory()
     parser = build_parser()
     args = parser.parse_args(argv)
     if not args.task:

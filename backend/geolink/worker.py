@@ -26,6 +26,7 @@ import threading
 import traceback
 from typing import IO, Callable, Optional
 
+from .allocator import keep_freed_memory
 from .config import build_config
 from .errors import Cancelled, GeoLinkError, InputError, as_geolink_error, opt, parts, render
 from .progress import Progress, quiet_library_warnings
@@ -117,6 +118,7 @@ def main(stdin: Optional[IO[str]] = None) -> int:
     stdin = stdin or sys.stdin
     emit = EventWriter(_events_stream())
     quiet_library_warnings()
+    keep_freed_memory()
     cancel = threading.Event()
     try:
         job = parse_job(stdin.readline())
