@@ -52,7 +52,7 @@ def embeddings_path(folder: Path, raster: str, model: str) -> Path:
     stat = Path(raster).stat()
     key = json.dumps([str(Path(raster).resolve()), stat.st_size, int(stat.st_mtime), model])
     safe = re.sub(r"[^A-Za-z0-9_-]+", "_", f"{Path(raster).stem}_{Path(model).stem}")[:60]
-    return folder / f"{safe}_{hashlib.sha1(key.encode()).hexdigest()[:12]}.tif"
+    return folder / f"{safe}_{hashlib.blake2b(key.encode(), digest_size=6).hexdigest()}.tif"
 
 
 def cache_size(folder: Path) -> int:

@@ -62,7 +62,8 @@ def test_plugin_in_the_qgis_desktop(tmp_path):
                    stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
     result = json.loads(report.read_text())
     assert "error" not in result, result.get("error")
-    assert result["actions"] == ["geolinkModels", "geolinkOpenDialog", "geolinkSettings"]
+    assert result["actions"] == ["geolinkClearEmbeddings", "geolinkFindSimilar", "geolinkModels", "geolinkOpenDialog",
+                                 "geolinkSettings"]
     assert result["in_toolbar"] and result["dialog_visible"] and result["provider"]
     assert "Classify land cover" in result["tasks"]
     assert result["unloaded"] and not result["provider_after_unload"]
