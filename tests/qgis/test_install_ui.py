@@ -8,20 +8,14 @@ import time
 from pathlib import Path
 
 import pytest
-from qgis.core import QgsApplication, QgsProcessingException
+from qgis.core import QgsProcessingException
 
 from geolink_qgis import settings
 from geolink_qgis.backend_installer import InstallPlan, venv_python, write_marker
 
+from .test_ui import wait_for
+
 ROOT = Path(__file__).resolve().parents[2]
-
-
-def wait_for(predicate, timeout: float = 120.0) -> None:
-    end = time.monotonic() + timeout
-    while not predicate():
-        QgsApplication.processEvents()
-        assert time.monotonic() < end, "timed out"
-        time.sleep(0.02)
 
 
 @pytest.fixture
