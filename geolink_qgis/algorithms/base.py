@@ -179,6 +179,10 @@ class GeoLinkAlgorithm(QgsProcessingAlgorithm):
                                              "fusion (0: all; bounds the time of dense city tiles)"), NUMBER_INTEGER,
                                              defaultValue=0, minValue=0),
             ]
+        self.add_advanced_parameters(*params)
+
+    def add_advanced_parameters(self, *params) -> None:
+        """Add parameters shown under "Advanced parameters"."""
         for param in params:
             add_advanced(param)
             self.addParameter(param)

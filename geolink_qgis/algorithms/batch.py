@@ -17,7 +17,7 @@ from qgis.core import (
 )
 
 from .. import results
-from ..compat import FILE_BEHAVIOR_FOLDER, NUMBER_INTEGER, add_advanced
+from ..compat import FILE_BEHAVIOR_FOLDER, NUMBER_INTEGER
 from .base import GeoLinkAlgorithm
 
 # Backend task, what the user picks, how its outputs are styled.
@@ -52,14 +52,13 @@ class BatchAlgorithm(GeoLinkAlgorithm):
         self.add_osm_inputs()
         self.add_model()
         self.addParameter(QgsProcessingParameterEnum(self.ENGINE, "Run on", [e[1] for e in ENGINES], defaultValue=0))
-        for param in (QgsProcessingParameterString(self.RAY_ADDRESS, "Ray cluster address, e.g. 10.0.0.5:6379 "
-                                                   "(empty: start Ray on this computer)", optional=True),
-                      QgsProcessingParameterNumber(self.WORKERS, "Rasters processed at once (0: automatic)",
-                                                   NUMBER_INTEGER, defaultValue=0, minValue=0),
-                      QgsProcessingParameterBoolean(self.FORCE, "Redo rasters whose outputs are up to date",
-                                                    defaultValue=False)):
-            add_advanced(param)
-            self.addParameter(param)
+        self.add_advanced_parameters(
+            QgsProcessingParameterString(self.RAY_ADDRESS, "Ray cluster address, e.g. 10.0.0.5:6379 "
+                                         "(empty: start Ray on this computer)", optional=True),
+            QgsProcessingParameterNumber(self.WORKERS, "Rasters processed at once (0: automatic)",
+                                         NUMBER_INTEGER, defaultValue=0, minValue=0),
+            QgsProcessingParameterBoolean(self.FORCE, "Redo rasters whose outputs are up to date",
+                                          defaultValue=False))
         self.add_engine_options(extent=False)
         self.addParameter(QgsProcessingParameterFolderDestination(self.OUTPUT, "Output folder"))
         self.addOutput(QgsProcessingOutputFile(self.REPORT, "Batch report"))

@@ -9,7 +9,7 @@ from qgis.core import (
 )
 
 from .. import results
-from ..compat import NUMBER_INTEGER, add_advanced
+from ..compat import NUMBER_INTEGER
 from .base import GeoLinkAlgorithm
 
 
@@ -35,12 +35,11 @@ class ClusterAlgorithm(GeoLinkAlgorithm):
         self.add_model()
         self.addParameter(QgsProcessingParameterRasterLayer(self.EMBEDDINGS, "Embeddings of this raster and model "
                                                             "(optional: skips encoding)", optional=True))
-        for param in (QgsProcessingParameterNumber(self.SEED, "Random seed", NUMBER_INTEGER, defaultValue=0,
-                                                   minValue=0),
-                      QgsProcessingParameterNumber(self.SAMPLE, "Feature vectors to fit on", NUMBER_INTEGER,
-                                                   defaultValue=20000, minValue=2)):
-            add_advanced(param)
-            self.addParameter(param)
+        self.add_advanced_parameters(
+            QgsProcessingParameterNumber(self.SEED, "Random seed", NUMBER_INTEGER, defaultValue=0,
+                                         minValue=0),
+            QgsProcessingParameterNumber(self.SAMPLE, "Feature vectors to fit on", NUMBER_INTEGER,
+                                         defaultValue=20000, minValue=2))
         self.add_engine_options()
         self.addParameter(QgsProcessingParameterRasterDestination(self.OUTPUT, "Clusters"))
 

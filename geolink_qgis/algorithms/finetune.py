@@ -15,7 +15,7 @@ from qgis.core import (
 )
 
 from .. import layers
-from ..compat import FIELD_ANY, NUMBER_DOUBLE, NUMBER_INTEGER, SOURCE_VECTOR_POLYGON, add_advanced
+from ..compat import FIELD_ANY, NUMBER_DOUBLE, NUMBER_INTEGER, SOURCE_VECTOR_POLYGON
 from ..i18n import tr
 from ..models import new_model_path
 from .base import GeoLinkAlgorithm, model_destination, model_folder_given, push_link
@@ -74,9 +74,7 @@ class FinetuneAlgorithm(GeoLinkAlgorithm):
             advanced.append(QgsProcessingParameterField(
                 self.SPLIT_FIELD, tr("Field marking held-out polygons ('val' or 'test')"),
                 parentLayerParameterName=self.LABELS, type=FIELD_ANY, optional=True))
-        for param in advanced:
-            add_advanced(param)
-            self.addParameter(param)
+        self.add_advanced_parameters(*advanced)
         self.add_engine_options()
         self.addParameter(model_destination(
             self.OUTPUT, tr("Model package (a folder: saved there, named after the labelled polygons)")))

@@ -13,7 +13,7 @@ from qgis.core import (
     QgsProcessingParameterString,
 )
 
-from ..compat import FILE_BEHAVIOR_FILE, NUMBER_DOUBLE, add_advanced
+from ..compat import FILE_BEHAVIOR_FILE, NUMBER_DOUBLE
 from ..i18n import tr
 from ..models import new_model_path
 from .base import GeoLinkAlgorithm, model_destination, model_folder_given
@@ -38,15 +38,14 @@ class ImportCheckpointAlgorithm(GeoLinkAlgorithm):
                                                      fileFilter="PyTorch checkpoint (*.pth *.pt);;All files (*.*)"))
         self.addParameter(model_destination(
             self.OUTPUT, tr("Model package (a folder: saved there, named after the checkpoint)")))
-        for param in (QgsProcessingParameterString(self.NAME, tr("Model name shown in QGIS (empty: the file name)"),
-                                                   optional=True),
-                      QgsProcessingParameterNumber(self.GSD, tr("Ground sample distance the model expects, in "
-                                                                "metres (0: none, use each raster's)"),
-                                                   NUMBER_DOUBLE, defaultValue=0.0, minValue=0.0),
-                      QgsProcessingParameterBoolean(self.HALF, tr("Store the weights as float16 (half the size)"),
-                                                    defaultValue=False)):
-            add_advanced(param)
-            self.addParameter(param)
+        self.add_advanced_parameters(
+            QgsProcessingParameterString(self.NAME, tr("Model name shown in QGIS (empty: the file name)"),
+                                         optional=True),
+            QgsProcessingParameterNumber(self.GSD, tr("Ground sample distance the model expects, in "
+                                                      "metres (0: none, use each raster's)"),
+                                         NUMBER_DOUBLE, defaultValue=0.0, minValue=0.0),
+            QgsProcessingParameterBoolean(self.HALF, tr("Store the weights as float16 (half the size)"),
+                                          defaultValue=False))
         self.addOutput(QgsProcessingOutputString(self.MODEL_NAME, tr("Model name")))
 
     def processAlgorithm(self, parameters, context, feedback):  # noqa: N802

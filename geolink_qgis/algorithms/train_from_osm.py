@@ -10,7 +10,7 @@ from qgis.core import (
     QgsProcessingParameterNumber,
 )
 
-from ..compat import FILE_BEHAVIOR_FILE, NUMBER_DOUBLE, add_advanced
+from ..compat import FILE_BEHAVIOR_FILE, NUMBER_DOUBLE
 from .finetune import FinetuneAlgorithm
 
 TAG_MAPS = ["landcover", "urban-function", "From the tag map file below"]
@@ -47,13 +47,12 @@ class TrainFromOsmAlgorithm(FinetuneAlgorithm):
         self.addParameter(QgsProcessingParameterFile(self.TAG_MAP_FILE, "Tag map file (JSON)", FILE_BEHAVIOR_FILE,
                                                      fileFilter="Tag map (*.json)", optional=True))
         self.add_model(description="Base model (a name or a .safetensors path)")
-        for param in (QgsProcessingParameterNumber(self.EDGE_MARGIN, "Edge margin taken off OSM polygons in m "
-                                                   "(-1: one pixel, at least 2 m)", NUMBER_DOUBLE, defaultValue=-1.0,
-                                                   minValue=-1.0),
-                      QgsProcessingParameterBoolean(self.FUSE_OSM, "Also feed the OSM to the model (OSM-aware base "
-                                                    "models)", defaultValue=False)):
-            add_advanced(param)
-            self.addParameter(param)
+        self.add_advanced_parameters(
+            QgsProcessingParameterNumber(self.EDGE_MARGIN, "Edge margin taken off OSM polygons in m "
+                                         "(-1: one pixel, at least 2 m)", NUMBER_DOUBLE, defaultValue=-1.0,
+                                         minValue=-1.0),
+            QgsProcessingParameterBoolean(self.FUSE_OSM, "Also feed the OSM to the model (OSM-aware base "
+                                          "models)", defaultValue=False))
         self.add_training_options(split_field=False)
 
     def processAlgorithm(self, parameters, context, feedback):  # noqa: N802

@@ -11,7 +11,7 @@ from qgis.core import (
 )
 
 from .. import results
-from ..compat import NUMBER_DOUBLE, NUMBER_INTEGER, SOURCE_VECTOR_POLYGON, add_advanced
+from ..compat import NUMBER_DOUBLE, NUMBER_INTEGER, SOURCE_VECTOR_POLYGON
 from ..i18n import tr
 from .base import GeoLinkAlgorithm
 
@@ -44,16 +44,15 @@ class ZonesAlgorithm(GeoLinkAlgorithm):
         self.add_model()
         self.addParameter(QgsProcessingParameterBoolean(
             self.COMPARE_OSM, tr("Compare with OSM (missing in OSM / agrees / disagrees)"), defaultValue=False))
-        for param in (QgsProcessingParameterString(self.TAG_MAP, tr("Tag map for the comparison: landcover, urban-"
-                                                                    "function or a .json (empty: the model's own)"),
-                                                   defaultValue="", optional=True),
-                      QgsProcessingParameterNumber(self.MIN_AREA, tr("Smallest zone in m² (0: 16 pixels)"),
-                                                   NUMBER_DOUBLE, defaultValue=0.0, minValue=0.0),
-                      QgsProcessingParameterNumber(self.SIEVE, tr("Without OSM ways: merge class regions smaller than "
-                                                                  "this many pixels (0: 64)"), NUMBER_INTEGER,
-                                                   defaultValue=0, minValue=0)):
-            add_advanced(param)
-            self.addParameter(param)
+        self.add_advanced_parameters(
+            QgsProcessingParameterString(self.TAG_MAP, tr("Tag map for the comparison: landcover, urban-"
+                                                          "function or a .json (empty: the model's own)"),
+                                         defaultValue="", optional=True),
+            QgsProcessingParameterNumber(self.MIN_AREA, tr("Smallest zone in m² (0: 16 pixels)"),
+                                         NUMBER_DOUBLE, defaultValue=0.0, minValue=0.0),
+            QgsProcessingParameterNumber(self.SIEVE, tr("Without OSM ways: merge class regions smaller than "
+                                                        "this many pixels (0: 64)"), NUMBER_INTEGER,
+                                         defaultValue=0, minValue=0))
         self.add_engine_options()
         self.addParameter(QgsProcessingParameterVectorDestination(self.OUTPUT, tr("Zones"), SOURCE_VECTOR_POLYGON))
 
