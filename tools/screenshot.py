@@ -264,15 +264,22 @@ def main() -> int:
               "inputs": ["Sentinel-2 crop", "Sentinel-2 north", "Grey band", "My land-cover polygons"],
               "out": str(args.out.resolve()), "docs": str(args.out.resolve().parent), "model": args.model,
               "epochs": args.epochs, "output": str(work / "land_cover.tif")}
-    env = dict(os.environ, GEOLINK_BACKEND_PYTHON=os.environ.get("GEOLINK_BACKEND_PYTHON",
-                                                                 str(ROOT / ".venv" / "bin" / "python")))
-    run_in_qgis(STARTUP, config, work, args.timeout, env)
-    if not args.out.exists():
-        print(f"error: no screenshot written; see {work}", file=sys.stderr)
+    if not screenshot(STARTUP, config, work, args.timeout, args.out):
         return 1
-    print(f"screenshot: {args.out}")
     shutil.rmtree(work, ignore_errors=True)
     return 0
+
+
+def screenshot(startup: str, config: dict, work: Path, timeout: int, out: Path) -> bool:
+    """run_in_qgis with the project's backend (GEOLINK_BACKEND_PYTHON, else .venv); says where `out` went."""
+    env = dict(os.environ, GEOLINK_BACKEND_PYTHON=os.environ.get("GEOLINK_BACKEND_PYTHON",
+                                                                 str(ROOT / ".venv" / "bin" / "python")))
+    run_in_qgis(startup, config, work, timeout, env)
+    if not out.exists():
+        print(f"error: no screenshot written; see {work}", file=sys.stderr)
+        return False
+    print(f"screenshot: {out}")
+    return True
 
 
 def run_in_qgis(startup: str, config: dict, work: Path, timeout: int, env: dict) -> None:

@@ -11,7 +11,6 @@ similarity layer after each, and grabs the screen.
 from __future__ import annotations
 
 import argparse
-import os
 import sys
 import tempfile
 from pathlib import Path
@@ -19,7 +18,7 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT / "tools"))
 
-from screenshot import crop, run_in_qgis  # noqa: E402
+from screenshot import crop, screenshot  # noqa: E402
 
 STARTUP = r'''
 import json, os
@@ -114,14 +113,7 @@ def main() -> int:
     args.out.parent.mkdir(parents=True, exist_ok=True)
     config = {"raster": str(raster), "out": str(args.out.resolve()), "model": args.model,
               "clicks": [(0.62, 0.21), (0.42, 0.77)]}  # marsh, then another marsh
-    env = dict(os.environ, GEOLINK_BACKEND_PYTHON=os.environ.get("GEOLINK_BACKEND_PYTHON",
-                                                                 str(ROOT / ".venv" / "bin" / "python")))
-    run_in_qgis(STARTUP, config, work, args.timeout, env)
-    if not args.out.exists():
-        print(f"error: no screenshot written; see {work}", file=sys.stderr)
-        return 1
-    print(f"screenshot: {args.out}")
-    return 0
+    return 0 if screenshot(STARTUP, config, work, args.timeout, args.out) else 1
 
 
 if __name__ == "__main__":
