@@ -3,6 +3,7 @@ pool and through a real two-node Ray cluster on loopback, outputs compared with 
 
 from __future__ import annotations
 
+import contextlib
 import importlib.util
 import json
 import os
@@ -219,10 +220,33 @@ def ray_cluster():
 
 
 def kill_group(process: subprocess.Popen) -> None:
+    """SIGKILL a Ray node at once: its `ray start` and every process under it (the raylet and its workers, which
+    may sit in sessions of their own and would otherwise outlive it for a while)."""
+    import psutil
+
     try:
+        tree = [psutil.Process(process.pid), *psutil.Process(process.pid).children(recursive=True)]
+    except psutil.NoSuchProcess:
+        tree = []
+    for proc in tree:
+        with contextlib.suppress(psutil.NoSuchProcess):
+            proc.kill()
+    with contextlib.suppress(ProcessLookupError):
         os.killpg(process.pid, signal.SIGKILL)
-    except ProcessLookupError:
-        pass
+
+
+def writing_on(node: subprocess.Popen, out: Path) -> bool:
+    """Whether a process of this Ray node has an output half-written in `out` (its pid is in the partial name)."""
+    import psutil
+
+    from geolink.atomic import PARTIAL_RE
+
+    try:
+        pids = {p.pid for p in psutil.Process(node.pid).children(recursive=True)}
+    except psutil.NoSuchProcess:
+        return False
+    found = (PARTIAL_RE.search(p.name) for p in out.glob("*")) if out.is_dir() else ()
+    return any(m and int(m.group(1)) in pids for m in found)
 
 
 def alive_nodes(enter: list, address: str, env: dict) -> int:
@@ -265,10 +289,10 @@ def test_a_two_node_ray_cluster_survives_losing_a_node(model, data_dir, shared_d
             "--workers", "2",
             "--model", str(model), "--device", "cpu", "--osm", *map(str, osm)]
     run = subprocess.Popen(args, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=env)
-    while done_count(out) < 2:
+    while done_count(out) < 2 or not writing_on(node, out):
         assert run.poll() is None, run.communicate()
-        time.sleep(0.2)
-    kill_group(node)  # the second node dies mid-run
+        time.sleep(0.05)
+    kill_group(node)  # the second node dies mid-run, while its worker is writing a raster
     stdout, stderr = run.communicate(timeout=600)
     assert run.returncode == 0, stderr
     rep = report(out)
