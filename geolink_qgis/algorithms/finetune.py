@@ -20,7 +20,7 @@ from ..i18n import tr
 from ..models import new_model_path
 from .base import GeoLinkAlgorithm, model_destination, model_folder_given, push_link
 
-# the first is the default: detail = FPN + a full-resolution path over the bands (sharp edges, per pixel);
+# the first is the default: detail = FPN whose class probabilities follow the image's edges (guided upsampling);
 # fpn decodes from the 16 px patches only (blobby edges); UPerNet trains about 4x slower than FPN on a CPU
 HEADS = ["detail", "fpn", "upernet", "linear"]
 REPORT_OUTPUTS = ("report_html", "report_json")  # the backend's output keys of the report, in order of preference
@@ -40,8 +40,8 @@ class FinetuneAlgorithm(GeoLinkAlgorithm):
             "early when it no longer improves. The report gives per-class precision, recall and IoU, accuracy and "
             "the confusion matrix. To choose the held-out polygons yourself, mark them 'val' in a split field.<br>"
             "<b>Output</b>: a model package (.safetensors); save it in the GeoLink model folder to find it by name.<br>"
-            "<b>Advanced</b>: epochs, head (detail: the default, per-pixel edges from a full-resolution path over "
-            "the bands; fpn: decodes from 16 x 16 px patches, blobby edges; upernet; linear), how many encoder "
+            "<b>Advanced</b>: epochs, head (detail: the default, FPN with edges drawn along the image's own edges; "
+            "fpn: decodes from 16 x 16 px patches, blobby edges; upernet; linear), how many encoder "
             "blocks to unfreeze, the "
             "validation share, and the usual device and tiling options.")
 

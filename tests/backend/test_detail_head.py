@@ -1,4 +1,4 @@
-"""The detail head (FPN + a full-resolution path over the input bands): it places edges inside a ViT
+"""The detail head (FPN with guided upsampling over the input bands): it places edges inside a ViT
 patch where the patch-level FPN head cannot, trains on cached frozen features, and runs in the streaming
 engine (windows, overlap, blending) and under bfloat16 autocast."""
 
@@ -125,3 +125,21 @@ def test_detail_head_refuses_features_without_the_bands(segmenter):
         feats = segmenter.encode(torch.zeros(1, 3, 64, 64))
         with pytest.raises(InputError, match="input bands"):
             segmenter.head(feats)
+
+
+def test_guided_upsampling_keeps_what_the_bands_explain_and_sums_to_one():
+    """A map that is a linear function of the guide's bands comes back at full resolution (edges included), and
+    the detail head's output is a probability distribution over the classes at every pixel."""
+    from geolink.models.heads import guided_log_probabilities, guided_upsample
+
+    torch.manual_seed(0)
+    guide = torch.randn(2, 3, 32, 32).double()
+    guide[:, 0, :, 13:] += 3.0  # an edge at column 13, inside a 4 px cell of the coarse grid
+    truth = 0.5 * guide[:, :1] - 0.25 * guide[:, 2:] + 1.0
+    coarse = torch.nn.functional.avg_pool2d(truth, 4)
+    fine = guided_upsample(coarse, guide, eps=1e-6)
+    bilinear = torch.nn.functional.interpolate(coarse, size=(32, 32), mode="bilinear", align_corners=False)
+    assert float((fine - truth).abs().mean()) < 0.25 * float((bilinear - truth).abs().mean())
+    logp = guided_log_probabilities(torch.randn(2, 4, 8, 8), guide.float())
+    assert logp.shape == (2, 4, 32, 32)
+    assert torch.allclose(logp.exp().sum(1), torch.ones(2, 32, 32), atol=1e-5)

@@ -1,12 +1,14 @@
 """Segmentation heads over GeoLink's feature maps: segmentation-models-pytorch's UPerNet and FPN
-decoders, a linear 1x1 classifier, or "detail": FPN plus a full-resolution path over the input bands.
+decoders, a linear 1x1 classifier, or "detail": FPN whose class probabilities follow the image's edges.
 
 The ViT gives four maps at 1/16 of the input; the decoders want a pyramid at 1/4, 1/8, 1/16 and
 1/32, built as in the original's UPerNet (two transposed convolutions, one, identity, max-pool).
 A ViT sees 16 x 16 px patches, so heads that decode from its maps alone draw edges no finer than
-a patch; the detail head runs a light convolutional stem over the input bands at their own
-resolution and fuses it with the upsampled FPN features, so each pixel is decided from its own
-values and its neighbours' as well as from the context the encoder gives.
+a patch. The detail head upsamples FPN's class probabilities to the input's pixels with a (fast)
+guided filter over the input bands, so a boundary the decoder places somewhere in a patch moves onto the
+edge in the image. The filter has no weights: a learnt per-pixel path over the bands (tried first)
+learnt the training polygons' colours and scored below plain FPN on held-out polygons of another part
+of the scene, where the same classes look a little different.
 """
 
 from __future__ import annotations
@@ -24,10 +26,8 @@ from .card import ModelCard
 from .geolink import PATCH, GeoLinkModel
 
 DECODERS = ("detail", "fpn", "upernet", "linear")
-DETAIL_WIDTH = 16  # channels of the full-resolution path: its cost grows with the square of this
-# The detail head's FPN is narrower than smp's default (256 / 128 channels): the full-resolution path adds
-# the resolution, and the narrower decoder pays for that path, keeping the head about as fast as plain FPN.
-DETAIL_FPN = {"pyramid_channels": 128, "segmentation_channels": 64}
+GUIDE_RADIUS = 2  # in FPN's output cells (4 px): the guided filter fits its linear models over 5 x 5 cells, 20 px
+GUIDE_EPS = 0.02  # ridge of those fits, in (normalised band)^2: flatter windows keep the decoder's probabilities
 
 
 def _pyramid_level(level: int, channels: int) -> nn.Module:
@@ -39,34 +39,43 @@ def _pyramid_level(level: int, channels: int) -> nn.Module:
     return nn.Identity() if level == 2 else nn.MaxPool2d(2)
 
 
-def _conv_bn(cin: int, cout: int) -> nn.Sequential:
-    return nn.Sequential(nn.Conv2d(cin, cout, 3, padding=1, bias=False), nn.BatchNorm2d(cout), nn.ReLU(inplace=True))
+def _box(x: torch.Tensor, r: int) -> torch.Tensor:
+    return F.avg_pool2d(x, 2 * r + 1, stride=1, padding=r, count_include_pad=False)
 
 
-class DetailPath(nn.Module):
-    """Coarse decoder features [B, C, H/4, W/4] + the input bands [B, bands, H, W] -> logits [B, K, H, W]:
-    two 3x3 convolutions over the bands, concatenated with the upsampled (1x1-reduced) decoder
-    features, one 3x3 convolution over both, a 1x1 classifier."""
+def guided_upsample(p: torch.Tensor, guide: torch.Tensor, r: int = GUIDE_RADIUS, eps: float = GUIDE_EPS) -> torch.Tensor:
+    """Maps [B, K, h, w] -> [B, K, H, W] at the size of `guide` [B, C, H, W] (H a multiple of h), following
+    the guide's edges: He and Sun's fast guided filter. In each (2r + 1)^2 window of the coarse grid the maps
+    are fitted as a linear function of the guide's bands (averaged to that grid; ridge `eps`); the fits are
+    averaged, upsampled bilinearly and applied to the guide's own pixels."""
+    b, c = guide.shape[:2]
+    k, (h, w) = p.shape[1], p.shape[-2:]
+    low = F.adaptive_avg_pool2d(guide, (h, w))
+    mean_i, mean_p = _box(low, r), _box(p, r)
+    cov_ii = torch.stack([_box(low[:, i:i + 1] * low, r) for i in range(c)], 1) - mean_i[:, :, None] * mean_i[:, None]
+    cov_ip = torch.stack([_box(low[:, i:i + 1] * p, r) for i in range(c)], 1) - mean_i[:, :, None] * mean_p[:, None]
+    sigma = cov_ii.permute(0, 3, 4, 1, 2) + eps * torch.eye(c, dtype=p.dtype, device=p.device)
+    a = torch.linalg.solve(sigma, cov_ip.permute(0, 3, 4, 1, 2)).permute(0, 3, 4, 1, 2)  # [B, C, K, h, w]
+    offset = mean_p - (a * mean_i[:, :, None]).sum(1)
+    size = guide.shape[-2:]
+    a = F.interpolate(_box(a.reshape(b, c * k, h, w), r), size=size, mode="bilinear", align_corners=False)
+    offset = F.interpolate(_box(offset, r), size=size, mode="bilinear", align_corners=False)
+    return (a.reshape(b, c, k, *size) * guide[:, :, None]).sum(1) + offset
 
-    def __init__(self, coarse_channels: int, bands: int, num_classes: int, width: int = DETAIL_WIDTH):
-        super().__init__()
-        self.stem = nn.Sequential(_conv_bn(bands, width), _conv_bn(width, width))
-        self.reduce = nn.Sequential(nn.Conv2d(coarse_channels, width, 1, bias=False), nn.BatchNorm2d(width),
-                                    nn.ReLU(inplace=True))
-        self.fuse = _conv_bn(2 * width, width)
-        self.classifier = nn.Conv2d(width, num_classes, 1)
 
-    def forward(self, coarse: torch.Tensor, images: torch.Tensor) -> torch.Tensor:
-        up = F.interpolate(self.reduce(coarse), size=images.shape[-2:], mode="bilinear", align_corners=False)
-        detail = self.stem(images.to(up.dtype))
-        return self.classifier(self.fuse(torch.cat([detail, up], 1)))
+def guided_log_probabilities(logits: torch.Tensor, images: torch.Tensor) -> torch.Tensor:
+    """Coarse logits [B, K, h, w] -> log-probabilities [B, K, H, W] at the images' size, guided by their bands
+    (computed in float32 whatever the autocast, returned in the logits' dtype)."""
+    with torch.autocast(logits.device.type, enabled=False):
+        prob = guided_upsample(logits.float().softmax(1), images.float()).clamp_min(1e-4)
+        return (prob / prob.sum(1, keepdim=True)).log().to(logits.dtype)
 
 
 class SegmentationHead(nn.Module):
     """Feature maps [B, C_i, h, w] (+ the input bands [B, bands, 16h, 16w] for the detail head)
-    -> logits [B, K, 16h, 16w]."""
+    -> logits [B, K, 16h, 16w] (the detail head's are log-probabilities)."""
 
-    def __init__(self, decoder: str, channels: Sequence[int], num_classes: int, bands: int = 3):
+    def __init__(self, decoder: str, channels: Sequence[int], num_classes: int):
         super().__init__()
         if decoder not in DECODERS:
             raise InputError(f"Unknown head {decoder!r}; choose one of {', '.join(DECODERS)}.")
@@ -82,12 +91,9 @@ class SegmentationHead(nn.Module):
             self.decoder = UPerNetDecoder(encoder_channels, encoder_depth=5, decoder_channels=256)
             width = 256
         else:
-            self.decoder = FPNDecoder(encoder_channels, encoder_depth=5, **(DETAIL_FPN if decoder == "detail" else {}))
+            self.decoder = FPNDecoder(encoder_channels, encoder_depth=5)
             width = self.decoder.out_channels
-        if decoder == "detail":
-            self.detail = DetailPath(width, bands, num_classes)
-        else:
-            self.classifier = nn.Conv2d(width, num_classes, 1)
+        self.classifier = nn.Conv2d(width, num_classes, 1)
 
     @property
     def needs_images(self) -> bool:
@@ -102,7 +108,7 @@ class SegmentationHead(nn.Module):
         if self.needs_images:
             if images is None or tuple(images.shape[-2:]) != size:
                 raise InputError(f"The detail head needs the input bands at {size}, beside the feature maps.")
-            return self.detail(x, images)
+            return guided_log_probabilities(self.classifier(x), images)
         return F.interpolate(self.classifier(x), size=size, mode="bilinear", align_corners=False)
 
 
@@ -121,7 +127,7 @@ class GeoLinkSegmenter(nn.Module):
             {"name": f"class {i}", "color": None} for i in range(num_classes)]
         if len(self.classes) != num_classes:
             raise InputError(f"{len(self.classes)} class names for {num_classes} classes.")
-        self.head = SegmentationHead(decoder, encoder.out_channels(self.layers), num_classes, encoder.config.in_chans)
+        self.head = SegmentationHead(decoder, encoder.out_channels(self.layers), num_classes)
 
     def head_card(self) -> dict:
         return {"type": "segmentation", "decoder": self.head.decoder_name, "layers": list(self.layers),

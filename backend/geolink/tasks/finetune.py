@@ -48,7 +48,7 @@ class Config:
                             help="OSM files for OSM-aware heads (fused image + OSM features)")
     epochs: int = option(25, flag="--epochs", minimum=1, help="most epochs (early stopping may end sooner)")
     head: str = option("detail", flag="--head", choices=HEADS,
-                       help="task head: detail (default: FPN + a full-resolution path over the bands, sharp "
+                       help="task head: detail (default: FPN upsampled along the image's edges, sharp "
                             "edges), fpn (patch-level, blobby edges), upernet (the paper's, 4x slower), linear")
     unfreeze: int = option(0, flag="--unfreeze", minimum=0,
                            help="encoder blocks to train too, from the last (0: frozen)")

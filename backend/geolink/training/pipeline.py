@@ -188,8 +188,8 @@ def scoring_targets(windows: LabelWindows, class_ids: np.ndarray, polygons: np.n
 def trainable(config, segmenter, data: TrainingData, device, progress: Progress):
     """(module whose parameters train, forward(sample indices) -> logits, feature cache or None).
 
-    Frozen encoder: its features are cached once and only the head trains (the detail head's full-resolution
-    path reads the window's bands as well, which are in memory anyway). --unfreeze K: the last K
+    Frozen encoder: its features are cached once and only the head trains (the detail head's guided upsampling
+    reads the window's bands as well, which are in memory anyway). --unfreeze K: the last K
     blocks train too, so every step runs the encoder on the (transformed) window pixels."""
     from .. import models
 
@@ -204,7 +204,7 @@ def trainable(config, segmenter, data: TrainingData, device, progress: Progress)
     cache = build_cache(lambda idx: segmenter.encode(data.batch_images(idx, device), data.batch_graphs(idx)),
                         len(data.sample_win), config.batch_size, progress)
     head = segmenter.head
-    if head.needs_images:  # the detail path trains on the window's bands beside the cached features
+    if head.needs_images:  # the detail head follows the window's bands, read beside the cached features
         return head, lambda idx: head(cache.get(idx, device), data.batch_images(idx, device)), cache
     return head, lambda idx: head(cache.get(idx, device)), cache
 
