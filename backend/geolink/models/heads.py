@@ -52,7 +52,8 @@ def guided_upsample(p: torch.Tensor, guide: torch.Tensor, r: int = GUIDE_RADIUS,
     k, (h, w) = p.shape[1], p.shape[-2:]
     low = F.adaptive_avg_pool2d(guide, (h, w))
     mean_i, mean_p = _box(low, r), _box(p, r)
-    cov_ii = torch.stack([_box(low[:, i:i + 1] * low, r) for i in range(c)], 1) - mean_i[:, :, None] * mean_i[:, None]
+    cov_ii = torch.stack([_box(low[:, i:i + 1] * low, r) for i in range(c)], 1)
+    cov_ii = cov_ii - mean_i[:, :, None] * mean_i[:, None]
     cov_ip = torch.stack([_box(low[:, i:i + 1] * p, r) for i in range(c)], 1) - mean_i[:, :, None] * mean_p[:, None]
     sigma = cov_ii.permute(0, 3, 4, 1, 2) + eps * torch.eye(c, dtype=p.dtype, device=p.device)
     a = torch.linalg.solve(sigma, cov_ip.permute(0, 3, 4, 1, 2)).permute(0, 3, 4, 1, 2)  # [B, C, K, h, w]
