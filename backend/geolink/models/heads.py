@@ -43,7 +43,8 @@ def _box(x: torch.Tensor, r: int) -> torch.Tensor:
     return F.avg_pool2d(x, 2 * r + 1, stride=1, padding=r, count_include_pad=False)
 
 
-def guided_upsample(p: torch.Tensor, guide: torch.Tensor, r: int = GUIDE_RADIUS, eps: float = GUIDE_EPS) -> torch.Tensor:
+def guided_upsample(p: torch.Tensor, guide: torch.Tensor, r: int = GUIDE_RADIUS,
+                    eps: float = GUIDE_EPS) -> torch.Tensor:
     """Maps [B, K, h, w] -> [B, K, H, W] at the size of `guide` [B, C, H, W] (H a multiple of h), following
     the guide's edges: He and Sun's fast guided filter. In each (2r + 1)^2 window of the coarse grid the maps
     are fitted as a linear function of the guide's bands (averaged to that grid; ridge `eps`); the fits are
