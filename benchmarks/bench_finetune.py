@@ -14,8 +14,8 @@ classify speed in windows per second (the heads' ratio is measured side by side 
 Reusable: `split_pixels()` gives the band values of both parts, `finetune_metrics(base)` fine-tunes from
 a base package on the train part and scores the test part (used to compare base models).
 
-    python benchmarks/bench_finetune.py [--model default] [--heads detail fpn] [--random] [--threads 2]
-                                        [--json out.json] [--png maps.png]
+    python benchmarks/bench_finetune.py [--model default] [--heads detail fpn] [--random] [--epochs 15]
+                                        [--augment 8] [--threads 1] [--json out.json] [--png maps.png]
 """
 
 from __future__ import annotations
@@ -279,8 +279,9 @@ def main() -> int:
     parser.add_argument("--model", action="append", default=[], help="base package(s) to fine-tune (default: default)")
     parser.add_argument("--random", action="store_true", help="also a random encoder of the first model's architecture")
     parser.add_argument("--heads", nargs="+", default=["fpn", "detail"], choices=["detail", "fpn", "upernet", "linear"])
-    parser.add_argument("--threads", type=int, default=2, help="torch and sklearn threads")
-    parser.add_argument("--epochs", type=int, default=25)
+    parser.add_argument("--threads", type=int, default=1, help="torch and sklearn threads")
+    parser.add_argument("--epochs", type=int, default=15)
+    parser.add_argument("--augment", type=int, default=8, help="finetune --augment: variants of each window (8: all)")
     parser.add_argument("--json", type=Path, help="also write the figures here")
     parser.add_argument("--work", type=Path, help="folder for the packages and maps (a stopped run resumes there)")
     parser.add_argument("--png", type=Path, help="RGB and the maps of the first base's heads, side by side")
@@ -324,7 +325,7 @@ def main() -> int:
             done = work / f"{Path(base).stem}-{head}" / f"finetuned-{Path(base).stem}.safetensors"
             try:
                 m = reused(done) if done.exists() else finetune_metrics(
-                    base, head=head, epochs=args.epochs, out_dir=done.parent, device="cpu")
+                    base, head=head, epochs=args.epochs, augment=args.augment, out_dir=done.parent, device="cpu")
             except GeoLinkError as exc:
                 print(f"{name}: skipped ({exc})")
                 continue
@@ -354,6 +355,7 @@ def main() -> int:
         print(f"maps: {args.png}")
     if args.json:
         args.json.write_text(json.dumps({"load_average": load, "threads": args.threads, "epochs": args.epochs,
+                                         "augment": args.augment,
                                          "results": results}, indent=2, default=str))
     return 0
 

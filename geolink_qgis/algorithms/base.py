@@ -36,8 +36,10 @@ from .words import ProcessingWords
 DEVICE_CHOICES = ["From the GeoLink settings"] + settings.DEVICES
 OSM_FILE_FILTER = "OSM and vector files (*.osm *.pbf *.gpkg *.geojson *.json *.shp);;All files (*.*)"
 DEFAULT_MODEL_NOTE = (
-    "<br><br><b>About 'default'</b>: a small demonstration model built in this project (ViT-Tiny; six land-cover "
-    "classes learnt from 28 hand-drawn polygons of one Sentinel-2 scene in Virginia; trained at 10 m a pixel, so "
+    "<br><br><b>About 'default'</b>: a small demonstration model built in this project (ViT-Tiny whose encoder is "
+    "not pretrained: random weights, which measured better here than the pretraining the project could afford; "
+    "six land-cover classes learnt from 28 hand-drawn polygons of one Sentinel-2 scene in Virginia; trained at "
+    "10 m a pixel, so "
     "rasters at other resolutions are resampled to 10 m). It shows how the tools work; it is not an accurate "
     "land-cover model. For real work import the official GeoLink checkpoints (model manager) or train a model on "
     "your own polygons.")
