@@ -26,6 +26,12 @@ def test_devices_heads_and_partial_tag():
     assert atomic.partial_path(Path("/x/out.tif")).name.startswith("out" + worker_client.PARTIAL_TAG)
 
 
+def test_the_clip_cache_folder_the_plugin_looks_for_is_the_backends_repository():
+    from geolink.osm.clip_text import CLIP_REPO
+
+    assert settings.CLIP_CACHE_FOLDER == "models--" + CLIP_REPO.replace("/", "--")
+
+
 def test_finetune_heads_are_the_models_decoders():
     from geolink.models import DECODERS
 
