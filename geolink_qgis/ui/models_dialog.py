@@ -140,7 +140,7 @@ class ModelsDialog(QDialog):
             "on the Hugging Face hub). <i>Download</i> fetches only the files it needs. Without internet, copy "
             "those files from another computer into one folder (config.json, model.safetensors, vocab.json, "
             "merges.txt, tokenizer.json, tokenizer_config.json, special_tokens_map.json) and choose it with "
-            "<i>Use a folder…</i>."))
+            "<i>Use a folder…</i>"))
         about.setWordWrap(True)
         about.setTextFormat(Qt.TextFormat.RichText)
         about.setOpenExternalLinks(True)
@@ -242,7 +242,7 @@ class ModelsDialog(QDialog):
                       else tr("Import failed: {error}").format(error=error), error=error != tr("Cancelled."))
             return
         self.sha256.setText(results.get("SHA256", ""))
-        text = tr("Imported as “{name}”: {path}").format(name=results.get("MODEL_NAME"), path=results.get("OUTPUT"))
+        text = tr("Imported as “{name}”: {path}.").format(name=results.get("MODEL_NAME"), path=results.get("OUTPUT"))
         if results.get("TEXT_ENCODER") == "clip" and not settings.tag_encoder_folder():
             text += " " + tr("It reads OpenStreetMap tags with CLIP: set up the tag text encoder below before "
                              "using it with OSM.")

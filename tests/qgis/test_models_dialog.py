@@ -106,3 +106,21 @@ def test_download_offline_says_what_to_copy_and_where_to_choose_it(dialog, monke
     assert "model.safetensors" in text and "special_tokens_map.json" in text
     assert "choose it with “Use a folder…” under “Tag text encoder” in the GeoLink models dialog" in text
     assert "color:#a00" in dialog.status.styleSheet() and not settings.tag_encoder_folder()
+
+
+def test_the_dialog_is_translatable(dialog):
+    from qgis.PyQt.QtCore import QCoreApplication
+
+    from geolink_qgis.ui.models_dialog import ModelsDialog
+
+    from .test_i18n import Shouting
+
+    translator = Shouting()
+    QCoreApplication.installTranslator(translator)
+    try:
+        shouting = ModelsDialog()
+        assert shouting.windowTitle() == "GEOLINK MODELS"
+        assert shouting.import_button.text() == "IMPORT OFFICIAL CHECKPOINT…"
+        assert shouting.encoder_state.text() == "NOT SET UP ON THIS COMPUTER YET."
+    finally:
+        QCoreApplication.removeTranslator(translator)
