@@ -1,8 +1,10 @@
-"""`geolink text-encoder`: the CLIP text encoder of the official multimodal weights, offline and from a folder.
+"""`geolink text-encoder`: the CLIP text encoder of the official multimodal weights, offline, online, from a folder.
 
-The online path (a real download from the Hugging Face hub) cannot run here: the hubs are unreachable from the
-machines these tests run on. The offline path runs for real, as a separate `geolink` process (as a user runs it),
-both with HF_HUB_OFFLINE and with the hub really unreachable, under a short timeout so that it cannot hang.
+A real download from the Hugging Face hub cannot run here: the hubs are unreachable from the machines these tests
+run on. The offline path runs for real, as a separate `geolink` process (as a user runs it), both with
+HF_HUB_OFFLINE and with the hub really unreachable, under a short timeout so that it cannot hang. The online path
+runs the real huggingface_hub client against a local stand-in for the hub's HTTP API (FakeHub, via HF_ENDPOINT)
+serving a tiny CLIP made here: what is downloaded, from which revision, progress, cancel and resume.
 """
 
 from __future__ import annotations
@@ -159,9 +161,142 @@ def test_download_progress_is_reported_in_bytes_and_a_cancel_stops_it():
     worker.join()
     received.update(int(10e6))
     files.update(1)
-    assert events[-1]["percent"] == 50.0 and events[-1]["message"].endswith("100 of 200 MB")
+    assert events[-1]["percent"] == 50.0 and events[-1]["message"].endswith("100.0 of 200.0 MB")
     cancel.set()
     with pytest.raises(Cancelled):
         written.update(1)
     for b in (files, written, received):
         b.close()
+
+
+class FakeHub:
+    """A stand-in for huggingface.co on 127.0.0.1 serving a repository's files at one commit through the hub's HTTP
+    API (model info, file tree, resolve), so that the download path runs the real huggingface_hub client end to end
+    (HF_ENDPOINT); every request is recorded."""
+
+    def __init__(self, files: dict, revision: str, delay_s: float = 0.0):
+        import hashlib
+        import threading
+        from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+
+        self.files, self.revision, self.requests, self.delay_s = files, revision, [], delay_s
+        hub = self
+        oid = {name: hashlib.sha1(data).hexdigest() for name, data in files.items()}  # noqa: S324  a git blob id
+
+        class Handler(BaseHTTPRequestHandler):
+            def log_message(self, *args):
+                pass
+
+            def _send(self, body: bytes, kind: str = "application/json", extra: dict = None):
+                self.send_response(200)
+                self.send_header("Content-Type", kind)
+                self.send_header("Content-Length", str(len(body)))
+                for key, value in (extra or {}).items():
+                    self.send_header(key, value)
+                self.end_headers()
+                if self.command == "GET":
+                    for start in range(0, len(body), 1 << 16):
+                        self.wfile.write(body[start:start + (1 << 16)])
+                        if hub.delay_s:
+                            import time
+
+                            time.sleep(hub.delay_s)
+
+            def _route(self):
+                import json
+
+                path = self.path.split("?")[0]
+                hub.requests.append(f"{self.command} {path}")
+                repo = f"/{clip_text.CLIP_REPO}"
+                if path.startswith(f"/api/models{repo}/revision/"):
+                    siblings = [{"rfilename": n, "size": len(d), "blobId": oid[n]} for n, d in hub.files.items()]
+                    return self._send(json.dumps({"id": clip_text.CLIP_REPO, "sha": hub.revision,
+                                                  "siblings": siblings}).encode())
+                if path.startswith(f"/api/models{repo}/tree/"):
+                    tree = [{"type": "file", "path": n, "size": len(d), "oid": oid[n]} for n, d in hub.files.items()]
+                    return self._send(json.dumps(tree).encode())
+                prefix = f"{repo}/resolve/{hub.revision}/"
+                if path.startswith(prefix) and path[len(prefix):] in hub.files:
+                    name = path[len(prefix):]
+                    return self._send(hub.files[name], "application/octet-stream",
+                                      {"X-Repo-Commit": hub.revision, "ETag": f'"{oid[name]}"'})
+                self.send_response(404)
+                self.send_header("Content-Length", "0")
+                self.end_headers()
+
+            do_GET = do_HEAD = _route  # noqa: N815  (http.server names)
+
+        self.server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+        self.url = f"http://127.0.0.1:{self.server.server_address[1]}"
+        threading.Thread(target=self.server.serve_forever, daemon=True).start()
+
+    def close(self) -> None:
+        self.server.shutdown()
+        self.server.server_close()
+
+
+def clip_repository(clip_folder: Path) -> dict:
+    """The files of the real repository's text-encoder part, from the tiny model (plus the pickled weights and a
+    file the text encoder does not need, which must not be downloaded)."""
+    files = {p.name: p.read_bytes() for p in clip_folder.iterdir() if p.is_file()}
+    files.update({"vocab.json": b"{}", "merges.txt": b"#version: 0.2\n", "special_tokens_map.json": b"{}",
+                  "pytorch_model.bin": b"\x80\x02 pickled", "preprocessor_config.json": b"{}"})
+    return files
+
+
+def test_fetch_through_the_hub_api_with_progress(clip_folder, tmp_path):
+    """The online path against a local stand-in for the hub: only the needed files, at the pinned revision, progress
+    as worker events, the folder in place only when complete; then a second fetch needs no hub."""
+    import json
+
+    hub = FakeHub(clip_repository(clip_folder), clip_text.CLIP_REVISION)
+    target = tmp_path / "clip"
+    env = {k: v for k, v in os.environ.items() if k not in ("HF_HUB_OFFLINE", "TRANSFORMERS_OFFLINE")}
+    env.update(PYTHONPATH=str(BACKEND), HF_ENDPOINT=hub.url, HF_HUB_DISABLE_XET="1", GEOLINK_HUB_TIMEOUT="5")
+    job = json.dumps({"task": "text-encoder", "config": {"action": "fetch", "folder": str(target)}})
+    try:
+        done = subprocess.run([sys.executable, "-m", "geolink.worker"], input=job + "\n", env=env,
+                              capture_output=True, text=True, timeout=120)
+    finally:
+        hub.close()
+    events = [json.loads(line) for line in done.stdout.splitlines() if line.startswith("{")]
+    assert events and events[-1]["event"] == "result", done.stdout + done.stderr
+    assert events[-1]["outputs"]["folder"] == str(target) and events[-1]["figures"]["dim"] == 32
+    assert sorted(p.name for p in target.iterdir() if p.is_file()) == sorted(clip_text.CLIP_FILES)
+    assert not target.with_name("clip.download").exists()
+    fetched = {r.split("/")[-1] for r in hub.requests if r.startswith("GET") and "/resolve/" in r}
+    assert fetched == set(clip_text.CLIP_FILES)  # never pytorch_model.bin nor files the encoder does not use
+    assert all(f"/resolve/{clip_text.CLIP_REVISION}/" in r for r in hub.requests if "/resolve/" in r)
+    download = [e for e in events if e["event"] == "progress" and "Downloading the CLIP" in e["message"]]
+    assert download and download[-1]["message"].endswith(" MB")
+    again = text_encoder.run(text_encoder.Config(action="fetch", folder=str(target)), Progress())
+    assert again["figures"]["downloaded_mb"] == 0.0
+
+
+def test_a_cancelled_download_leaves_no_folder_and_resumes(clip_folder, tmp_path):
+    import json
+
+    hub = FakeHub(clip_repository(clip_folder), clip_text.CLIP_REVISION, delay_s=0.3)  # a slow connection
+    target = tmp_path / "clip"
+    env = {k: v for k, v in os.environ.items() if k not in ("HF_HUB_OFFLINE", "TRANSFORMERS_OFFLINE")}
+    env.update(PYTHONPATH=str(BACKEND), HF_ENDPOINT=hub.url, HF_HUB_DISABLE_XET="1", GEOLINK_HUB_TIMEOUT="5")
+    job = json.dumps({"task": "text-encoder", "config": {"action": "fetch", "folder": str(target)}})
+    try:
+        worker = subprocess.Popen([sys.executable, "-m", "geolink.worker"], stdin=subprocess.PIPE,
+                                  stdout=subprocess.PIPE, env=env, text=True)
+        worker.stdin.write(job + "\n")
+        worker.stdin.flush()
+        for line in worker.stdout:  # the user clicks Cancel once the download shows progress
+            if "Downloading the CLIP" in line:
+                worker.stdin.write("cancel\n")
+                worker.stdin.flush()
+                break
+        assert worker.wait(timeout=60) == 2  # the worker's exit status for a cancelled job
+        assert not target.exists() and target.with_name("clip.download").is_dir()
+        hub.delay_s = 0.0
+        done = subprocess.run([sys.executable, "-m", "geolink.cli", "text-encoder", "fetch", "--folder", str(target)],
+                              env=env, capture_output=True, text=True, timeout=120)
+    finally:
+        hub.close()
+    assert done.returncode == 0, done.stderr
+    assert (target / "model.safetensors").is_file() and not target.with_name("clip.download").exists()

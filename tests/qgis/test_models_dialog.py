@@ -124,3 +124,28 @@ def test_the_dialog_is_translatable(dialog):
         assert shouting.encoder_state.text() == "NOT SET UP ON THIS COMPUTER YET."
     finally:
         QCoreApplication.removeTranslator(translator)
+
+
+def test_download_through_the_hub_api_sets_the_folder(dialog, tmp_path, monkeypatch):
+    """Download against a local stand-in for huggingface.co (the real hub is unreachable here): the worker's real
+    huggingface_hub client fetches the files, the dialog shows progress and sets the folder it got."""
+    pytest.importorskip("transformers")
+    from geolink.osm import clip_text
+    from tests.backend.test_text_encoder import FakeHub, clip_repository
+    from tests.backend.text_helpers import tiny_clip_folder
+
+    hub = FakeHub(clip_repository(tiny_clip_folder(tmp_path / "repository")), clip_text.CLIP_REVISION)
+    monkeypatch.delenv("HF_HUB_OFFLINE", raising=False)
+    for key, value in (("HF_ENDPOINT", hub.url), ("HF_HUB_DISABLE_XET", "1"), ("GEOLINK_HUB_TIMEOUT", "5")):
+        monkeypatch.setenv(key, value)
+    seen = []
+    dialog.progress.valueChanged.connect(seen.append)
+    try:
+        dialog.download_text_encoder()
+        wait_for(lambda: idle(dialog), timeout=120)
+    finally:
+        hub.close()
+    folder = tmp_path / "data" / "geolink" / "text-encoders" / "clip-vit-base-patch16"
+    assert settings.tag_encoder_folder() == str(folder), dialog.status.text()
+    assert (folder / "model.safetensors").is_file() and any(0 < v < 100 for v in seen)
+    assert dialog.encoder_state.text() == f"Set up: {folder}"

@@ -13,6 +13,7 @@ import os
 import threading
 from pathlib import Path
 from typing import Dict, List, Optional
+from urllib.parse import urlparse
 
 from ..errors import Cancelled, InputError, cmd, opt
 from ..model_store import user_model_dir
@@ -161,7 +162,7 @@ def hub_file_sizes(timeout: float) -> Dict[str, int]:
     exc = answer.get("error")
     reason = f"{type(exc).__name__}: {str(exc).splitlines()[0] if str(exc) else 'no detail'}" if exc \
         else f"no answer within {timeout:g} s"
-    raise offline_error(f"huggingface.co, {reason}")
+    raise offline_error(f"{urlparse(constants.ENDPOINT).netloc or constants.ENDPOINT}, {reason}")
 
 
 def _progress_bar(progress: Progress, total: int):
@@ -188,7 +189,7 @@ def _progress_bar(progress: Progress, total: int):
                     if pct - shown["pct"] >= 0.5:
                         shown["pct"] = pct
                         progress.update(pct, f"Downloading the CLIP text encoder: "
-                                             f"{max(counts.values()) / 1e6:,.0f} of {total / 1e6:,.0f} MB")
+                                             f"{max(counts.values()) / 1e6:,.1f} of {total / 1e6:,.1f} MB")
             progress.check_cancelled()
             return out
 
