@@ -181,7 +181,7 @@ class FakeHub:
 
         self.files, self.revision, self.requests, self.delay_s = files, revision, [], delay_s
         hub = self
-        oid = {name: hashlib.sha1(data).hexdigest() for name, data in files.items()}  # noqa: S324  a git blob id
+        oid = {name: hashlib.sha1(data).hexdigest() for name, data in files.items()}  # a git blob id
 
         class Handler(BaseHTTPRequestHandler):
             def log_message(self, *args):
