@@ -72,7 +72,27 @@ class Config:
     seed: int = option(0, flag="--seed", help="random seed (split, augmentation, initialisation)")
 
 
+def check_options(config: Config) -> None:
+    """The options that go together (each option's own range is checked with the others, config.check_config)."""
+    from pathlib import Path
+
+    from ..errors import InputError, opt
+
+    if bool(config.labels) == bool(config.osm_labels):
+        raise InputError("Give either --labels (polygons you drew) or --osm-labels (OpenStreetMap), one of them.")
+    if config.labels and not config.class_field:
+        raise InputError("--labels needs --class-field, the field holding each polygon's class.")
+    if config.osm_labels and config.split_field:
+        raise InputError("--split-field applies to --labels; with --osm-labels the held-out pieces are chosen "
+                         "spatially (--val-fraction).")
+    if Path(config.out).suffix != ".safetensors":
+        raise InputError(f"The output must be a .safetensors file, got {Path(config.out).name}.")
+    if not 0 <= config.val_fraction < 1:
+        raise InputError(f"{opt('val_fraction')} must be at least 0 and below 1.")
+
+
 def run(config: Config, progress: Progress) -> dict:
     from ..training.pipeline import finetune
 
+    check_options(config)
     return finetune(config, progress)
