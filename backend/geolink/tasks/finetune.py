@@ -7,9 +7,8 @@ from typing import List, Optional
 
 from ..config import option
 from ..devices import DEVICE_CHOICES
+from ..models.card import DECODERS
 from ..progress import Progress
-
-HEADS = ["detail", "fpn", "upernet", "linear"]
 
 HELP = """Fine-tune a classification head on polygons you labelled, into a model package.
 
@@ -47,7 +46,7 @@ class Config:
     osm: List[str] = option(default_factory=list, flag="--osm", metavar="FILE", role="input",
                             help="OSM files for OSM-aware heads (fused image + OSM features)")
     epochs: int = option(25, flag="--epochs", minimum=1, help="most epochs (early stopping may end sooner)")
-    head: str = option("detail", flag="--head", choices=HEADS,
+    head: str = option(DECODERS[0], flag="--head", choices=list(DECODERS),
                        help="task head: detail (default: FPN + a full-resolution path over the bands, sharp "
                             "edges), fpn (patch-level, blobby edges), upernet (the paper's, 4x slower), linear")
     unfreeze: int = option(0, flag="--unfreeze", minimum=0,
