@@ -90,7 +90,7 @@ def read_labels(path: str, class_field: str, raster_wkt: str, raster_bounds: Tup
     polygons outside the raster, a layer without a CRS (taken as the raster's).
     """
     progress = progress or Progress()
-    ds = _open_layer(path)
+    ds = _open_vector(path)
     layer = ds.GetLayer(0)
     class_type = _check_fields(layer, class_field, split_field)
     source, transform = _layer_crs(layer, raster_wkt)
@@ -112,8 +112,8 @@ def read_labels(path: str, class_field: str, raster_wkt: str, raster_bounds: Tup
                     split_values=read.splits if split_field else None)
 
 
-def _open_layer(path: str):
-    """The OGR data source at `path`, which holds at least one layer (the first is read)."""
+def _open_vector(path: str):
+    """The vector data source at `path`; it holds at least one layer (the first is read)."""
     from osgeo import ogr
 
     ogr.UseExceptions()
