@@ -14,7 +14,8 @@ from ..compat import FILE_BEHAVIOR_FILE, NUMBER_DOUBLE
 from ..i18n import tr
 from .finetune import FinetuneAlgorithm
 
-TAG_MAPS = ["landcover", "urban-function", "From the tag map file below"]
+BUILT_IN_TAG_MAPS = ["landcover", "urban-function"]  # the backend's (geolink.osm.tagmap.BUILT_IN), in its order
+TAG_MAPS = BUILT_IN_TAG_MAPS + ["From the tag map file below"]
 
 
 class TrainFromOsmAlgorithm(FinetuneAlgorithm):
