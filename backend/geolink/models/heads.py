@@ -22,10 +22,9 @@ from segmentation_models_pytorch.decoders.upernet.decoder import UPerNetDecoder
 from torch import nn
 
 from ..errors import InputError
-from .card import ModelCard
+from .card import DECODERS, ModelCard
 from .geolink import PATCH, GeoLinkModel
 
-DECODERS = ("detail", "fpn", "upernet", "linear")
 GUIDE_RADIUS = 2  # in FPN's output cells (4 px): the guided filter fits its linear models over 5 x 5 cells, 20 px
 GUIDE_EPS = 0.02  # ridge of those fits, in (normalised band)^2: flatter windows keep the decoder's probabilities
 
