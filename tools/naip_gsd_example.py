@@ -58,7 +58,8 @@ def main() -> int:
     from matplotlib.colors import ListedColormap
     from osgeo import gdal
 
-    from geolink.model_store import read_card, resolve_model
+    from geolink.model_store import resolve_model
+    from geolink.models.card import read_card
 
     classes = read_card(resolve_model(args.model)).classes
     with tempfile.TemporaryDirectory() as tmp:
