@@ -86,7 +86,8 @@ def test_segmenter_heads(model, decoder, tmp_path):
     loaded = load_model(path)
     assert isinstance(loaded, GeoLinkSegmenter) and loaded.card.head["classes"] == CLASSES
     with torch.no_grad():
-        assert max_err(seg(images, graphs), loaded(images, graphs)) < 1e-5
+        # class probabilities (the detail head's log-probabilities magnify float32 noise where p is tiny)
+        assert max_err(seg(images, graphs).softmax(1), loaded(images, graphs).softmax(1)) < 1e-5
         feats = loaded.encode(images, graphs)
         assert max_err(loaded.head(feats, images), loaded(images, graphs)) == 0.0
 
