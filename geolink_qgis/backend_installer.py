@@ -28,7 +28,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Callable, Dict, List, Optional, Tuple
 
-from .worker_client import child_env
+from .worker_client import child_env, wait_or_kill
 
 CONSTRAINTS_FILE = "constraints.txt"  # beside pyproject.toml: the backend's version pins
 TORCH_PACKAGES = ["torch", "torchvision"]
@@ -255,11 +255,7 @@ def kill_tree(proc: subprocess.Popen) -> None:
                 proc.wait(timeout=KILL_GRACE_S)
             except subprocess.TimeoutExpired:
                 pass
-    try:
-        proc.wait(timeout=KILL_GRACE_S)
-    except subprocess.TimeoutExpired:
-        proc.kill()
-        proc.wait()
+    wait_or_kill(proc, KILL_GRACE_S)
 
 
 def _pump(stream, sink: queue.Queue) -> None:

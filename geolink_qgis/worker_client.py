@@ -181,8 +181,13 @@ def _stop(proc: subprocess.Popen) -> None:
         proc.stdin.flush()
     except (OSError, ValueError):
         pass
+    wait_or_kill(proc, CANCEL_GRACE_S)
+
+
+def wait_or_kill(proc: subprocess.Popen, seconds: float) -> None:
+    """Give a child `seconds` to end, then kill it."""
     try:
-        proc.wait(timeout=CANCEL_GRACE_S)
+        proc.wait(timeout=seconds)
     except subprocess.TimeoutExpired:
         proc.kill()
         proc.wait()

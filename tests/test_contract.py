@@ -10,26 +10,26 @@ import pytest
 
 from geolink import atomic, devices
 from geolink.inference.options import RasterOptions
+from geolink.models.card import DECODERS
+from geolink.osm import tagmap
 from geolink.tasks import embed as embed_task
 from geolink.tasks import finetune as finetune_task
 from geolink.training.report import report_paths
 from geolink_qgis import models as plugin_models
 from geolink_qgis import settings, worker_client
-from geolink_qgis.algorithms import base, embed, finetune
+from geolink_qgis.algorithms import base, embed, finetune, train_from_osm
 
 
 def test_devices_heads_and_partial_tag():
     assert settings.DEVICES == devices.DEVICE_CHOICES
-    assert finetune.HEADS == finetune_task.HEADS  # same order: the first is the default on both sides
+    assert finetune.HEADS == list(DECODERS)  # same order: the first is the default on both sides
     assert finetune.HEADS[0] == finetune_task.Config.__dataclass_fields__["head"].default
     assert worker_client.PARTIAL_TAG == atomic.PARTIAL_TAG
     assert atomic.partial_path(Path("/x/out.tif")).name.startswith("out" + worker_client.PARTIAL_TAG)
 
 
-def test_finetune_heads_are_the_models_decoders():
-    from geolink.models import DECODERS
-
-    assert sorted(finetune_task.HEADS) == sorted(DECODERS)
+def test_built_in_tag_maps_in_the_backends_order():
+    assert train_from_osm.BUILT_IN_TAG_MAPS == list(tagmap.BUILT_IN)  # the dialog passes the index
 
 
 @pytest.mark.parametrize("table", ["ENGINE_OPTIONS", "MAP_OPTIONS"])

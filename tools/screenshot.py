@@ -240,19 +240,11 @@ def crop(src: Path, out: Path, size: int, col: int = 700, row: int = 900, bands=
 
 
 def main() -> int:
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--out", type=Path, default=ROOT / "docs" / "screenshot.png")
-    parser.add_argument("--model", default="default")
-    parser.add_argument("--size", type=int, default=480, help="crop size in pixels (10 m each)")
-    parser.add_argument("--data", type=Path, default=ROOT / ".cache" / "data")
+    parser = screenshot_parser(__doc__.splitlines()[0], "screenshot.png", 1500,
+                               "seconds before the walkthrough is given up")
     parser.add_argument("--epochs", type=int, default=1, help="fine-tuning epochs in the walkthrough")
-    parser.add_argument("--timeout", type=int, default=1500, help="seconds before the walkthrough is given up")
     args = parser.parse_args()
-    if not (args.data / "s2" / "s2_rgbn.tif").exists():
-        print(f"error: {args.data}/s2/s2_rgbn.tif missing: run `make data`", file=sys.stderr)
-        return 1
-    if not shutil.which("xvfb-run") or not shutil.which("qgis"):
-        print("error: needs xvfb-run and the qgis application (apt install xvfb qgis)", file=sys.stderr)
+    if not ready(args.data):
         return 1
     work = Path(tempfile.mkdtemp(prefix="geolink-screenshot-"))
     scene = args.data / "s2" / "s2_rgbn.tif"
@@ -268,6 +260,28 @@ def main() -> int:
         return 1
     shutil.rmtree(work, ignore_errors=True)
     return 0
+
+
+def screenshot_parser(description: str, out_name: str, timeout: int, timeout_help: str) -> argparse.ArgumentParser:
+    """The options of every screenshot script: the picture, the model, the crop, the sample data, the time limit."""
+    parser = argparse.ArgumentParser(description=description)
+    parser.add_argument("--out", type=Path, default=ROOT / "docs" / out_name)
+    parser.add_argument("--model", default="default")
+    parser.add_argument("--size", type=int, default=480, help="crop size in pixels (10 m each)")
+    parser.add_argument("--data", type=Path, default=ROOT / ".cache" / "data")
+    parser.add_argument("--timeout", type=int, default=timeout, help=timeout_help)
+    return parser
+
+
+def ready(data: Path) -> bool:
+    """Whether the sample scene, xvfb-run and the qgis application are there; says what is missing."""
+    if not (data / "s2" / "s2_rgbn.tif").exists():
+        print(f"error: {data}/s2/s2_rgbn.tif missing: run `make data`", file=sys.stderr)
+        return False
+    if not shutil.which("xvfb-run") or not shutil.which("qgis"):
+        print("error: needs xvfb-run and the qgis application (apt install xvfb qgis)", file=sys.stderr)
+        return False
+    return True
 
 
 def screenshot(startup: str, config: dict, work: Path, timeout: int, out: Path) -> bool:

@@ -10,7 +10,6 @@ similarity layer after each, and grabs the screen.
 
 from __future__ import annotations
 
-import argparse
 import sys
 import tempfile
 from pathlib import Path
@@ -18,7 +17,7 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT / "tools"))
 
-from screenshot import crop, screenshot  # noqa: E402
+from screenshot import crop, ready, screenshot, screenshot_parser  # noqa: E402
 
 STARTUP = r'''
 import json, os
@@ -98,15 +97,9 @@ QTimer.singleShot(CFG["timeout_ms"], grab)
 
 
 def main() -> int:
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--out", type=Path, default=ROOT / "docs" / "find_similar.png")
-    parser.add_argument("--model", default="default")
-    parser.add_argument("--size", type=int, default=480, help="crop size in pixels (10 m each)")
-    parser.add_argument("--data", type=Path, default=ROOT / ".cache" / "data")
-    parser.add_argument("--timeout", type=int, default=600, help="seconds before the screen is grabbed regardless")
-    args = parser.parse_args()
-    if not (args.data / "s2" / "s2_rgbn.tif").exists():
-        print(f"error: {args.data}/s2/s2_rgbn.tif missing: run `make data`", file=sys.stderr)
+    args = screenshot_parser(__doc__.splitlines()[0], "find_similar.png", 600,
+                             "seconds before the screen is grabbed regardless").parse_args()
+    if not ready(args.data):
         return 1
     work = Path(tempfile.mkdtemp(prefix="geolink-screenshot-similar-"))
     raster = crop(args.data / "s2" / "s2_rgbn.tif", work / "s2_crop.tif", args.size)

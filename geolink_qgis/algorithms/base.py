@@ -101,7 +101,7 @@ class GeoLinkAlgorithm(QgsProcessingAlgorithm):
 
     INPUT, OSM, OSM_FILE, MODEL, EXTENT = "INPUT", "OSM", "OSM_FILE", "MODEL", "EXTENT"
     DEVICE, TILE_SIZE, OVERLAP, BATCH_SIZE, GSD = "DEVICE", "TILE_SIZE", "OVERLAP", "BATCH_SIZE", "GSD"
-    BANDS, NATIVE, OSM_MAX_NODES = "BANDS", "NATIVE", "OSM_MAX_NODES"
+    BANDS, NATIVE, OSM_MAX_NODES, EMBEDDINGS = "BANDS", "NATIVE", "OSM_MAX_NODES", "EMBEDDINGS"
     MAP_TASK = False  # classify, zones, embed: the backend's raster engine (extent, bands, native resolution)
 
     def __init__(self):
@@ -149,6 +149,17 @@ class GeoLinkAlgorithm(QgsProcessingAlgorithm):
     def add_model(self, description: str = "") -> None:
         self.addParameter(QgsProcessingParameterString(
             self.MODEL, description or tr("Model (a name or a .safetensors path)"), defaultValue="default"))
+
+    def add_embeddings_input(self) -> None:
+        """Optional: the 'Extract GeoLink embeddings' output for the same raster and model (skips encoding)."""
+        self.addParameter(QgsProcessingParameterRasterLayer(
+            self.EMBEDDINGS, tr("Embeddings of this raster and model (optional: skips encoding)"), optional=True))
+
+    def embeddings_config(self, parameters, context) -> dict:
+        """{"embeddings": path} when the optional embeddings input is set, else {}."""
+        if not parameters.get(self.EMBEDDINGS):
+            return {}
+        return {"embeddings": self.parameterAsRasterLayer(parameters, self.EMBEDDINGS, context).source()}
 
     def add_engine_options(self, extent: bool = True) -> None:
         """Advanced: processing extent, device, tile size, overlap, batch size, ground sample distance (and for the

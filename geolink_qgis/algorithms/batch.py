@@ -18,6 +18,7 @@ from qgis.core import (
 
 from .. import results
 from ..compat import FILE_BEHAVIOR_FOLDER, NUMBER_INTEGER
+from ..i18n import tr
 from .base import GeoLinkAlgorithm
 
 # Backend task, what the user picks, how its outputs are styled.
@@ -45,29 +46,30 @@ class BatchAlgorithm(GeoLinkAlgorithm):
     ENGINE, RAY_ADDRESS, WORKERS, FORCE = "ENGINE", "RAY_ADDRESS", "WORKERS", "FORCE"
 
     def initAlgorithm(self, config=None):  # noqa: N802
-        self.addParameter(QgsProcessingParameterEnum(self.TASK, "Task", [t[1] for t in TASKS], defaultValue=0))
-        self.addParameter(QgsProcessingParameterFile(self.FOLDER, "Folder of rasters", FILE_BEHAVIOR_FOLDER))
-        self.addParameter(QgsProcessingParameterString(self.PATTERN, "Raster file names (a pattern; ** for "
-                                                       "subfolders)", defaultValue="*.tif"))
+        self.addParameter(QgsProcessingParameterEnum(self.TASK, tr("Task"), [tr(t[1]) for t in TASKS], defaultValue=0))
+        self.addParameter(QgsProcessingParameterFile(self.FOLDER, tr("Folder of rasters"), FILE_BEHAVIOR_FOLDER))
+        self.addParameter(QgsProcessingParameterString(self.PATTERN, tr("Raster file names (a pattern; ** for "
+                                                          "subfolders)"), defaultValue="*.tif"))
         self.add_osm_inputs()
         self.add_model()
-        self.addParameter(QgsProcessingParameterEnum(self.ENGINE, "Run on", [e[1] for e in ENGINES], defaultValue=0))
+        self.addParameter(QgsProcessingParameterEnum(self.ENGINE, tr("Run on"), [tr(e[1]) for e in ENGINES],
+                                                     defaultValue=0))
         self.add_advanced_parameters(
-            QgsProcessingParameterString(self.RAY_ADDRESS, "Ray cluster address, e.g. 10.0.0.5:6379 "
-                                         "(empty: start Ray on this computer)", optional=True),
-            QgsProcessingParameterNumber(self.WORKERS, "Rasters processed at once (0: automatic)",
+            QgsProcessingParameterString(self.RAY_ADDRESS, tr("Ray cluster address, e.g. 10.0.0.5:6379 "
+                                            "(empty: start Ray on this computer)"), optional=True),
+            QgsProcessingParameterNumber(self.WORKERS, tr("Rasters processed at once (0: automatic)"),
                                          NUMBER_INTEGER, defaultValue=0, minValue=0),
-            QgsProcessingParameterBoolean(self.FORCE, "Redo rasters whose outputs are up to date",
+            QgsProcessingParameterBoolean(self.FORCE, tr("Redo rasters whose outputs are up to date"),
                                           defaultValue=False))
         self.add_engine_options(extent=False)
-        self.addParameter(QgsProcessingParameterFolderDestination(self.OUTPUT, "Output folder"))
-        self.addOutput(QgsProcessingOutputFile(self.REPORT, "Batch report"))
+        self.addParameter(QgsProcessingParameterFolderDestination(self.OUTPUT, tr("Output folder")))
+        self.addOutput(QgsProcessingOutputFile(self.REPORT, tr("Batch report")))
 
     def processAlgorithm(self, parameters, context, feedback):  # noqa: N802
         task, _, kind = TASKS[self.parameterAsEnum(parameters, self.TASK, context)]
         folder = self.parameterAsFile(parameters, self.FOLDER, context)
         if not folder or not Path(folder).is_dir():
-            raise QgsProcessingException("Choose the folder that holds the rasters.")
+            raise QgsProcessingException(tr("Choose the folder that holds the rasters."))
         pattern = self.parameterAsString(parameters, self.PATTERN, context).strip() or "*.tif"
         out = self.parameterAsString(parameters, self.OUTPUT, context)
         options = {"model": self.parameterAsString(parameters, self.MODEL, context),
@@ -89,5 +91,5 @@ class BatchAlgorithm(GeoLinkAlgorithm):
         self._provenance["model"] = options["model"]
         outputs = result.get("outputs") or {}
         if kind and outputs.get("mosaic"):
-            self.style_output(outputs["mosaic"], kind, "Mosaic", declared=False, main=True)
+            self.style_output(outputs["mosaic"], kind, tr("Mosaic"), declared=False, main=True)
         return {self.OUTPUT: out, self.REPORT: outputs.get("report")}

@@ -5,11 +5,11 @@ from __future__ import annotations
 from qgis.core import (
     QgsProcessingParameterNumber,
     QgsProcessingParameterRasterDestination,
-    QgsProcessingParameterRasterLayer,
 )
 
 from .. import results
 from ..compat import NUMBER_INTEGER
+from ..i18n import tr
 from .base import GeoLinkAlgorithm
 
 
@@ -25,23 +25,22 @@ class ClusterAlgorithm(GeoLinkAlgorithm):
             "<b>Advanced</b>: the random seed and the number of feature vectors the k-means is fitted on.")
 
     MAP_TASK = True
-    K, SEED, SAMPLE, EMBEDDINGS, OUTPUT = "K", "SEED", "SAMPLE", "EMBEDDINGS", "OUTPUT"
+    K, SEED, SAMPLE, OUTPUT = "K", "SEED", "SAMPLE", "OUTPUT"
 
     def initAlgorithm(self, config=None):  # noqa: N802
         self.add_raster_input()
-        self.addParameter(QgsProcessingParameterNumber(self.K, "Number of clusters", NUMBER_INTEGER, defaultValue=8,
+        self.addParameter(QgsProcessingParameterNumber(self.K, tr("Number of clusters"), NUMBER_INTEGER, defaultValue=8,
                                                        minValue=2, maxValue=254))
         self.add_osm_inputs()
         self.add_model()
-        self.addParameter(QgsProcessingParameterRasterLayer(self.EMBEDDINGS, "Embeddings of this raster and model "
-                                                            "(optional: skips encoding)", optional=True))
+        self.add_embeddings_input()
         self.add_advanced_parameters(
-            QgsProcessingParameterNumber(self.SEED, "Random seed", NUMBER_INTEGER, defaultValue=0,
+            QgsProcessingParameterNumber(self.SEED, tr("Random seed"), NUMBER_INTEGER, defaultValue=0,
                                          minValue=0),
-            QgsProcessingParameterNumber(self.SAMPLE, "Feature vectors to fit on", NUMBER_INTEGER,
+            QgsProcessingParameterNumber(self.SAMPLE, tr("Feature vectors to fit on"), NUMBER_INTEGER,
                                          defaultValue=20000, minValue=2))
         self.add_engine_options()
-        self.addParameter(QgsProcessingParameterRasterDestination(self.OUTPUT, "Clusters"))
+        self.addParameter(QgsProcessingParameterRasterDestination(self.OUTPUT, tr("Clusters")))
 
     def processAlgorithm(self, parameters, context, feedback):  # noqa: N802
         raster = self.raster_input(parameters, context, feedback)
@@ -53,8 +52,7 @@ class ClusterAlgorithm(GeoLinkAlgorithm):
         for param, key in ((self.SEED, "seed"), (self.SAMPLE, "sample")):
             if parameters.get(param) not in (None, ""):
                 config[key] = self.parameterAsInt(parameters, param, context)
-        if parameters.get(self.EMBEDDINGS):
-            config["embeddings"] = self.parameterAsRasterLayer(parameters, self.EMBEDDINGS, context).source()
+        config.update(self.embeddings_config(parameters, context))
         self.run_backend("cluster", config, feedback, outputs=[out])
-        self.style_output(out, results.CLASSES, "Clusters")
+        self.style_output(out, results.CLASSES, tr("Clusters"))
         return {self.OUTPUT: out}

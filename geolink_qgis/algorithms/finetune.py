@@ -20,8 +20,9 @@ from ..i18n import tr
 from ..models import new_model_path
 from .base import GeoLinkAlgorithm, model_destination, model_folder_given, push_link
 
-# the first is the default: detail = FPN + a full-resolution path over the bands (sharp edges, per pixel);
-# fpn decodes from the 16 px patches only (blobby edges); UPerNet trains about 4x slower than FPN on a CPU
+# the backend's geolink.models.card.DECODERS (tests/test_contract.py), the first the default: detail = FPN + a
+# full-resolution path over the bands (sharp edges, per pixel); fpn decodes from the 16 px patches only (blobby
+# edges); UPerNet trains about 4x slower than FPN on a CPU
 HEADS = ["detail", "fpn", "upernet", "linear"]
 REPORT_OUTPUTS = ("report_html", "report_json")  # the backend's output keys of the report, in order of preference
 

@@ -11,13 +11,13 @@ from qgis.core import (
     QgsProcessingParameterNumber,
     QgsProcessingParameterPoint,
     QgsProcessingParameterRasterDestination,
-    QgsProcessingParameterRasterLayer,
     QgsProcessingParameterVectorDestination,
     QgsProject,
 )
 
 from .. import layers, results
 from ..compat import FIELD_ANY, NUMBER_DOUBLE, SOURCE_VECTOR_POINT, SOURCE_VECTOR_POLYGON, add_advanced
+from ..i18n import tr
 from .base import GeoLinkAlgorithm
 
 
@@ -56,30 +56,29 @@ class SimilarAlgorithm(GeoLinkAlgorithm):
 
     MAP_TASK = True
     POINT, POINTS, EXAMPLES, CLASS_FIELD = "POINT", "POINTS", "EXAMPLES", "CLASS_FIELD"
-    EMBEDDINGS, THRESHOLD, OUTPUT, POLYGONS = "EMBEDDINGS", "THRESHOLD", "OUTPUT", "POLYGONS"
+    THRESHOLD, OUTPUT, POLYGONS = "THRESHOLD", "OUTPUT", "POLYGONS"
 
     def initAlgorithm(self, config=None):  # noqa: N802
         self.add_raster_input()
-        self.addParameter(QgsProcessingParameterPoint(self.POINT, "Query point", optional=True))
-        self.addParameter(QgsProcessingParameterFeatureSource(self.POINTS, "Query points (averaged)",
+        self.addParameter(QgsProcessingParameterPoint(self.POINT, tr("Query point"), optional=True))
+        self.addParameter(QgsProcessingParameterFeatureSource(self.POINTS, tr("Query points (averaged)"),
                                                               [SOURCE_VECTOR_POINT], optional=True))
-        self.addParameter(QgsProcessingParameterFeatureSource(self.EXAMPLES, "Example polygons",
+        self.addParameter(QgsProcessingParameterFeatureSource(self.EXAMPLES, tr("Example polygons"),
                                                               [SOURCE_VECTOR_POLYGON], optional=True))
-        self.addParameter(QgsProcessingParameterField(self.CLASS_FIELD, "Class field of the examples (one band "
-                                                      "per class)", parentLayerParameterName=self.EXAMPLES,
+        self.addParameter(QgsProcessingParameterField(self.CLASS_FIELD, tr("Class field of the examples (one band "
+                                                         "per class)"), parentLayerParameterName=self.EXAMPLES,
                                                       type=FIELD_ANY, optional=True))
         self.add_osm_inputs()
         self.add_model()
-        self.addParameter(QgsProcessingParameterRasterLayer(self.EMBEDDINGS, "Embeddings of this raster and model "
-                                                            "(optional: skips encoding)", optional=True))
-        threshold = QgsProcessingParameterNumber(self.THRESHOLD, "Threshold for the matching areas", NUMBER_DOUBLE,
+        self.add_embeddings_input()
+        threshold = QgsProcessingParameterNumber(self.THRESHOLD, tr("Threshold for the matching areas"), NUMBER_DOUBLE,
                                                  defaultValue=0.8, minValue=-1.0, maxValue=1.0)
         add_advanced(threshold)
         self.addParameter(threshold)
         self.add_engine_options()
-        self.addParameter(QgsProcessingParameterRasterDestination(self.OUTPUT, "Similarity"))
+        self.addParameter(QgsProcessingParameterRasterDestination(self.OUTPUT, tr("Similarity")))
         self.addParameter(QgsProcessingParameterVectorDestination(
-            self.POLYGONS, "Matching areas", SOURCE_VECTOR_POLYGON, optional=True, createByDefault=False))
+            self.POLYGONS, tr("Matching areas"), SOURCE_VECTOR_POLYGON, optional=True, createByDefault=False))
 
     def processAlgorithm(self, parameters, context, feedback):  # noqa: N802
         raster_layer = self.parameterAsRasterLayer(parameters, self.INPUT, context)
@@ -98,7 +97,8 @@ class SimilarAlgorithm(GeoLinkAlgorithm):
         examples = self.parameterAsVectorLayer(parameters, self.EXAMPLES, context) \
             if parameters.get(self.EXAMPLES) else None
         if bool(at) == (examples is not None):
-            raise QgsProcessingException("Give the query as a point, query points or example polygons (one of them).")
+            raise QgsProcessingException(tr("Give the query as a point, query points or example polygons "
+                                            "(one of them)."))
         if at:
             config.update(at=at, at_crs=crs_text(crs))
         else:
@@ -106,14 +106,13 @@ class SimilarAlgorithm(GeoLinkAlgorithm):
             field = self.parameterAsString(parameters, self.CLASS_FIELD, context)
             if field:
                 config["class_field"] = field
-        if parameters.get(self.EMBEDDINGS):
-            config["embeddings"] = self.parameterAsRasterLayer(parameters, self.EMBEDDINGS, context).source()
+        config.update(self.embeddings_config(parameters, context))
         polygons = self.parameterAsOutputLayer(parameters, self.POLYGONS, context) \
             if parameters.get(self.POLYGONS) else None
         if polygons:
             config.update(polygons=polygons, threshold=self.parameterAsDouble(parameters, self.THRESHOLD, context))
         self.run_backend("similar", config, feedback, outputs=[p for p in (out, polygons) if p])
-        self.style_output(out, results.SIMILARITY, "Similarity")
+        self.style_output(out, results.SIMILARITY, tr("Similarity"))
         if polygons:
-            self.style_output(polygons, results.ZONES, "Matching areas")
+            self.style_output(polygons, results.ZONES, tr("Matching areas"))
         return {self.OUTPUT: out, self.POLYGONS: polygons}

@@ -11,9 +11,11 @@ from qgis.core import (
 )
 
 from ..compat import FILE_BEHAVIOR_FILE, NUMBER_DOUBLE
+from ..i18n import tr
 from .finetune import FinetuneAlgorithm
 
-TAG_MAPS = ["landcover", "urban-function", "From the tag map file below"]
+BUILT_IN_TAG_MAPS = ["landcover", "urban-function"]  # the backend's (geolink.osm.tagmap.BUILT_IN), in its order
+TAG_MAPS = BUILT_IN_TAG_MAPS + ["From the tag map file below"]
 
 
 class TrainFromOsmAlgorithm(FinetuneAlgorithm):
@@ -42,17 +44,18 @@ class TrainFromOsmAlgorithm(FinetuneAlgorithm):
     def initAlgorithm(self, config=None):  # noqa: N802
         self.add_raster_input()
         self.add_osm_inputs(required=True)
-        self.addParameter(QgsProcessingParameterEnum(self.TAG_MAP, "Tag map (OSM tags -> classes)", TAG_MAPS,
+        tag_maps = TAG_MAPS[:-1] + [tr(TAG_MAPS[-1])]
+        self.addParameter(QgsProcessingParameterEnum(self.TAG_MAP, tr("Tag map (OSM tags -> classes)"), tag_maps,
                                                      defaultValue=0))
-        self.addParameter(QgsProcessingParameterFile(self.TAG_MAP_FILE, "Tag map file (JSON)", FILE_BEHAVIOR_FILE,
-                                                     fileFilter="Tag map (*.json)", optional=True))
-        self.add_model(description="Base model (a name or a .safetensors path)")
+        self.addParameter(QgsProcessingParameterFile(self.TAG_MAP_FILE, tr("Tag map file (JSON)"), FILE_BEHAVIOR_FILE,
+                                                     fileFilter=tr("Tag map (*.json)"), optional=True))
+        self.add_model(description=tr("Base model (a name or a .safetensors path)"))
         self.add_advanced_parameters(
-            QgsProcessingParameterNumber(self.EDGE_MARGIN, "Edge margin taken off OSM polygons in m "
-                                         "(-1: one pixel, at least 2 m)", NUMBER_DOUBLE, defaultValue=-1.0,
+            QgsProcessingParameterNumber(self.EDGE_MARGIN, tr("Edge margin taken off OSM polygons in m "
+                                            "(-1: one pixel, at least 2 m)"), NUMBER_DOUBLE, defaultValue=-1.0,
                                          minValue=-1.0),
-            QgsProcessingParameterBoolean(self.FUSE_OSM, "Also feed the OSM to the model (OSM-aware base "
-                                          "models)", defaultValue=False))
+            QgsProcessingParameterBoolean(self.FUSE_OSM, tr("Also feed the OSM to the model (OSM-aware base "
+                                             "models)"), defaultValue=False))
         self.add_training_options(split_field=False)
 
     def processAlgorithm(self, parameters, context, feedback):  # noqa: N802
@@ -62,7 +65,7 @@ class TrainFromOsmAlgorithm(FinetuneAlgorithm):
         tag_map_file = self.parameterAsFile(parameters, self.TAG_MAP_FILE, context) \
             if parameters.get(self.TAG_MAP_FILE) else ""
         if choice == len(TAG_MAPS) - 1 and not tag_map_file:
-            raise QgsProcessingException("Choose the tag map file (JSON), or a built-in tag map.")
+            raise QgsProcessingException(tr("Choose the tag map file (JSON), or a built-in tag map."))
         config = {"raster": raster, "osm_labels": osm,
                   "tag_map": tag_map_file if choice == len(TAG_MAPS) - 1 else TAG_MAPS[choice],
                   "model": self.parameterAsString(parameters, self.MODEL, context),

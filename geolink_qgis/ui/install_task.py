@@ -10,6 +10,7 @@ from qgis.core import QgsTask
 from qgis.PyQt.QtCore import pyqtSignal
 
 from ..backend_installer import InstallCancelled, InstallError, InstallPlan, install
+from ..i18n import tr
 
 # Milestones of install()'s log, as progress: the PyTorch download is the long part.
 STAGES = [(re.compile(r"^Creating the backend environment"), 5), (re.compile(r"^Installing PyTorch"), 10),
@@ -21,7 +22,7 @@ class InstallTask(QgsTask):
     done = pyqtSignal(str, str)  # "ok", "failed" or "cancelled"; the interpreter or the error in words
 
     def __init__(self, plan: InstallPlan):
-        super().__init__("Installing the GeoLink backend", QgsTask.Flag.CanCancel)
+        super().__init__(tr("Installing the GeoLink backend"), QgsTask.Flag.CanCancel)
         self.plan = plan
         self.python: Optional[str] = None
         self.outcome = "failed"
@@ -37,13 +38,13 @@ class InstallTask(QgsTask):
         try:
             self.python = str(install(self.plan, log=self._log, cancelled=self.isCanceled))
         except InstallCancelled:
-            self.outcome, self.error = "cancelled", "Installation cancelled."
+            self.outcome, self.error = "cancelled", tr("Installation cancelled.")
             return False
         except InstallError as exc:
             self.error = str(exc)
             return False
         except Exception as exc:  # a bug or an OS error: still reported in words, never a crash of QGIS
-            self.error = f"The installation stopped unexpectedly: {exc}"
+            self.error = tr("The installation stopped unexpectedly: {error}").format(error=exc)
             return False
         self.outcome = "ok"
         self.setProgress(100)

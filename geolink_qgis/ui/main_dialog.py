@@ -26,6 +26,7 @@ from qgis.PyQt.QtWidgets import (
 )
 
 from .. import layers, settings
+from ..algorithms.train_from_osm import BUILT_IN_TAG_MAPS
 from ..compat import layer_filter
 from ..i18n import tr
 from ..models import list_packages, new_model_path, read_card, suitable, summary
@@ -36,7 +37,6 @@ TASKS = [("classify", "Classify land cover"), ("zones", "Map urban function zone
          ("embed", "Extract GeoLink embeddings"), ("finetune", "Train classifier from labelled polygons"),
          ("trainfromosm", "Train classifier from OpenStreetMap")]
 TRAINING = ("finetune", "trainfromosm")
-TAG_MAPS = ["landcover", "urban-function"]  # the built-in ones; a tag map file is in the Processing dialog
 OSM_FILTER = "OpenStreetMap (*.osm *.pbf);;Vector files (*.gpkg *.geojson *.shp);;All files (*.*)"
 
 
@@ -76,7 +76,7 @@ class GeoLinkDialog(QDialog):
         self.class_field.setLayer(self.labels.currentLayer())
         self.labels.layerChanged.connect(self.class_field.setLayer)
         self.tag_map = QComboBox()
-        self.tag_map.addItems(TAG_MAPS)
+        self.tag_map.addItems(BUILT_IN_TAG_MAPS)  # its index is the algorithm's TAG_MAP; a file: the Processing dialog
         self.tag_map.setToolTip("Which OSM tags make which class (see the README for the built-in tag maps)")
         self.compare_osm = QCheckBox("Compare with OSM: mark zones missing in OSM or disagreeing with it")
         self.model = QComboBox()

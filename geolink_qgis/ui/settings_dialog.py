@@ -30,6 +30,7 @@ from ..backend_installer import (
     describe_plan,
     host_python,
 )
+from ..i18n import tr
 from ..paths import backend_source_dir
 from .install_task import InstallTask
 
@@ -37,7 +38,7 @@ from .install_task import InstallTask
 class SettingsDialog(QDialog):
     def __init__(self, parent: Optional[QWidget] = None):
         super().__init__(parent)
-        self.setWindowTitle("GeoLink settings")
+        self.setWindowTitle(tr("GeoLink settings"))
         self.setMinimumWidth(560)
         self.task: Optional[InstallTask] = None
 
@@ -48,7 +49,7 @@ class SettingsDialog(QDialog):
         self.env_note.setWordWrap(True)
         env = os.environ.get("GEOLINK_BACKEND_PYTHON")
         self.env_note.setVisible(bool(env))
-        self.env_note.setText(f"GEOLINK_BACKEND_PYTHON is set and overrides this: {env}")
+        self.env_note.setText(tr("GEOLINK_BACKEND_PYTHON is set and overrides this: {path}").format(path=env))
         self.device = QComboBox()
         self.device.addItems(settings.DEVICES)
         self.device.setCurrentText(settings.device())
@@ -59,22 +60,22 @@ class SettingsDialog(QDialog):
         self.tag_folder = QgsFileWidget()
         self.tag_folder.setStorageMode(QgsFileWidget.StorageMode.GetDirectory)
         self.tag_folder.setFilePath(settings.tag_encoder_folder())
-        self.tag_folder.setToolTip("A saved CLIP text model folder (transformers format), needed by models that use "
-                                   "CLIP tag embeddings such as the official GeoLink weights")
+        self.tag_folder.setToolTip(tr("A saved CLIP text model folder (transformers format), needed by models that "
+                                      "use CLIP tag embeddings such as the official GeoLink weights"))
 
         form = QFormLayout()
-        form.addRow("Backend Python", self.python)
+        form.addRow(tr("Backend Python"), self.python)
         form.addRow("", self.env_note)
-        form.addRow("Device", self.device)
-        form.addRow("Model folder", self.model_folder)
-        form.addRow("Tag encoder folder (CLIP)", self.tag_folder)
+        form.addRow(tr("Device"), self.device)
+        form.addRow(tr("Model folder"), self.model_folder)
+        form.addRow(tr("Tag encoder folder (CLIP)"), self.tag_folder)
 
-        self.install_button = QPushButton("Install backend")
-        self.install_button.setToolTip(f"Create a Python environment with PyTorch and GeoLink in "
-                                       f"{settings.default_venv()}")
-        self.stop_button = QPushButton("Stop installation")
+        self.install_button = QPushButton(tr("Install backend"))
+        self.install_button.setToolTip(tr("Create a Python environment with PyTorch and GeoLink in {folder}")
+                                       .format(folder=settings.default_venv()))
+        self.stop_button = QPushButton(tr("Stop installation"))
         self.stop_button.setVisible(False)
-        self.check_button = QPushButton("Check backend")
+        self.check_button = QPushButton(tr("Check backend"))
         self.progress = QProgressBar()
         self.progress.setRange(0, 100)
         self.progress.setVisible(False)
@@ -114,8 +115,9 @@ class SettingsDialog(QDialog):
         """The backend's state in words, and the install button named for what it will do."""
         state = settings.backend_status()
         self.install_button.setText(state.button + "…")
-        goal = "finish it" if state.status == "incomplete" else "set it up"
-        self.status.setText(state.summary if state.ready else f"{state.summary} Click {state.button} to {goal}.")
+        goal = tr("Click {button} to finish it.") if state.status == "incomplete" \
+            else tr("Click {button} to set it up.")
+        self.status.setText(state.summary if state.ready else f"{state.summary} {goal.format(button=state.button)}")
         self.status.setStyleSheet("" if state.ready else "color:#a00;")
 
     def save(self) -> None:
@@ -131,11 +133,11 @@ class SettingsDialog(QDialog):
 
     def confirmation(self, plan: InstallPlan) -> QMessageBox:
         """The question before a multi-gigabyte download: what, from where, to where, how big."""
-        box = QMessageBox(QMessageBox.Icon.Question, "Install the GeoLink backend",
-                          "<b>Download and install the GeoLink backend?</b>",
+        box = QMessageBox(QMessageBox.Icon.Question, tr("Install the GeoLink backend"),
+                          "<b>{}</b>".format(tr("Download and install the GeoLink backend?")),
                           QMessageBox.StandardButton.Yes | QMessageBox.StandardButton.Cancel, self)
         box.setInformativeText(describe_plan(plan))
-        box.button(QMessageBox.StandardButton.Yes).setText("Download and install")
+        box.button(QMessageBox.StandardButton.Yes).setText(tr("Download and install"))
         box.setDefaultButton(QMessageBox.StandardButton.Cancel)
         return box
 
@@ -144,7 +146,7 @@ class SettingsDialog(QDialog):
         try:
             plan = plan or self.install_plan()
         except InstallError as exc:
-            self.status.setText(f"Cannot install the backend: {exc}")
+            self.status.setText(tr("Cannot install the backend: {error}").format(error=exc))
             return None
         if confirm and self.confirmation(plan).exec() != QMessageBox.StandardButton.Yes:
             return None
@@ -158,14 +160,14 @@ class SettingsDialog(QDialog):
         self.progress.setVisible(True)
         self._show_log()
         self.status.setStyleSheet("")
-        self.status.setText("Installing the backend (several minutes; QGIS stays usable)…")
+        self.status.setText(tr("Installing the backend (several minutes; QGIS stays usable)…"))
         QgsApplication.taskManager().addTask(self.task)
         return self.task
 
     def stop(self) -> None:
         if self.task is not None:
             self.stop_button.setEnabled(False)
-            self.status.setText("Stopping the installation…")
+            self.status.setText(tr("Stopping the installation…"))
             self.task.cancel()
 
     def _installed(self, outcome: str, detail: str) -> None:
@@ -177,11 +179,11 @@ class SettingsDialog(QDialog):
             self.python.setFilePath("")
         self.show_backend_state()
         if outcome == "ok":
-            self.status.setText(f"The backend is installed: {detail}")
+            self.status.setText(tr("The backend is installed: {detail}").format(detail=detail))
         elif outcome == "cancelled":
             self.status.setText(f"{detail} {self.status.text()}")
         else:
-            self.status.setText(f"Installation failed: {detail}\n\n{self.status.text()}")
+            self.status.setText(tr("Installation failed: {detail}").format(detail=detail) + f"\n\n{self.status.text()}")
         self.adjustSize()  # the outcome can take more lines than the dialog had
 
     def check(self) -> None:
@@ -191,6 +193,6 @@ class SettingsDialog(QDialog):
         self.log.clear()
         run = AlgorithmRun("geolink:checkbackend", {}, parent=self)
         run.message.connect(lambda text, err: self.log.appendPlainText(text))
-        run.finished.connect(lambda ok, res, err: self.status.setText("Backend OK." if ok else f"Backend check "
-                                                                                            f"failed: {err}"))
+        run.finished.connect(lambda ok, res, err: self.status.setText(
+            tr("Backend OK.") if ok else tr("Backend check failed: {error}").format(error=err)))
         run.start()

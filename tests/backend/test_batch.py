@@ -37,9 +37,9 @@ def model(tmp_path_factory):
     return make_package(tmp_path_factory.mktemp("models") / "tiny-batch.safetensors", ["water", "green", "built"])
 
 
-def crops(data_dir: Path, folder: Path, n: int) -> list:
+def crops(data_dir: Path, folder: Path, n: int, size: int = 64) -> list:
     folder.mkdir(parents=True, exist_ok=True)
-    return [s2_crop(data_dir, folder / f"s2_{i}.tif", col=300 + 150 * i, row=900, size=64) for i in range(n)]
+    return [s2_crop(data_dir, folder / f"s2_{i}.tif", col=300 + 150 * i, row=900, size=size) for i in range(n)]
 
 
 def cli(*args: str, timeout: int = 600) -> subprocess.CompletedProcess:
@@ -74,13 +74,6 @@ def assert_same_output(a: Path, b: Path) -> None:
 
 def report(out_dir: Path) -> dict:
     return json.loads((out_dir / "batch-report.json").read_text())
-
-
-def done_count(out_dir: Path) -> int:
-    try:
-        return sum(i["status"] == "done" for i in report(out_dir)["items"])
-    except (OSError, ValueError):
-        return 0
 
 
 def test_local_batch_equals_single_runs_reports_a_damaged_raster_and_builds_a_mosaic(model, data_dir, tmp_path):
@@ -280,7 +273,7 @@ def naip_rasters(shared: Path, folder: Path) -> tuple:
 def test_a_two_node_ray_cluster_survives_losing_a_node(model, data_dir, shared_dir, tmp_path, ray_cluster):
     enter, address, node, env = ray_cluster
     folder = tmp_path / "in"
-    rasters = crops(data_dir, folder, 6)
+    rasters = crops(data_dir, folder, 6, size=320)  # several windows each: a node is seen mid-write
     naip, osm = naip_rasters(shared_dir, folder)
     rasters += naip
     out = tmp_path / "out"
@@ -289,9 +282,9 @@ def test_a_two_node_ray_cluster_survives_losing_a_node(model, data_dir, shared_d
             "--workers", "2",
             "--model", str(model), "--device", "cpu", "--osm", *map(str, osm)]
     run = subprocess.Popen(args, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=env)
-    while done_count(out) < 2 or not writing_on(node, out):
+    while not writing_on(node, out):  # whenever the second node's worker starts (a busy machine delays it)
         assert run.poll() is None, run.communicate()
-        time.sleep(0.05)
+        time.sleep(0.01)
     kill_group(node)  # the second node dies mid-run, while its worker is writing a raster
     stdout, stderr = run.communicate(timeout=600)
     assert run.returncode == 0, stderr

@@ -17,11 +17,12 @@ import time
 from pathlib import Path
 
 import pytest
-from osgeo import gdal, ogr, osr
+from osgeo import gdal, ogr
 
 from geolink.cli import main
 from geolink.worker import run_job
 
+from .finetune_helpers import box, write_polygons
 from .raster_helpers import osm_geojson, partials, s2_crop
 from .tiny_models import make_package
 
@@ -269,21 +270,12 @@ def test_untrusted_checkpoint_in_a_pretraining_folder(data_dir, tmp_path, capsys
 
 
 def test_float_class_field_with_one_value_per_polygon(data_dir, tmp_path, capsys):
-    raster = s2_crop(data_dir, tmp_path / "s2.tif", size=64)
-    ds = gdal.Open(str(raster))
-    gt = ds.GetGeoTransform()
-    labels = tmp_path / "labels.gpkg"
-    out = ogr.GetDriverByName("GPKG").CreateDataSource(str(labels))
-    layer = out.CreateLayer("labels", osr.SpatialReference(wkt=ds.GetProjection()), ogr.wkbPolygon)
-    layer.CreateField(ogr.FieldDefn("area", ogr.OFTReal))
-    for i in range(8):  # a measurement, different for every polygon
-        x, y = gt[0] + 10 + i * 70, gt[3] - 10
-        feature = ogr.Feature(layer.GetLayerDefn())
-        feature.SetField("area", 1234.5 + i * 17.25)
-        feature.SetGeometry(ogr.CreateGeometryFromWkt(f"POLYGON(({x} {y},{x + 60} {y},{x + 60} {y - 300},"
-                                                      f"{x} {y - 300},{x} {y}))"))
-        layer.CreateFeature(feature)
-    layer = out = None
+    raster = s2_crop(data_dir, tmp_path / "s2.tif", size=64)  # UTM 18N, write_polygons' CRS
+    gt = gdal.Open(str(raster)).GetGeoTransform()
+    x0, y0 = gt[0], gt[3]
+    measured = [(1234.5 + i * 17.25, box(x0 + 10 + i * 70, y0 - 10, x0 + 70 + i * 70, y0 - 310))
+                for i in range(8)]  # a measurement, different for every polygon
+    labels = write_polygons(tmp_path / "labels.gpkg", measured, field_type=ogr.OFTReal, field="area")
     encoder = make_package(tmp_path / "enc.safetensors", None)
     status, err, _ = geolink(capsys, "finetune", "--raster", raster, "--labels", labels, "--class-field", "area",
                              "--model", encoder, "--out", tmp_path / "m.safetensors", "--device", "cpu")

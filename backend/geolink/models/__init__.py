@@ -6,12 +6,12 @@
 
 from importlib import import_module
 
-from .card import ModelCard, read_card
+from .card import DECODERS, ModelCard, read_card
 
 # Everything else is imported on first use (PEP 562): reading a card must not import torch and transformers
 # (a similarity query over cached embeddings reads one and takes a second or two).
 _LAZY = {"ARCHS": "config", "GeoLinkConfig": "config", "default_layers": "config", "GeoLinkModel": "geolink",
-         "create_geolink": "geolink", "GraphBatch": "graphs", "collate_graphs": "graphs", "DECODERS": "heads",
+         "create_geolink": "geolink", "GraphBatch": "graphs", "collate_graphs": "graphs",
          "GeoLinkSegmenter": "heads", "build_segmenter": "heads", "unfreeze_last_blocks": "heads",
          "load_model": "package", "load_package": "package", "save_package": "package"}
 

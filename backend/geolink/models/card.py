@@ -25,6 +25,7 @@ IMAGENET_MEAN = (0.485, 0.456, 0.406)
 IMAGENET_STD = (0.229, 0.224, 0.225)
 TEXT_ENCODER_DIMS = {"minilm": 384, "clip": 512}  # the named tag text encoders and their embedding widths
 HEAD_TYPES = ("segmentation", "seg", "classification")  # heads that give per-pixel class logits
+DECODERS = ("detail", "fpn", "upernet", "linear")  # a segmentation head's decoder; the first is the default
 LEGACY_KEYS = {"normalization": "normalisation", "img_size": "input_size"}
 NOT_NULL = ("config", "bands", "normalisation", "input_size", "patch_size", "layers", "provenance")
 

@@ -20,10 +20,9 @@ from segmentation_models_pytorch.decoders.upernet.decoder import UPerNetDecoder
 from torch import nn
 
 from ..errors import InputError
-from .card import ModelCard
+from .card import DECODERS, ModelCard
 from .geolink import PATCH, GeoLinkModel
 
-DECODERS = ("detail", "fpn", "upernet", "linear")
 DETAIL_WIDTH = 16  # channels of the full-resolution path: its cost grows with the square of this
 # The detail head's FPN is narrower than smp's default (256 / 128 channels): the full-resolution path adds
 # the resolution, and the narrower decoder pays for that path, keeping the head about as fast as plain FPN.

@@ -7,9 +7,8 @@ from typing import List, Optional
 
 from ..config import option
 from ..devices import DEVICE_CHOICES
+from ..models.card import DECODERS
 from ..progress import Progress
-
-HEADS = ["detail", "fpn", "upernet", "linear"]
 
 HELP = """Fine-tune a classification head on polygons you labelled, into a model package.
 
@@ -47,7 +46,7 @@ class Config:
     osm: List[str] = option(default_factory=list, flag="--osm", metavar="FILE", role="input",
                             help="OSM files for OSM-aware heads (fused image + OSM features)")
     epochs: int = option(25, flag="--epochs", minimum=1, help="most epochs (early stopping may end sooner)")
-    head: str = option("detail", flag="--head", choices=HEADS,
+    head: str = option(DECODERS[0], flag="--head", choices=list(DECODERS),
                        help="task head: detail (default: FPN + a full-resolution path over the bands, sharp "
                             "edges), fpn (patch-level, blobby edges), upernet (the paper's, 4x slower), linear")
     unfreeze: int = option(0, flag="--unfreeze", minimum=0,
@@ -72,7 +71,27 @@ class Config:
     seed: int = option(0, flag="--seed", help="random seed (split, augmentation, initialisation)")
 
 
+def check_options(config: Config) -> None:
+    """The options that go together (each option's own range is checked with the others, config.check_config)."""
+    from pathlib import Path
+
+    from ..errors import InputError, opt
+
+    if bool(config.labels) == bool(config.osm_labels):
+        raise InputError("Give either --labels (polygons you drew) or --osm-labels (OpenStreetMap), one of them.")
+    if config.labels and not config.class_field:
+        raise InputError("--labels needs --class-field, the field holding each polygon's class.")
+    if config.osm_labels and config.split_field:
+        raise InputError("--split-field applies to --labels; with --osm-labels the held-out pieces are chosen "
+                         "spatially (--val-fraction).")
+    if Path(config.out).suffix != ".safetensors":
+        raise InputError(f"The output must be a .safetensors file, got {Path(config.out).name}.")
+    if not 0 <= config.val_fraction < 1:
+        raise InputError(f"{opt('val_fraction')} must be at least 0 and below 1.")
+
+
 def run(config: Config, progress: Progress) -> dict:
     from ..training.pipeline import finetune
 
+    check_options(config)
     return finetune(config, progress)

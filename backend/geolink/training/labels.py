@@ -89,9 +89,33 @@ def read_labels(path: str, class_field: str, raster_wkt: str, raster_bounds: Tup
     no polygon over the raster. Warned about (kept going): features with an empty class, non-polygons,
     polygons outside the raster, a layer without a CRS (taken as the raster's).
     """
-    from osgeo import ogr, osr
-
     progress = progress or Progress()
+    ds = _open_vector(path)
+    layer = ds.GetLayer(0)
+    class_type = _check_fields(layer, class_field, split_field)
+    source, transform = _layer_crs(layer, raster_wkt)
+    read = _read_polygons(layer, class_field, class_type, split_field, transform, raster_bounds)
+    ds = None
+    warnings = [] if source is not None else ["The labelled polygons have no CRS; taken to be the raster's."]
+    warnings += read.warnings(class_field)
+    names = _class_names(read, class_field, class_type)
+    for w in warnings:
+        progress.warn(w)
+    index = {n: i for i, n in enumerate(names)}
+    geoms = read.geometries
+    return LabelSet(geometries=[g.ExportToWkb() for g in geoms],
+                    class_ids=np.array([index[str(v)] for v in read.values], dtype=np.int64),
+                    classes=class_colors(names, colors),
+                    areas=np.array([g.GetArea() for g in geoms]),
+                    centroids=np.array([g.Centroid().GetPoint_2D() for g in geoms]),
+                    source_crs=source.GetName() if source is not None else "", warnings=warnings,
+                    split_values=read.splits if split_field else None)
+
+
+def _open_vector(path: str):
+    """The vector data source at `path`; it holds at least one layer (the first is read)."""
+    from osgeo import ogr
+
     ogr.UseExceptions()
     if not path or not Path(path).exists():
         raise InputError(f"Labelled polygons not found: {path}")
@@ -101,7 +125,11 @@ def read_labels(path: str, class_field: str, raster_wkt: str, raster_bounds: Tup
         raise InputError(f"Cannot read the labelled polygons {path}: {exc}") from None
     if ds is None or ds.GetLayerCount() == 0:
         raise InputError(f"{path} holds no vector layer.")
-    layer = ds.GetLayer(0)
+    return ds
+
+
+def _check_fields(layer, class_field: str, split_field: Optional[str]) -> int:
+    """Refuse a class or split field the layer does not have; return the class field's OGR type."""
     defn = layer.GetLayerDefn()
     fields = [defn.GetFieldDefn(i).GetName() for i in range(defn.GetFieldCount())]
     if not class_field:
@@ -112,82 +140,107 @@ def read_labels(path: str, class_field: str, raster_wkt: str, raster_bounds: Tup
     if split_field and split_field not in fields:
         raise InputError(f"The labelled polygons have no field {split_field!r} (the split field).",
                          hint="Fields of the layer: " + ", ".join(fields) + ".")
-    field_type = defn.GetFieldDefn(fields.index(class_field)).GetType()
-    is_int = field_type in (ogr.OFTInteger, ogr.OFTInteger64)
+    return defn.GetFieldDefn(fields.index(class_field)).GetType()
+
+
+def _layer_crs(layer, raster_wkt: str):
+    """(the layer's CRS, or None when it has none; the transformation to the raster's CRS, or None when the
+    same or unknown)."""
+    from osgeo import osr
 
     target = osr.SpatialReference()
     target.ImportFromWkt(raster_wkt)
     target.SetAxisMappingStrategy(osr.OAMS_TRADITIONAL_GIS_ORDER)
     source = layer.GetSpatialRef()
-    warnings: List[str] = []
-    transform = None
     if source is None or source.IsLocal() or (source.GetName() or "").startswith("Undefined"):  # GeoPackage srs 0/-1
-        source = None
-        warnings.append("The labelled polygons have no CRS; taken to be the raster's.")
-    else:
-        source = source.Clone()
-        source.SetAxisMappingStrategy(osr.OAMS_TRADITIONAL_GIS_ORDER)
-        if not source.IsSame(target):
-            transform = osr.CoordinateTransformation(source, target)
+        return None, None
+    source = source.Clone()
+    source.SetAxisMappingStrategy(osr.OAMS_TRADITIONAL_GIS_ORDER)
+    return source, None if source.IsSame(target) else osr.CoordinateTransformation(source, target)
+
+
+@dataclass
+class _Polygons:
+    """The polygons kept (in the raster's CRS) with their class and split values, and counts of those left out."""
+
+    geometries: list = field(default_factory=list)
+    values: list = field(default_factory=list)
+    splits: List[str] = field(default_factory=list)
+    empty: int = 0
+    not_polygon: int = 0
+    outside: int = 0
+
+    def warnings(self, class_field: str) -> List[str]:
+        said = []
+        if self.empty:
+            said.append(f"{self.empty} polygon(s) with an empty {class_field!r} were left out.")
+        if self.not_polygon:
+            said.append(f"{self.not_polygon} feature(s) that are not polygons were left out.")
+        if self.outside:
+            said.append(f"{self.outside} polygon(s) outside the raster were left out.")
+        return said
+
+
+def _read_polygons(layer, class_field: str, class_type: int, split_field: Optional[str], transform,
+                   raster_bounds: Tuple[float, float, float, float]) -> _Polygons:
+    """The layer's polygons with a class value, reprojected, repaired and kept where they meet the raster."""
+    from osgeo import ogr
+
     raster_box = ogr.CreateGeometryFromWkt(
         "POLYGON(({0} {1},{2} {1},{2} {3},{0} {3},{0} {1}))".format(*raster_bounds))
-
-    geoms, values, splits = [], [], []
-    empty = not_polygon = outside = 0
+    is_int = class_type in (ogr.OFTInteger, ogr.OFTInteger64)
+    read = _Polygons()
     for feat in layer:
         value = feat.GetField(class_field)
         if value is None or (isinstance(value, str) and not value.strip()):
-            empty += 1
+            read.empty += 1
             continue
         geom = feat.GetGeometryRef()
         if geom is None or ogr.GT_Flatten(geom.GetGeometryType()) not in (ogr.wkbPolygon, ogr.wkbMultiPolygon):
-            not_polygon += 1
+            read.not_polygon += 1
             continue
-        geom = geom.Clone()
-        geom.FlattenTo2D()
-        if transform is not None:
-            try:
-                geom.Transform(transform)
-            except RuntimeError:  # outside the domain of the raster's projection
-                outside += 1
-                continue
-        if not geom.IsValid():
-            geom = geom.Buffer(0)
-        if not geom.Intersects(raster_box):
-            outside += 1
+        geom = _on_raster(geom, transform, raster_box)
+        if geom is None:
+            read.outside += 1
             continue
-        geoms.append(geom)
-        values.append(int(value) if is_int else str(value).strip())
+        read.geometries.append(geom)
+        read.values.append(int(value) if is_int else str(value).strip())
         if split_field:
-            splits.append(str(feat.GetField(split_field) or ""))
-    ds = None
-    if empty:
-        warnings.append(f"{empty} polygon(s) with an empty {class_field!r} were left out.")
-    if not_polygon:
-        warnings.append(f"{not_polygon} feature(s) that are not polygons were left out.")
-    if outside:
-        warnings.append(f"{outside} polygon(s) outside the raster were left out.")
-    if not geoms:
-        if outside:
+            read.splits.append(str(feat.GetField(split_field) or ""))
+    return read
+
+
+def _on_raster(geom, transform, raster_box):
+    """A 2D copy of `geom` in the raster's CRS, made valid; None when it falls outside the raster."""
+    geom = geom.Clone()
+    geom.FlattenTo2D()
+    if transform is not None:
+        try:
+            geom.Transform(transform)
+        except RuntimeError:  # outside the domain of the raster's projection
+            return None
+    if not geom.IsValid():
+        geom = geom.Buffer(0)
+    return geom if geom.Intersects(raster_box) else None
+
+
+def _class_names(read: _Polygons, class_field: str, class_type: int) -> List[str]:
+    """The classes, sorted (_sorted_classes); refused when no polygon is left, the field looks like a measurement
+    or an identifier, or it holds a single class."""
+    from osgeo import ogr
+
+    if not read.geometries:
+        if read.outside:
             raise InputError("None of the labelled polygons lies over the raster.",
                              hint="Check that the polygons and the raster cover the same place (and their CRS).")
         raise InputError(f"No polygon has a value in the class field {class_field!r}.",
                          hint="Fill the class field of the polygons you drew, or choose another field.")
-    names = _sorted_classes(values)
-    refuse_measurement_field(class_field, field_type == ogr.OFTReal, len(names), len(values))
+    names = _sorted_classes(read.values)
+    refuse_measurement_field(class_field, class_type == ogr.OFTReal, len(names), len(read.values))
     if len(names) < 2:
         raise InputError(f"Only one class ({names[0]!r}) in {class_field!r}: a classifier needs at least two.",
                          hint="Draw polygons of the other land covers too (e.g. what is NOT this class).")
-    index = {n: i for i, n in enumerate(names)}
-    for w in warnings:
-        progress.warn(w)
-    return LabelSet(geometries=[g.ExportToWkb() for g in geoms],
-                    class_ids=np.array([index[str(v)] for v in values], dtype=np.int64),
-                    classes=class_colors(names, colors),
-                    areas=np.array([g.GetArea() for g in geoms]),
-                    centroids=np.array([g.Centroid().GetPoint_2D() for g in geoms]),
-                    source_crs=source.GetName() if source is not None else "", warnings=warnings,
-                    split_values=splits if split_field else None)
+    return names
 
 
 def parse_colors(value) -> Optional[Dict[str, str]]:
