@@ -12,6 +12,7 @@ from .backend_installer import BackendState, backend_state, venv_python
 from .paths import resources_dir
 
 PREFIX = "geolink/"
+CLIP_CACHE_FOLDER = "models--openai--clip-vit-base-patch16"  # the backend's CLIP_REPO in a Hugging Face cache
 DEVICES = ["auto", "cpu", "cuda", "mps"]
 
 
@@ -97,6 +98,6 @@ def clip_env(folder: str) -> Dict[str, str]:
         return {}
     path = Path(folder)
     for cache in (path, path / "hub"):
-        if (cache / "models--openai--clip-vit-base-patch16").is_dir():
+        if (cache / CLIP_CACHE_FOLDER).is_dir():
             return {"HF_HUB_CACHE": str(cache)}
     return {"GEOLINK_CLIP_DIR": str(path)}

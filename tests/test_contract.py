@@ -32,6 +32,12 @@ def test_built_in_tag_maps_in_the_backends_order():
     assert train_from_osm.BUILT_IN_TAG_MAPS == list(tagmap.BUILT_IN)  # the dialog passes the index
 
 
+def test_the_clip_cache_folder_the_plugin_looks_for_is_the_backends_repository():
+    from geolink.osm.clip_text import CLIP_REPO
+
+    assert settings.CLIP_CACHE_FOLDER == "models--" + CLIP_REPO.replace("/", "--")
+
+
 @pytest.mark.parametrize("table", ["ENGINE_OPTIONS", "MAP_OPTIONS"])
 def test_engine_options_name_backend_fields_and_their_defaults(table):
     fields = {f.name: f for f in dataclasses.fields(RasterOptions)}

@@ -11,9 +11,12 @@ import hashlib
 import os
 import sys
 from pathlib import Path
-from typing import Iterable, List
+from typing import TYPE_CHECKING, Iterable, List, Optional
 
 from .errors import InputError, ModelError, opt
+
+if TYPE_CHECKING:
+    from .progress import Progress
 
 SOURCE_MODELS = Path(__file__).resolve().parents[2] / "resources" / "models"
 
@@ -39,12 +42,18 @@ def model_dirs(extra: Iterable[str] = ()) -> List[Path]:
     return unique
 
 
-def sha256_of(path: os.PathLike) -> str:
-    """SHA-256 of a file, read in 1 MB blocks (model packages and checkpoints are large)."""
+def sha256_of(path: os.PathLike, progress: Optional[Progress] = None) -> str:
+    """SHA-256 of a file, read in 1 MB blocks (model packages and checkpoints are large); with `progress`, each
+    percent read is reported and a cancel stops it."""
     digest = hashlib.sha256()
+    total, done, shown = max(os.path.getsize(path), 1), 0, -1
     with open(path, "rb") as f:
         for block in iter(lambda: f.read(1 << 20), b""):
             digest.update(block)
+            done += len(block)
+            if progress is not None and int(100 * done / total) > shown:
+                shown = int(100 * done / total)
+                progress.update(shown, f"SHA-256 of {Path(path).name}: {done / 1e6:,.0f} of {total / 1e6:,.0f} MB")
     return digest.hexdigest()
 
 

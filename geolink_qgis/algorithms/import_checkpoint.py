@@ -26,12 +26,14 @@ class ImportCheckpointAlgorithm(GeoLinkAlgorithm):
     GROUP = "Setup"
     HELP = ("Converts an official GeoLink checkpoint (.pth, as released with the paper) into a GeoLink model "
             "package (.safetensors with a card describing the architecture, bands, normalisation and provenance, "
-            "including the checkpoint's SHA-256). The checkpoint is read safely (weights only, nothing is "
-            "executed) and checked key by key; a wrong file is refused with the name of the first mismatch.<br><br>"
+            "including the checkpoint's SHA-256, also shown in the log). The checkpoint is read safely (weights "
+            "only, nothing is executed) and checked key by key; a wrong file is refused with the name of the first "
+            "mismatch. Where to download the checkpoints: the GeoLink models dialog.<br><br>"
             "Leave the output empty to put the package in the GeoLink model folder, where the other algorithms "
             "find it by name (the file name without extension).")
 
     INPUT, OUTPUT, MODEL_NAME, NAME, GSD, HALF = "INPUT", "OUTPUT", "MODEL_NAME", "NAME", "GSD", "HALF"
+    SHA256, TEXT_ENCODER = "SHA256", "TEXT_ENCODER"
 
     def initAlgorithm(self, config=None):  # noqa: N802
         self.addParameter(QgsProcessingParameterFile(self.INPUT, tr("Official checkpoint"), FILE_BEHAVIOR_FILE,
@@ -47,6 +49,8 @@ class ImportCheckpointAlgorithm(GeoLinkAlgorithm):
             QgsProcessingParameterBoolean(self.HALF, tr("Store the weights as float16 (half the size)"),
                                           defaultValue=False))
         self.addOutput(QgsProcessingOutputString(self.MODEL_NAME, tr("Model name")))
+        self.addOutput(QgsProcessingOutputString(self.SHA256, tr("SHA-256 of the checkpoint")))
+        self.addOutput(QgsProcessingOutputString(self.TEXT_ENCODER, tr("Tag text encoder the model needs")))
 
     def processAlgorithm(self, parameters, context, feedback):  # noqa: N802
         src = self.parameterAsFile(parameters, self.INPUT, context)
@@ -63,6 +67,7 @@ class ImportCheckpointAlgorithm(GeoLinkAlgorithm):
             config["gsd"] = self.parameterAsDouble(parameters, self.GSD, context)
         if parameters.get(self.HALF) and self.parameterAsBoolean(parameters, self.HALF, context):
             config["half"] = True
-        self.run_backend("import-checkpoint", config, feedback, outputs=[out])
+        figures = self.run_backend("import-checkpoint", config, feedback, outputs=[out]).get("figures") or {}
         feedback.pushInfo(tr("Model package written to {path}").format(path=out))
-        return {self.OUTPUT: out, self.MODEL_NAME: Path(out).stem}
+        return {self.OUTPUT: out, self.MODEL_NAME: Path(out).stem, self.SHA256: figures.get("source_sha256", ""),
+                self.TEXT_ENCODER: figures.get("text_encoder", "")}

@@ -15,7 +15,6 @@ from ..i18n import tr
 from .finetune import FinetuneAlgorithm
 
 BUILT_IN_TAG_MAPS = ["landcover", "urban-function"]  # the backend's (geolink.osm.tagmap.BUILT_IN), in its order
-TAG_MAPS = BUILT_IN_TAG_MAPS + ["From the tag map file below"]
 
 
 class TrainFromOsmAlgorithm(FinetuneAlgorithm):
@@ -44,7 +43,7 @@ class TrainFromOsmAlgorithm(FinetuneAlgorithm):
     def initAlgorithm(self, config=None):  # noqa: N802
         self.add_raster_input()
         self.add_osm_inputs(required=True)
-        tag_maps = TAG_MAPS[:-1] + [tr(TAG_MAPS[-1])]
+        tag_maps = BUILT_IN_TAG_MAPS + [tr("From the tag map file below")]
         self.addParameter(QgsProcessingParameterEnum(self.TAG_MAP, tr("Tag map (OSM tags -> classes)"), tag_maps,
                                                      defaultValue=0))
         self.addParameter(QgsProcessingParameterFile(self.TAG_MAP_FILE, tr("Tag map file (JSON)"), FILE_BEHAVIOR_FILE,
@@ -64,10 +63,10 @@ class TrainFromOsmAlgorithm(FinetuneAlgorithm):
         choice = self.parameterAsEnum(parameters, self.TAG_MAP, context)
         tag_map_file = self.parameterAsFile(parameters, self.TAG_MAP_FILE, context) \
             if parameters.get(self.TAG_MAP_FILE) else ""
-        if choice == len(TAG_MAPS) - 1 and not tag_map_file:
+        if choice == len(BUILT_IN_TAG_MAPS) and not tag_map_file:
             raise QgsProcessingException(tr("Choose the tag map file (JSON), or a built-in tag map."))
         config = {"raster": raster, "osm_labels": osm,
-                  "tag_map": tag_map_file if choice == len(TAG_MAPS) - 1 else TAG_MAPS[choice],
+                  "tag_map": tag_map_file if choice == len(BUILT_IN_TAG_MAPS) else BUILT_IN_TAG_MAPS[choice],
                   "model": self.parameterAsString(parameters, self.MODEL, context),
                   "out": self.parameterAsFileOutput(parameters, self.OUTPUT, context),
                   **self.engine_config(parameters, context)}

@@ -17,6 +17,11 @@ ELSEWHERE = {
     "colors": "the colours of the labelled layer’s categorized style",
     "model_dirs": "the GeoLink settings’ “Model folder”",
     "yes": "Run (QGIS always goes ahead with a large job, with a warning)",
+    "folder": "“Use a folder…” under “Tag text encoder” in the GeoLink models dialog",
+}
+# Backend tasks done elsewhere in QGIS than by an algorithm.
+TASKS_ELSEWHERE = {
+    "text-encoder": "“Download” or “Use a folder…” under “Tag text encoder” in the GeoLink models dialog",
 }
 
 
@@ -27,12 +32,15 @@ def short_label(description: str) -> str:
 
 
 class ProcessingWords:
-    """Names options by the labels of `alg`'s parameters and tasks by the GeoLink algorithms' names."""
+    """Names options by the labels of `alg`'s parameters and tasks by the GeoLink algorithms' names; with no
+    `alg` (a dialog running a backend job itself), options by where QGIS sets them."""
 
-    def __init__(self, alg):
+    def __init__(self, alg=None):
         self.alg = alg
 
     def _parameters(self, key: str) -> List[object]:
+        if self.alg is None:
+            return []
         names = PARAMETER_OF.get(key) or [key.upper()]
         found = [self.alg.parameterDefinition(n) for n in names]
         return [p for p in found if p is not None]
@@ -40,7 +48,7 @@ class ProcessingWords:
     def option(self, key: str, value: Optional[str]) -> str:
         params = self._parameters(key)
         if not params:
-            name = ELSEWHERE.get(key) or "“" + key.replace("_", " ") + "”"
+            name = tr(ELSEWHERE[key]) if key in ELSEWHERE else "“" + key.replace("_", " ") + "”"
             return name if value is None else f"{name} = {value}"
         labels = tr(" or ").join(f"“{short_label(p.description())}”" for p in params)
         if value is not None:
@@ -54,4 +62,6 @@ class ProcessingWords:
         for cls in ALGORITHMS:
             if (cls.BACKEND_TASK or cls.ALG_ID) == name:
                 return "“" + tr(cls.TITLE) + "”"
+        if name in TASKS_ELSEWHERE:
+            return tr(TASKS_ELSEWHERE[name])
         return tr("the backend command “geolink {name}”").format(name=name)

@@ -20,7 +20,6 @@ from qgis.core import (
     QgsPointXY,
     QgsProject,
     QgsRasterLayer,
-    QgsTask,
 )
 from qgis.gui import QgsMapToolEmitPoint, QgsVertexMarker
 from qgis.PyQt.QtCore import QStandardPaths, Qt
@@ -28,7 +27,8 @@ from qgis.PyQt.QtGui import QColor
 
 from .. import results, settings
 from ..layers import layer_file
-from ..worker_client import Callbacks, Job, WorkerError, run_job
+from ..worker_client import Job
+from .jobs import JobsTask
 
 CACHE_DIR = "geolink_cache"
 LAYER_NAME = "GeoLink similarity"
@@ -83,34 +83,6 @@ def clear_cache(folder: Path, project: Optional[QgsProject] = None) -> int:
             except OSError:  # open elsewhere (Windows): left for the next clear
                 pass
     return freed
-
-
-# ---------------------------------------------------------------- running the jobs
-
-class JobsTask(QgsTask):
-    """Backend jobs one after the other in a worker process, off the main thread; `done(ok, result, error)` is
-    called on the main thread."""
-
-    def __init__(self, description: str, jobs: List[Job], done: Callable[[bool, dict, str], None]):
-        super().__init__(description)
-        self.jobs, self.done = jobs, done
-        self.result: dict = {}
-        self.error = ""
-
-    def run(self) -> bool:
-        try:
-            for i, job in enumerate(self.jobs):
-                def progress(pct, msg, i=i):
-                    self.setProgress((i + pct / 100) / len(self.jobs) * 100)
-                self.result = run_job(settings.backend_python(), job,
-                                      Callbacks(progress=progress, is_cancelled=self.isCanceled))
-            return True
-        except WorkerError as exc:
-            self.error = "Cancelled." if exc.kind == "cancelled" else str(exc)
-            return False
-
-    def finished(self, ok: bool) -> None:  # QgsTask API: runs on the main thread
-        self.done(ok, self.result, self.error or ("" if ok else "Cancelled."))
 
 
 # ---------------------------------------------------------------- the map tool

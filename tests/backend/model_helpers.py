@@ -48,3 +48,32 @@ def ufz_graphs(shared: Path, names=UFZ[:3]) -> list:
 
 def max_err(a: torch.Tensor, b: Optional[torch.Tensor]) -> float:
     return float((a - b).abs().max())
+
+
+def official_state(model) -> dict:
+    """The model's weights under the official names (torch_geometric 2.4 GATConv, duplicated patch_embed)."""
+    out = {}
+    for k, v in model.state_dict().items():
+        if k.startswith("osm_encoder.") and k.endswith(".lin.weight"):
+            out[k[:-len("lin.weight")] + "lin_src.weight"] = v.clone()
+            out[k[:-len("lin.weight")] + "lin_dst.weight"] = v.clone()
+        else:
+            out[k] = v.clone()
+    return out
+
+
+def save_official_checkpoint(path: Path, text_dim: int = 512, depth: int = 2):
+    """A random multimodal GeoLink (ViT-Tiny, `depth` blocks; 512-d tag embeddings: CLIP's, as the official weights)
+    saved in the official checkpoint format ({"model_config", "model_state_dict"} with the official key names)
+    -> (model, state, config, path)."""
+    torch.manual_seed(0)
+    model = create_geolink("vit_tiny_patch16_224", text_dim=text_dim, vit_overrides={"depth": depth}).eval()
+    with torch.no_grad():
+        for name, p in model.named_parameters():
+            if name.endswith("bias"):  # 0 at initialisation: a bias loaded into the wrong place would not show
+                p.normal_(std=0.1)
+    state = official_state(model)
+    config = {"architecture": "vit_tiny_patch16_224", "num_classes": 0, "global_pool": "",
+              "pos_embed_requires_grad": False}
+    torch.save({"model_config": config, "model_state_dict": state}, path)
+    return model, state, config, Path(path)

@@ -3,18 +3,19 @@
 from __future__ import annotations
 
 import hashlib
+import threading
 
 import pytest
 import torch
 
 from geolink import load_model
 from geolink.cli import main as cli_main
-from geolink.errors import InputError
+from geolink.errors import Cancelled, CommandLineWords, InputError, ModelError, render
 from geolink.models import read_card
 from geolink.progress import Progress
 from geolink.tasks import import_checkpoint as task
 
-from .model_helpers import ufz_graphs
+from .model_helpers import save_official_checkpoint, ufz_graphs
 
 torch.set_num_threads(2)
 
@@ -61,3 +62,50 @@ def test_refuses_bad_output(reference, tmp_path):
     assert not list(tmp_path.iterdir())
 
 
+
+
+def test_sha256_is_reported_with_progress_and_written_into_the_card(tmp_path):
+    _, _, _, src = save_official_checkpoint(tmp_path / "official.pth")
+    events = []
+    result = task.run(task.Config(src=str(src), out=str(tmp_path / "m.safetensors")), Progress(events.append))
+    sha = hashlib.sha256(src.read_bytes()).hexdigest()
+    assert result["figures"]["source_sha256"] == sha and result["figures"]["text_encoder"] == "clip"
+    assert read_card(tmp_path / "m.safetensors").provenance["source_sha256"] == sha
+    hashing = [e for e in events if e["event"] == "progress" and e["message"].startswith("SHA-256 of official.pth")]
+    assert len(hashing) >= 2 and hashing[-1]["percent"] == 40.0  # the first 40 % of the bar, to the end of the file
+    assert any(e["event"] == "log" and e["message"] == f"SHA-256 of official.pth: {sha}" for e in events)
+
+
+def test_cancel_while_hashing_leaves_nothing(tmp_path):
+    _, _, _, src = save_official_checkpoint(tmp_path / "official.pth")
+    cancel = threading.Event()
+
+    def sink(event):
+        if event["event"] == "progress" and event["message"].startswith("SHA-256"):
+            cancel.set()  # the user clicks Cancel as soon as the hash has started
+
+    with pytest.raises(Cancelled):
+        task.run(task.Config(src=str(src), out=str(tmp_path / "m.safetensors")), Progress(sink, cancel))
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["official.pth"]
+
+
+def test_a_file_that_is_not_a_checkpoint_is_refused_at_once_in_plain_words(tmp_path):
+    junk = tmp_path / "holiday.pth"
+    junk.write_bytes(b"GIF89a" + bytes(4096))
+    events = []
+    with pytest.raises(ModelError, match="holiday.pth is not a GeoLink checkpoint: it is not a file saved by "
+                                         "PyTorch") as err:
+        task.run(task.Config(src=str(junk), out=str(tmp_path / "m.safetensors")), Progress(events.append))
+    assert not any(e["event"] == "progress" and "SHA-256" in e["message"] for e in events)  # refused before hashing
+    hint = render(err.value.hint, CommandLineWords(task.Config))
+    assert hint.startswith("Choose for SRC one of the two official GeoLink checkpoints")
+    assert err.value.option == "src"
+    package = tmp_path / "m.safetensors"
+    package.write_bytes(b"\x08\x00\x00\x00\x00\x00\x00\x00{}      ")
+    with pytest.raises(ModelError, match="it is a model package, which needs no import"):
+        task.run(task.Config(src=str(package), out=str(tmp_path / "n.safetensors")), Progress())
+    state_dict_only = tmp_path / "weights.pth"
+    torch.save({"some.weight": torch.zeros(2)}, state_dict_only)
+    with pytest.raises(ModelError, match="neither a GeoLink checkpoint nor a ViT state dict"):
+        task.run(task.Config(src=str(state_dict_only), out=str(tmp_path / "w.safetensors")), Progress())
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["holiday.pth", "m.safetensors", "weights.pth"]

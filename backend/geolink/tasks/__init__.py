@@ -14,6 +14,7 @@ TASKS = {
     "doctor": "geolink.tasks.doctor",
     "osm-graph": "geolink.tasks.osm_graph",
     "import-checkpoint": "geolink.tasks.import_checkpoint",
+    "text-encoder": "geolink.tasks.text_encoder",
     "classify": "geolink.tasks.classify",
     "embed": "geolink.tasks.embed",
     "zones": "geolink.tasks.zones",

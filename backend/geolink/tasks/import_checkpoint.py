@@ -8,13 +8,17 @@ from pathlib import Path
 from typing import Optional
 
 from ..config import option
-from ..errors import InputError, opt
+from ..errors import InputError, ModelError, opt
 from ..progress import Progress
 
 HELP = """Convert an official GeoLink checkpoint (.pth: the multimodal one, or the unimodal ViT one) into a
 model package: one .safetensors file with a JSON card (architecture and sizes, tag text encoder, bands and
 normalisation, provenance with the source file's SHA-256). The checkpoint is read with
-torch.load(weights_only=True) and checked key by key and shape by shape; nothing is unpickled."""
+torch.load(weights_only=True) and checked key by key and shape by shape; nothing is unpickled. Its SHA-256 is shown
+and written into the package's card."""
+
+NOT_A_CHECKPOINT = (f"Choose for {opt('src')} one of the two official GeoLink checkpoints (.pth, about 1.2 GB: image "
+                    "only or multimodal) as downloaded; the links are in the GeoLink models dialog and the README.")
 
 
 @dataclass
@@ -36,8 +40,9 @@ class Config:
 
 
 def run(config: Config, progress: Progress) -> dict:
+    from ..model_store import sha256_of
     from ..models import read_card, save_package
-    from ..models.checkpoint import load_official
+    from ..models.checkpoint import load_official, sniff
 
     t0 = time.monotonic()
     src, out = Path(config.src), Path(config.out)
@@ -45,8 +50,14 @@ def run(config: Config, progress: Progress) -> dict:
         raise InputError(f"The output must be a .safetensors file, got {out.name}.")
     if out.resolve() == src.resolve():
         raise InputError("The output would overwrite the checkpoint.")
-    progress.update(0, f"Reading and checking {src.name}")
-    model = load_official(src)
+    try:
+        sniff(src)
+        sha256 = sha256_of(src, progress.sub(0, 40))
+        progress.log(f"SHA-256 of {src.name}: {sha256}")
+        progress.update(40, f"Reading and checking {src.name}")
+        model = load_official(src, sha256=sha256)
+    except ModelError as exc:  # what is wrong with the file, and which files are meant
+        raise ModelError(exc.message, hint=NOT_A_CHECKPOINT, option="src") from None
     progress.update(70, "Writing the package")
     bands = [b.strip() for b in config.bands.split(",") if b.strip()]
     if len(bands) != model.config.in_chans:
@@ -63,5 +74,6 @@ def run(config: Config, progress: Progress) -> dict:
             "figures": {"architecture": written.architecture, "multimodal": bool(written.config["osm"]),
                         "parameters": sum(p.numel() for p in model.parameters()), "size_mb": round(size_mb, 1),
                         "source_sha256": written.provenance["source_sha256"],
+                        "text_encoder": written.text_encoder_name or "",
                         "seconds": round(time.monotonic() - t0, 2)},
             "report": f"{written.architecture} -> {out} ({size_mb:.1f} MB)"}
