@@ -46,6 +46,22 @@ def test_encode_on_cuda_equals_cpu(no_tf32):
 
 
 @torch.no_grad()
+def test_a_packed_pinned_graph_batch_moves_in_one_copy_per_dtype(no_tf32):
+    """The classify engine's collate: page-locked buffers, moved with one copy per dtype, the same outputs."""
+    from geolink.inference.job import graph_collator
+
+    model = tiny_model(seed=4).eval().cuda()
+    gs = graphs()
+    images = torch.randn(len(gs), 3, 32, 32, device="cuda")
+    packed = graph_collator(model, pin=True)(gs)
+    assert all(b.is_pinned() for b in packed.buffers.values()) and len(packed.buffers) == 3
+    moved = packed.to("cuda")
+    assert moved.node_type.is_cuda and moved.x["point"].data_ptr() != packed.x["point"].data_ptr()
+    expect = model.encode(images, gs)
+    assert max(rel_err(a, b) for a, b in zip(model.encode(images, packed), expect)) < 1e-6
+
+
+@torch.no_grad()
 def test_bfloat16_autocast_is_close_to_float32():
     model = tiny_model(seed=5).eval().cuda()
     gs = graphs()

@@ -205,6 +205,42 @@ def test_collate_offsets_edges_and_records_relations():
         collate_graphs([bad], TEXT_DIM)
 
 
+def tensors(gb) -> list:
+    """Every tensor of a GraphBatch (its padding's too), in GraphBatch.map's order."""
+    out = []
+    gb.map(lambda t: out.append(t) or t)
+    return out
+
+
+@torch.no_grad()
+def test_packed_graph_batch_round_trips_and_gives_the_same_outputs(model):
+    """pack() puts every tensor in one buffer per dtype (views, nothing else allocated); moved with to() it
+    comes back exactly, and the model's outputs with it are those with the plain batch and with the graphs."""
+    gs, images = graphs(), torch.randn(5, 3, 32, 32)
+    for cap in (None, 2):
+        gb = collate_graphs(gs, TEXT_DIM, max_fusion_nodes=cap)
+        packed = gb.pack()
+        assert gb.buffers is None and sorted(map(str, packed.buffers)) == ["torch.bool", "torch.float32", "torch.int64"]
+        plain, views = tensors(gb), tensors(packed)
+        assert len(views) == len(plain) >= 25 and packed.padding.order is not None  # mask and order included
+        for buffer in packed.buffers.values():
+            assert buffer.is_contiguous() and buffer.numel() == sum(t.numel() for t in plain if t.dtype == buffer.dtype)
+        for p, v in zip(plain, views):
+            assert v.dtype == p.dtype and torch.equal(v, p)
+            assert v.untyped_storage().data_ptr() == packed.buffers[v.dtype].untyped_storage().data_ptr()
+        for moved in (packed.to("cpu"), packed.to("cpu", torch.float64)):
+            assert moved.buffers is None
+            for p, m in zip(plain, tensors(moved)):
+                assert torch.equal(m, p.double() if p.is_floating_point() and m.dtype == torch.float64 else p)
+        model.max_fusion_nodes = cap
+        try:
+            expect = model.encode(images, gs)
+            for batch in (gb, packed, packed.to("cpu")):
+                assert all(torch.equal(a, b) for a, b in zip(model.encode(images, batch), expect))
+        finally:
+            model.max_fusion_nodes = None
+
+
 @torch.no_grad()
 def test_fused_relations_equal_torch_geometric_heteroconv(model):
     """One graph with every relation: the batched encoder equals HeteroConv(GATConv per relation, mean) + ReLU."""

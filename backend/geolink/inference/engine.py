@@ -4,14 +4,17 @@ The raster is read one row of windows at a time (a strip `tile` pixels tall); wi
 device in batches; each window's output is weighted (windows.blend_weights) into an accumulator
 that holds only the output rows the current windows touch. Rows no later window can reach are
 finished: divided by their weight sum and handed to a sink, which writes them out. Windows whose
-pixels are all nodata are skipped, and pixels that were nodata come out invalid.
+pixels are all nodata are skipped, and pixels that were nodata come out invalid. Reading and
+preparing the next batches, and blending and writing the last ones, run in threads beside the model
+(run_windows).
 """
 
 from __future__ import annotations
 
+import contextlib
 import math
 from dataclasses import dataclass
-from typing import Callable, List, Optional, Sequence
+from typing import Callable, Iterable, Iterator, List, Optional, Sequence
 
 import numpy as np
 
@@ -19,13 +22,16 @@ from ..errors import ModelError, opt
 from ..progress import Progress
 from ..raster.source import Normaliser, Source
 from ..raster.windows import WindowPlan
+from .overlap import Ahead, Behind
 
-# predict(images [B, C, T, T] on the device, graphs: list of HeteroData/None or None) -> [B, K, T/f, T/f]
+# predict(images [B, C, T, T] on the device, graphs: list of HeteroData/None, or collated, or None) -> [B, K, T/f, T/f]
 Predict = Callable[[object, Optional[list]], object]
 # sink(first output row, values [K, rows, out_width] float32, valid [rows, out_width] bool)
 Sink = Callable[[int, np.ndarray, np.ndarray], None]
 # graph_for(bounds W, S, E, N) -> HeteroData or None
 GraphFor = Callable[[tuple], object]
+# collate(a batch's graphs, one per window, some None) -> what predict takes for them (a GraphBatch)
+Collate = Callable[[list], object]
 
 
 @dataclass
@@ -56,15 +62,33 @@ class Runtime:
         amp = f", autocast {str(self.autocast_dtype).replace('torch.', '')}" if self.autocast_dtype else ""
         return f"{self.device}{amp}, batch {self.batch_size}"
 
-    def run(self, predict: Predict, images: np.ndarray, graphs: Optional[list]) -> np.ndarray:
-        """predict over `images` [N, C, T, T] in chunks of at most self.chunk, as float32 numpy."""
+    @property
+    def pinned(self) -> bool:
+        """Whether what goes to the device is staged in page-locked host memory (a GPU: the copy is then
+        asynchronous)."""
+        return self.device.type == "cuda"
+
+    def host(self, images: np.ndarray):
+        """`images` as the host tensor run() copies to the device, page-locked when `pinned` (the engine makes
+        it in its reader thread)."""
+        import torch
+
+        x = torch.from_numpy(np.ascontiguousarray(images))
+        return x.pin_memory() if self.pinned else x
+
+    def run(self, predict: Predict, images, graphs: Optional[list], collated: object = None) -> np.ndarray:
+        """predict over `images` [N, C, T, T] (numpy or a host tensor) in chunks of at most self.chunk, as float32
+        numpy. `collated`: `graphs` already collated, used while the whole batch goes in one chunk."""
         import torch
 
         outs, i = [], 0
         while i < len(images):
             n = self.chunk
+            part = None if graphs is None else graphs[i:i + n]
+            if collated is not None and n >= len(images):
+                part = collated
             try:
-                outs.append(self._call(predict, images[i:i + n], None if graphs is None else graphs[i:i + n]))
+                outs.append(self._call(predict, images[i:i + n], part))
                 i += n
             except torch.cuda.OutOfMemoryError:
                 if self.device.type == "cuda":
@@ -76,10 +100,11 @@ class Runtime:
                 self.progress.warn(f"Out of memory on {self.device}: batch size {n} -> {self.chunk}.")
         return np.concatenate(outs, 0)
 
-    def _call(self, predict: Predict, images: np.ndarray, graphs: Optional[list]) -> np.ndarray:
+    def _call(self, predict: Predict, images, graphs) -> np.ndarray:
         import torch
 
-        x = torch.from_numpy(np.ascontiguousarray(images)).to(self.device, non_blocking=True)
+        x = images if isinstance(images, torch.Tensor) else torch.from_numpy(np.ascontiguousarray(images))
+        x = x.to(self.device, non_blocking=True)
         with torch.inference_mode():
             if self.autocast_dtype is not None:
                 with torch.autocast(self.device.type, dtype=self.autocast_dtype):
@@ -144,6 +169,7 @@ def _block_any(valid: np.ndarray, factor: int) -> np.ndarray:
 
 
 READ_WIDTH = 8192  # pixels read at once along a row of windows: bounds memory and the time one read blocks a cancel
+AHEAD = 1  # batches made ready ahead of the model by the reader thread (0: read, prepare and write in one thread)
 
 
 def iter_windows(source: Source, bands: Sequence[int], plan: WindowPlan):
@@ -173,6 +199,35 @@ def _batches(windows, size: int):
 
 
 @dataclass
+class Batch:
+    """A batch of windows made ready for the model: `todo` (those with a valid pixel), their normalised images
+    (a host tensor, Runtime.host), their OSM graphs (None: none has one) and those graphs collated."""
+
+    windows: List[Window]
+    todo: List[Window]
+    images: object = None
+    graphs: Optional[list] = None
+    collated: object = None
+
+
+def _prepared(source: Source, bands: Sequence[int], normalise: Normaliser, plan: WindowPlan, runtime: Runtime,
+              graph_for: Optional[GraphFor], collate: Optional[Collate]) -> Iterator[Batch]:
+    """Every batch of `plan` read, normalised, with its graphs built and collated: all but the model."""
+    for windows in _batches(iter_windows(source, bands, plan), runtime.batch_size):
+        batch = Batch(windows, [w for w in windows if w.valid.any()])
+        if batch.todo:
+            if graph_for is not None:
+                graphs = [graph_for(source.window_bounds(w.col, w.row, plan.tile, plan.tile)) for w in batch.todo]
+                if any(g is not None for g in graphs):
+                    batch.graphs = graphs
+                    batch.collated = collate(graphs) if collate is not None else None
+            valid = np.stack([w.valid for w in batch.todo])[:, None]
+            batch.images = runtime.host(np.where(valid, normalise(np.stack([w.raw for w in batch.todo])),
+                                                 np.float32(0)))
+        yield batch
+
+
+@dataclass
 class RunStats:
     windows: int = 0
     skipped: int = 0
@@ -183,41 +238,53 @@ class RunStats:
 
 def run_windows(source: Source, bands: Sequence[int], normalise: Normaliser, plan: WindowPlan, predict: Predict,
                 channels: int, sink: Sink, runtime: Runtime, progress: Progress,
-                graph_for: Optional[GraphFor] = None, message: str = "Processing, batch") -> RunStats:
-    """Run `predict` over every window of `plan` and stream the blended outputs to `sink`, row by row."""
+                graph_for: Optional[GraphFor] = None, message: str = "Processing, batch",
+                collate: Optional[Collate] = None) -> RunStats:
+    """Run `predict` over every window of `plan` and stream the blended outputs to `sink`, row by row.
+
+    The model runs in the caller's thread; with AHEAD > 0 a reader thread (the only one to use `source`) reads,
+    normalises and builds and collates (`collate`) the OSM graphs of the next batches meanwhile, and a writer
+    thread blends each batch's outputs and runs `sink` on the finished rows (overlap.py), each at most AHEAD
+    batches away from the model. Outputs, their order, progress and errors are those of doing it all in one
+    thread."""
     import time
 
     f = plan.factor
     weights = plan.weights()
-    acc = RowAccumulator(channels, plan.out_tile, plan.out_width, plan.out_height, sink)
     stats = RunStats()
     total = math.ceil(len(plan) / runtime.batch_size)
-    for batch in progress.steps(_batches(iter_windows(source, bands, plan), runtime.batch_size),
-                                total, message):
-        stats.windows += len(batch)
-        todo = [w for w in batch if w.valid.any()]
-        stats.skipped += len(batch) - len(todo)
-        outs = None
-        if todo:
-            graphs = None
-            if graph_for is not None:
-                graphs = [graph_for(source.window_bounds(w.col, w.row, plan.tile, plan.tile)) for w in todo]
-                stats.with_osm += sum(g is not None for g in graphs)
-                if all(g is None for g in graphs):
-                    graphs = None
-            t0 = time.monotonic()
-            valid = np.stack([w.valid for w in todo])[:, None]
-            images = np.where(valid, normalise(np.stack([w.raw for w in todo])), np.float32(0))
-            outs = runtime.run(predict, images, graphs)
-            stats.seconds_model += time.monotonic() - t0
-            if outs.shape[1] != channels:
-                raise ModelError(f"The model gave {outs.shape[1]} output channels; {channels} were expected.")
-            if outs.shape[-1] != plan.out_tile:
-                outs = _resize(outs, plan.out_tile)
+    acc = RowAccumulator(channels, plan.out_tile, plan.out_width, plan.out_height, sink)
+
+    def blend(todo: List[Window], outs: np.ndarray) -> None:
         for i, w in enumerate(todo):
             acc.add(w.row // f, w.col // f, outs[i], weights, _block_any(w.valid, f))
-    acc.flush(plan.out_height)
+
+    batches: Iterable[Batch] = _prepared(source, bands, normalise, plan, runtime, graph_for, collate)
+    later: Callable[..., None] = _now
+    with contextlib.ExitStack() as stack:
+        if AHEAD > 0:
+            batches = stack.enter_context(Ahead(batches, AHEAD))
+            later = stack.enter_context(Behind(AHEAD))
+        for batch in progress.steps(batches, total, message):
+            stats.windows += len(batch.windows)
+            stats.skipped += len(batch.windows) - len(batch.todo)
+            if batch.graphs is not None:
+                stats.with_osm += sum(g is not None for g in batch.graphs)
+            if batch.todo:
+                t0 = time.monotonic()
+                outs = runtime.run(predict, batch.images, batch.graphs, batch.collated)
+                stats.seconds_model += time.monotonic() - t0
+                if outs.shape[1] != channels:
+                    raise ModelError(f"The model gave {outs.shape[1]} output channels; {channels} were expected.")
+                if outs.shape[-1] != plan.out_tile:
+                    outs = _resize(outs, plan.out_tile)
+                later(blend, batch.todo, outs)
+        later(acc.flush, plan.out_height)
     return stats
+
+
+def _now(fn: Callable[..., None], *args) -> None:
+    fn(*args)
 
 
 def _resize(values: np.ndarray, size: int) -> np.ndarray:

@@ -8,7 +8,7 @@ import functools
 import time
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Dict, Iterator, List, Optional
+from typing import Callable, Dict, Iterator, List, Optional
 
 from ..atomic import OutputSet
 from ..errors import InputError, ModelError, cmd, opt
@@ -62,6 +62,23 @@ def cap_fusion_nodes(module, k: Optional[int]) -> None:
             m.max_fusion_nodes = k
 
 
+def graph_collator(module, pin: bool) -> Optional[Callable[[list], object]]:
+    """A batch's graphs collated as the GeoLink encoder in `module` collates them (its text width, its fusion
+    cap), packed into page-locked buffers with `pin` (for a GPU), so the engine's reader thread does it while
+    the model runs; None unless `module` holds one GeoLink encoder with an OSM branch."""
+    from ..models import GeoLinkModel, collate_graphs
+
+    encoders = [m for m in module.modules() if isinstance(m, GeoLinkModel)]
+    if len(encoders) != 1 or not encoders[0].has_osm:
+        return None
+    encoder = encoders[0]
+
+    def collate(graphs: list):
+        batch = collate_graphs(graphs, encoder.text_dim, encoder.max_fusion_nodes)
+        return batch.pack(pin=True) if pin else batch
+    return collate
+
+
 @dataclass
 class Job:
     """Everything a raster task needs to run the engine and write its outputs."""
@@ -88,8 +105,9 @@ class Job:
         was nodata."""
         t0 = time.monotonic()
         graph_for = self.graphs if self.graphs is not None and self.graphs.encoder is not None else None
+        collate = graph_collator(self.model.module, self.runtime.pinned) if graph_for is not None else None
         stats = run_windows(self.source, self.bands, self.normalise, self.plan, predict, channels, sink,
-                            self.runtime, progress, graph_for, message)
+                            self.runtime, progress, graph_for, message, collate)
         stats.seconds = time.monotonic() - t0
         if stats.windows and stats.skipped == stats.windows:
             raise InputError("Every pixel of the raster (or of the processing extent) is nodata; nothing to process.",

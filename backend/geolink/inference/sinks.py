@@ -19,12 +19,14 @@ class ClassWriter:
         self.counts = None
 
     def __call__(self, row: int, logits: np.ndarray, valid: np.ndarray) -> None:
-        p = np.exp(logits - logits.max(0, keepdims=True))
-        p /= p.sum(0, keepdims=True)
         classes = np.where(valid, logits.argmax(0), NODATA).astype(np.uint8)
         self.classes.ds.GetRasterBand(1).WriteArray(classes, 0, row)
         counts = np.bincount(classes[valid].ravel(), minlength=len(logits))
         self.counts = counts if self.counts is None else self.counts + counts
+        if self.probabilities is None and self.confidence is None:
+            return
+        p = np.exp(logits - logits.max(0, keepdims=True))
+        p /= p.sum(0, keepdims=True)
         if self.probabilities is not None:
             percent = np.where(valid[None], np.round(p * 100), NODATA).astype(np.uint8)
             self.probabilities.ds.WriteArray(percent, 0, row)

@@ -15,7 +15,7 @@ worked out once per batch, on the CPU, when graphs are collated; the forward pas
 from __future__ import annotations
 
 import copy
-from typing import List, Optional, Sequence, Tuple
+from typing import Callable, List, Optional, Sequence, Tuple
 
 import torch
 import torch.nn.functional as F
@@ -70,12 +70,16 @@ class NodePadding:
 
     def to(self, device) -> NodePadding:
         """A copy on `device` (this one is left as it is)."""
-        def move(t):
-            return None if t is None else t.to(device, non_blocking=True)
+        return self.map(lambda t: t.to(device, non_blocking=True))
+
+    def map(self, fn: Callable[[torch.Tensor], torch.Tensor]) -> NodePadding:
+        """A copy with `fn` of each of its tensors, always in the same order (GraphBatch.pack)."""
+        def apply(t):
+            return None if t is None else fn(t)
 
         moved = copy.copy(self)
-        moved.has_nodes, moved.slot, moved.order = (move(t) for t in (self.has_nodes, self.slot, self.order))
-        moved.groups = [(*g[:4], move(g[4])) for g in self.groups]
+        moved.has_nodes, moved.slot, moved.order = (apply(t) for t in (self.has_nodes, self.slot, self.order))
+        moved.groups = [(*g[:4], apply(g[4])) for g in self.groups]
         return moved
 
     def _pack(self, columns: Sequence[torch.Tensor]) -> torch.Tensor:
