@@ -127,12 +127,12 @@ def measure(raster: Path, model: Path, out: Path, extent=None, stand_in=False, d
 
 def throughput(model: Path, raster: Path, out: Path, device: str, rounds: int = 3) -> dict:
     """Windows/s over `rounds` rounds in this process, each running, in an order that rotates from round to round,
-    the whole pipeline with the prefetching engine ("pipeline": `geolink classify` as it runs: read, normalise,
-    batch, model, blend, write, reading ahead and writing behind in threads), the same with the serial engine
-    ("serial": all in one thread, engine.AHEAD = 0) and the bare model on the same number of windows, same shape
-    and batch size, after a warm-up ("bare"). The best of each, and the median over rounds of each round's ratio
-    to the bare model ("pipeline/bare", "serial/bare"), so that a shared machine's drifting load cancels out as
-    far as it can. "figures": the best prefetching run's figures."""
+    the whole pipeline (read, normalise, batch, model, blend, write) with the reader and writer threads
+    ("pipeline": Runtime.ahead = 1, how a GPU runs it), the same in one thread ("serial": Runtime.ahead = 0, how
+    the CPU runs it) and the bare model on the same number of windows, same shape and batch size, after a
+    warm-up ("bare"). The best of each, and the median over rounds of each round's ratio to the bare model
+    ("pipeline/bare", "serial/bare"), so that a shared machine's drifting load cancels out as far as it can.
+    "figures": the best threaded run's figures."""
     import statistics
 
     import torch
@@ -149,12 +149,14 @@ def throughput(model: Path, raster: Path, out: Path, device: str, rounds: int = 
                            Progress())["figures"]  # warm-up; the window count and batch size
     x = torch.randn(figures["batch_size"], 3, figures["tile"], figures["tile"], device=device)
 
+    by_device = engine.Runtime.ahead
+
     def pipeline(ahead: int) -> float:
         nonlocal figures
-        engine.AHEAD = ahead
+        engine.Runtime.ahead = ahead
         config = classify.Config(raster=str(raster), model=str(model), out=str(out), device=device)
         f = classify.run(config, Progress())["figures"]
-        engine.AHEAD = 1
+        engine.Runtime.ahead = by_device
         if ahead and f["windows_per_second"] >= max(runs["pipeline"], default=0.0):
             figures = f
         return f["windows_per_second"]
@@ -260,12 +262,13 @@ def main() -> int:
     f = r["figures"]
     print(f"windows {f['windows']}, batch {f['batch_size']}, task {f['seconds']} s (process wall {r['wall_s']} s, "
           f"peak RSS {r['peak_rss_mb']:.0f} MB)")
-    print(f"\nthroughput over {args.rounds} rounds per process, each round the classify pipeline with the "
-          "prefetching engine (reader and writer threads), with the serial engine and the bare model, in an order")
+    print(f"\nthroughput over {args.rounds} rounds per process, each round the classify pipeline with reader and "
+          "writer threads (threaded: how a GPU runs), in one thread (serial: how the CPU runs) and the bare model, "
+          "in an order")
     print("rotating from round to round; glibc allocator as the CLI and the worker set it (freed memory kept, "
           "geolink.allocator) and glibc's default, one process each, in turn. w/s: the best round; ratios: the "
           "median of the rounds' ratios")
-    print(f"{'allocator':<10}{'pipeline w/s':>14}{'serial w/s':>12}{'bare w/s':>10}{'pipeline/bare':>15}"
+    print(f"{'allocator':<10}{'threaded w/s':>14}{'serial w/s':>12}{'bare w/s':>10}{'threaded/bare':>15}"
           f"{'serial/bare':>13}{'in model':>10}{'page faults':>13}{'CPU s':>8}")
     for allocator in ("kept", "default"):
         r = measure_throughput(model, s2, work / f"s2_{allocator}.tif", args.device, allocator, args.rounds)
@@ -273,7 +276,7 @@ def main() -> int:
         print(f"{allocator:<10}{r['pipeline']:>14.2f}{r['serial']:>12.2f}{r['bare']:>10.2f}"
               f"{r['pipeline/bare']:>15.2f}{r['serial/bare']:>13.2f}"
               f"{f['seconds_model'] / f['seconds']:>10.0%}{r['page_faults']:>13}{r['cpu_s']:>8.1f}", flush=True)
-    print("in model: share of the best prefetching run's time spent in the model (the rest: waiting for a batch or "
+    print("in model: share of the best threaded run's time spent in the model (the rest: waiting for a batch or "
           "for the writer); page faults and CPU s: all the rounds with the model's loading (getrusage)")
     naip(work, model)
     return 0

@@ -36,7 +36,7 @@ def pixelwise(images, graphs):
 
 def engine_run(data_dir, tmp_path, ahead: int, monkeypatch, **kw) -> tuple:
     """run_windows over a real crop (some nodata) with recording normaliser, model and sink."""
-    monkeypatch.setattr(engine, "AHEAD", ahead)
+    monkeypatch.setattr(engine.Runtime, "ahead", ahead)
     tmp_path.mkdir()
     path = s2_crop(data_dir, tmp_path / "s2.tif", size=150)
     set_nodata_box(path, 0, 0, 40, 40)
@@ -111,7 +111,7 @@ def test_classify_and_embed_with_osm_are_bit_identical_to_the_serial_engine(data
         ("amenity:school", [(70, 90)]), ("waterway:river", [(20, 128), (60, 70), (128, 60)])])
     arrays, figures = {}, {}
     for ahead in (0, 1):
-        monkeypatch.setattr(engine, "AHEAD", ahead)
+        monkeypatch.setattr(engine.Runtime, "ahead", ahead)
         out = tmp_path / str(ahead)
         out.mkdir()
         figures[ahead] = classify.run(classify.Config(raster=str(raster), model=str(model), out=str(out / "c.tif"),
