@@ -66,8 +66,9 @@ class Runtime:
     def ahead(self) -> int:
         """Batches a reader thread prepares ahead of the model (and a writer thread blends behind it); 0: read,
         prepare and write in the model's thread. 1 on a GPU, whose host CPU is otherwise idle while the model runs;
-        0 on the CPU, where torch already uses every core and the threads only take time from it (bench_inference
-        on 2 cores: 0.85 of the bare model's throughput with them, 0.92 without)."""
+        0 on the CPU, where torch already uses every core and the threads can only take time from it
+        (bench_inference on 2 quiet cores, two runs: 0.85 and 0.90 of the bare model's throughput with them, 0.92
+        and 0.88 without: no gain)."""
         return 1 if self.device.type == "cuda" else 0
 
     @property
