@@ -143,3 +143,24 @@ def test_guided_upsampling_keeps_what_the_bands_explain_and_sums_to_one():
     logp = guided_log_probabilities(torch.randn(2, 4, 8, 8), guide.float())
     assert logp.shape == (2, 4, 32, 32)
     assert torch.allclose(logp.exp().sum(1), torch.ones(2, 32, 32), atol=1e-5)
+
+
+def test_a_package_with_the_first_detail_head_is_refused_with_what_to_do(tmp_path):
+    """Packages fine-tuned with the learnt full-resolution path (the first detail head) get a plain message."""
+    from safetensors import safe_open
+    from safetensors.torch import save_file
+
+    from geolink.errors import ModelError
+    from geolink.models import load_model
+
+    from .tiny_models import make_package
+
+    path = make_package(tmp_path / "detail.safetensors", decoder="detail")
+    with safe_open(str(path), framework="pt") as f:
+        tensors, metadata = {k: f.get_tensor(k) for k in f.keys()}, f.metadata()
+    assert load_model(path).card.head["decoder"] == "detail"
+    tensors["head.detail.stem.0.0.weight"] = torch.zeros(16, 3, 3, 3)  # the first detail head's layout
+    save_file(tensors, str(path), metadata=metadata)
+    with pytest.raises(ModelError, match="first version of the detail head") as err:
+        load_model(path)
+    assert "Fine-tune it again" in err.value.hint

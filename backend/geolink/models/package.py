@@ -88,6 +88,10 @@ def load_package(path: os.PathLike) -> torch.nn.Module:
     except Exception as exc:  # safetensors raises its own error types for corrupt files
         raise ModelError(f"Cannot read the weights of {path.name}: {exc}") from exc
     state = {k: v.float() if v.is_floating_point() else v for k, v in state.items()}
+    if head and head.get("decoder") == "detail" and any(k.startswith("head.detail.") for k in state):
+        raise ModelError(f"{path.name} was fine-tuned with the first version of the detail head (a learnt "
+                         "full-resolution path), which this version of GeoLink replaced by a guided filter.",
+                         hint="Fine-tune it again from its base model (the same labels give the new head).")
     prefix = "encoder." if head else ""
     for k in [k for k in state if k.startswith(prefix + "img_encoder.patch_embed.")]:
         state[prefix + k[len(prefix + "img_encoder."):]] = state[k]
