@@ -136,10 +136,13 @@ def summary(card: Optional[dict]) -> str:
     if provenance.get("task") == "finetune":
         scores = next((provenance[k] for k in ("test", "validation") if isinstance(provenance.get(k), dict)), {})
         iou = scores.get("mean_iou")
-        base = {"provenance": provenance.get("base_card")} if isinstance(provenance.get("base_card"), dict) else {}
-        lines.append(tr("Trained on “{labels}” from {base}{demo}").format(
-            labels=provenance.get("labels", "?"), base=provenance.get("base_model", "?"),
-            demo=tr(" (a demonstration encoder)") if base and is_demo(base) else "")
+        data = provenance.get("training_data") if isinstance(provenance.get("training_data"), dict) else {}
+        base = provenance.get("base_model")
+        base = base.get("name") if isinstance(base, dict) else base  # {name, file, architecture}; older cards: a path
+        lines.append(tr("Trained on “{labels}” over “{raster}” from {base}{demo}").format(
+            labels=data.get("labels") or provenance.get("labels") or "?", raster=data.get("raster") or "?",
+            base=Path(str(base)).stem if base else "?",
+            demo=tr(" (a demonstration encoder)") if base == "default" else "")
             + (tr("; held-out mean IoU {iou:.2f}").format(iou=iou) if isinstance(iou, (int, float)) else "") + ".")
     elif is_demo(card):
         lines.append(tr("A demonstration model: for trying the tools, not for accurate maps."))

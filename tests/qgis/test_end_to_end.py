@@ -104,7 +104,7 @@ def test_finetune_takes_class_colours_from_the_layer_style(qgis_app, data_dir, t
     from qgis import processing
 
     from geolink_qgis import settings
-    from geolink_qgis.models import read_card
+    from geolink_qgis.models import read_card, summary
     from tests.backend.finetune_helpers import labels_in_crop
 
     require_task("finetune")
@@ -130,6 +130,9 @@ def test_finetune_takes_class_colours_from_the_layer_style(qgis_app, data_dir, t
     card = read_card(out)
     assert {c["name"]: c["color"].lower() for c in card["head"]["classes"]} == colours
     assert Path(result["REPORT"]).exists()
+    line = summary(card).splitlines()[-1]  # the dialog's line on the model: its own data, its base, its score
+    base = card["provenance"]["base_model"]["name"]
+    assert line.startswith(f"Trained on “labels.geojson” over “crop.tif” from {base}; held-out mean IoU"), line
 
 
 def test_import_checkpoint_into_the_model_folder(qgis_app, shared_dir, tmp_path, monkeypatch):
