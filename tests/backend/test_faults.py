@@ -133,14 +133,17 @@ def test_existing_output_is_replaced_with_its_sidecars_as_one_unit(model, data_d
 
 
 def test_partials_of_a_killed_run_are_removed_by_the_next_run(model, data_dir, tmp_path, capsys):
-    raster = s2_crop(data_dir, tmp_path / "s2.tif", size=400)
+    raster = s2_crop(data_dir, tmp_path / "s2.tif", col=0, row=0, size=1900)  # ~6,000 windows: seconds to kill in
     outdir = tmp_path / "out"
     run = subprocess.Popen([sys.executable, "-m", "geolink.cli", "--quiet", "classify", "--raster", str(raster),
                             "--model", str(model), "--out", str(outdir / "o.tif"), "--device", "cpu"],
                            stderr=subprocess.PIPE, text=True)
     deadline = time.monotonic() + 120
-    while not (outdir.exists() and partials(outdir)) and time.monotonic() < deadline and run.poll() is None:
-        time.sleep(0.1)
+    # the output's partial (not the folder's write probe, .geolink.partial-<pid>-probe, gone at once)
+    while not (outdir.exists() and any(n.startswith("o.partial-") for n in partials(outdir))) \
+            and time.monotonic() < deadline and run.poll() is None:
+        time.sleep(0.01)
+    assert run.poll() is None, "the run ended before its partial file was seen"
     run.send_signal(signal.SIGKILL)
     run.communicate()
     left = partials(outdir)
