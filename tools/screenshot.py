@@ -31,8 +31,31 @@ import package  # noqa: E402
 SCREEN = (1600, 1000)
 LABELS = ROOT / "tests" / "data" / "labels" / "s2_virginia_labels.geojson"  # hand-digitised on the same scene
 
-STARTUP = r'''
+# What every script run inside QGIS starts with: its configuration (__CONFIG__, filled in by run_in_qgis), a log
+# file, and a guard for a step that logs its traceback and ends QGIS.
+PRELUDE = r'''
 import json, os
+
+CFG = json.loads(__CONFIG__)
+
+
+def log(msg):
+    with open(CFG["log"], "a", encoding="utf-8") as f:
+        f.write(msg + "\n")
+
+
+def guarded(step):
+    def run(*args):
+        try:
+            step(*args)
+        except Exception:
+            import traceback
+            log(traceback.format_exc())
+            os._exit(1)
+    return run
+'''
+
+STARTUP = PRELUDE + r'''
 from qgis.core import (QgsContrastEnhancement, QgsMultiBandColorRenderer, QgsProject, QgsRasterLayer, QgsRectangle,
                        QgsVectorLayer)
 from qgis.PyQt.QtCore import QRect, Qt, QTimer
@@ -40,13 +63,7 @@ from qgis.PyQt.QtGui import QImage
 from qgis.PyQt.QtWidgets import QApplication, QDockWidget, QLineEdit
 from qgis.utils import iface, plugins
 
-CFG = json.loads(__CONFIG__)
 STEPS = []
-
-
-def log(msg):
-    with open(CFG["log"], "a", encoding="utf-8") as f:
-        f.write(msg + "\n")
 
 
 def save(pixmap, name, width=None):

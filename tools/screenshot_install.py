@@ -21,21 +21,15 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT / "tools"))
 
-from screenshot import run_in_qgis  # noqa: E402
+from screenshot import PRELUDE, run_in_qgis  # noqa: E402
 
-STARTUP = r'''
-import json, os, time
+STARTUP = PRELUDE + r'''
+import time
 from qgis.PyQt.QtCore import QTimer
 from qgis.PyQt.QtWidgets import QApplication
 from qgis.utils import iface, plugins
 
-CFG = json.loads(__CONFIG__)
 state = {}
-
-
-def log(msg):
-    with open(CFG["log"], "a", encoding="utf-8") as f:
-        f.write(time.strftime("%H:%M:%S ") + msg + "\n")
 
 
 def grab(name):
@@ -43,17 +37,6 @@ def grab(name):
     path = os.path.join(CFG["out_dir"], name)
     QApplication.primaryScreen().grabWindow(0).save(path, "PNG")
     log("saved " + path)
-
-
-def guarded(step):
-    def run(*args):
-        try:
-            step(*args)
-        except Exception:
-            import traceback
-            log(traceback.format_exc())
-            os._exit(1)
-    return run
 
 
 @guarded

@@ -21,32 +21,14 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT / "tools"))
 
-from screenshot import screenshot  # noqa: E402
+from screenshot import PRELUDE, screenshot  # noqa: E402
 
-STARTUP = r'''
-import json, os
+STARTUP = PRELUDE + r'''
 from qgis.PyQt.QtCore import QTimer
 from qgis.PyQt.QtWidgets import QApplication
 from qgis.utils import iface
 
-CFG = json.loads(__CONFIG__)
 state = {}
-
-
-def log(msg):
-    with open(CFG["log"], "a", encoding="utf-8") as f:
-        f.write(msg + "\n")
-
-
-def guarded(step):
-    def run(*args):
-        try:
-            step(*args)
-        except Exception:
-            import traceback
-            log(traceback.format_exc())
-            os._exit(1)
-    return run
 
 
 def save(name):

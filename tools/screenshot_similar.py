@@ -17,22 +17,14 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT / "tools"))
 
-from screenshot import crop, ready, screenshot, screenshot_parser  # noqa: E402
+from screenshot import PRELUDE, crop, ready, screenshot, screenshot_parser  # noqa: E402
 
-STARTUP = r'''
-import json, os
+STARTUP = PRELUDE + r'''
 from qgis.core import QgsContrastEnhancement, QgsMultiBandColorRenderer, QgsPointXY, QgsProject, QgsRasterLayer
 from qgis.PyQt.QtCore import QPoint, Qt, QTimer
 from qgis.PyQt.QtTest import QTest
 from qgis.PyQt.QtWidgets import QApplication
 from qgis.utils import iface, plugins
-
-CFG = json.loads(__CONFIG__)
-
-
-def log(msg):
-    with open(CFG["log"], "a", encoding="utf-8") as f:
-        f.write(msg + "\n")
 
 
 def grab():
