@@ -239,6 +239,13 @@ class GeoLinkAlgorithm(QgsProcessingAlgorithm):
         value = settings.device() if index == 0 else DEVICE_CHOICES[index]
         return None if value == "auto" else value
 
+    def map_config(self, parameters, context, feedback, osm_required: bool = False) -> dict:
+        """What every map task sends the backend: the raster, the OSM, the model and the engine options changed."""
+        return {"raster": self.raster_input(parameters, context, feedback),
+                "osm": self.osm_inputs(parameters, context, feedback, required=osm_required),
+                "model": self.parameterAsString(parameters, self.MODEL, context),
+                **self.engine_config(parameters, context)}
+
     def engine_config(self, parameters, context) -> dict:
         """The advanced options the user changed, under the backend's config names (unset ones are left out, so
         the backend's defaults apply)."""

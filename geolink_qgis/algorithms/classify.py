@@ -40,13 +40,10 @@ class ClassifyAlgorithm(GeoLinkAlgorithm):
             self.PROBABILITIES, tr("Class probabilities"), optional=True, createByDefault=False))
 
     def processAlgorithm(self, parameters, context, feedback):  # noqa: N802
-        raster = self.raster_input(parameters, context, feedback)
-        osm = self.osm_inputs(parameters, context, feedback)
-        out = self.parameterAsOutputLayer(parameters, self.OUTPUT, context)
+        config = self.map_config(parameters, context, feedback)
+        out = config["out"] = self.parameterAsOutputLayer(parameters, self.OUTPUT, context)
         probs = self.parameterAsOutputLayer(parameters, self.PROBABILITIES, context) \
             if parameters.get(self.PROBABILITIES) else None
-        config = {"raster": raster, "osm": osm, "model": self.parameterAsString(parameters, self.MODEL, context),
-                  "out": out, **self.engine_config(parameters, context)}
         if probs:
             config["probabilities"] = probs
         self.run_backend("classify", config, feedback, outputs=[p for p in (out, probs) if p])

@@ -43,12 +43,9 @@ class ClusterAlgorithm(GeoLinkAlgorithm):
         self.addParameter(QgsProcessingParameterRasterDestination(self.OUTPUT, tr("Clusters")))
 
     def processAlgorithm(self, parameters, context, feedback):  # noqa: N802
-        raster = self.raster_input(parameters, context, feedback)
-        osm = self.osm_inputs(parameters, context, feedback)
-        out = self.parameterAsOutputLayer(parameters, self.OUTPUT, context)
-        config = {"raster": raster, "osm": osm, "model": self.parameterAsString(parameters, self.MODEL, context),
-                  "out": out, "k": self.parameterAsInt(parameters, self.K, context),
-                  **self.engine_config(parameters, context)}
+        config = self.map_config(parameters, context, feedback)
+        out = config["out"] = self.parameterAsOutputLayer(parameters, self.OUTPUT, context)
+        config["k"] = self.parameterAsInt(parameters, self.K, context)
         for param, key in ((self.SEED, "seed"), (self.SAMPLE, "sample")):
             if parameters.get(param) not in (None, ""):
                 config[key] = self.parameterAsInt(parameters, param, context)

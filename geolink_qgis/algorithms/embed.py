@@ -45,11 +45,8 @@ class EmbedAlgorithm(GeoLinkAlgorithm):
         self.addOutput(QgsProcessingOutputRasterLayer(self.PREVIEW, tr("PCA preview")))
 
     def processAlgorithm(self, parameters, context, feedback):  # noqa: N802
-        raster = self.raster_input(parameters, context, feedback)
-        osm = self.osm_inputs(parameters, context, feedback)
-        out = self.parameterAsOutputLayer(parameters, self.OUTPUT, context)
-        config = {"raster": raster, "osm": osm, "model": self.parameterAsString(parameters, self.MODEL, context),
-                  "out": out, **self.engine_config(parameters, context)}
+        config = self.map_config(parameters, context, feedback)
+        out = config["out"] = self.parameterAsOutputLayer(parameters, self.OUTPUT, context)
         layer = self.parameterAsInt(parameters, self.LAYER, context) if parameters.get(self.LAYER) else 0
         if layer:
             config["layer"] = layer

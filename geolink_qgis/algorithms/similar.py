@@ -82,11 +82,8 @@ class SimilarAlgorithm(GeoLinkAlgorithm):
 
     def processAlgorithm(self, parameters, context, feedback):  # noqa: N802
         raster_layer = self.parameterAsRasterLayer(parameters, self.INPUT, context)
-        raster = self.raster_input(parameters, context, feedback)
-        osm = self.osm_inputs(parameters, context, feedback)
-        out = self.parameterAsOutputLayer(parameters, self.OUTPUT, context)
-        config = {"raster": raster, "osm": osm, "model": self.parameterAsString(parameters, self.MODEL, context),
-                  "out": out, **self.engine_config(parameters, context)}
+        config = self.map_config(parameters, context, feedback)
+        out = config["out"] = self.parameterAsOutputLayer(parameters, self.OUTPUT, context)
         crs = raster_layer.crs()
         at = []
         if parameters.get(self.POINT):

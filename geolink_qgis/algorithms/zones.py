@@ -57,14 +57,11 @@ class ZonesAlgorithm(GeoLinkAlgorithm):
         self.addParameter(QgsProcessingParameterVectorDestination(self.OUTPUT, tr("Zones"), SOURCE_VECTOR_POLYGON))
 
     def processAlgorithm(self, parameters, context, feedback):  # noqa: N802
-        raster = self.raster_input(parameters, context, feedback)
-        osm = self.osm_inputs(parameters, context, feedback, required=True)
-        out = self.parameterAsOutputLayer(parameters, self.OUTPUT, context)
+        config = self.map_config(parameters, context, feedback, osm_required=True)
+        out = config["out"] = self.parameterAsOutputLayer(parameters, self.OUTPUT, context)
         if not out.lower().endswith(".gpkg"):
             raise QgsProcessingException(tr("Zones are written as a GeoPackage; choose a .gpkg output, not {path}.")
                                          .format(path=out))
-        config = {"raster": raster, "osm": osm, "model": self.parameterAsString(parameters, self.MODEL, context),
-                  "out": out, **self.engine_config(parameters, context)}
         for param, key, cast in ((self.MIN_AREA, "min_area", float), (self.SIEVE, "sieve", int)):
             value = self.parameterAsDouble(parameters, param, context) if parameters.get(param) else 0
             if value:
