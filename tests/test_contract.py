@@ -32,6 +32,13 @@ def test_built_in_tag_maps_in_the_backends_order():
     assert train_from_osm.BUILT_IN_TAG_MAPS == list(tagmap.BUILT_IN)  # the dialog passes the index
 
 
+def test_the_clip_files_the_models_dialog_names_are_the_backends():
+    from geolink.osm.clip_text import CLIP_FILES
+    from geolink_qgis.ui import models_dialog
+
+    assert models_dialog.CLIP_FILES == CLIP_FILES
+
+
 def test_the_clip_cache_folder_the_plugin_looks_for_is_the_backends_repository():
     from geolink.osm.clip_text import CLIP_REPO
 

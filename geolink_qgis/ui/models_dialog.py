@@ -35,6 +35,9 @@ from .jobs import JobsTask
 from .runner import AlgorithmRun
 
 COLUMNS = ["Name", "Can do", "Classes", "File"]
+# The CLIP text encoder's files (the backend's geolink.osm.clip_text.CLIP_FILES, checked by tests/test_contract.py).
+CLIP_FILES = ("config.json", "model.safetensors", "vocab.json", "merges.txt", "tokenizer.json",
+              "tokenizer_config.json", "special_tokens_map.json")
 # The official checkpoints, as the authors publish them in their repository's README.
 PAPER_CODE = "https://github.com/bailubin/GeoLink_NeurIPS2025"
 IMAGE_ONLY = ("https://drive.google.com/file/d/12u0goOohBYHjlkKIs11bVeTYyscd2Z9g/view?usp=drive_link",
@@ -45,6 +48,15 @@ MULTIMODAL = ("https://drive.google.com/file/d/1bAeNurdrH9nEI7qzwNWyLBWBSZnfwj_9
 
 def _links(pair) -> str:
     return f'<a href="{pair[0]}">Google Drive</a> · <a href="{pair[1]}">PKU Disk</a>'
+
+
+def _rich_label(html: str) -> QLabel:
+    """A wrapping label of rich text whose links open in the browser."""
+    label = QLabel(html)
+    label.setWordWrap(True)
+    label.setTextFormat(Qt.TextFormat.RichText)
+    label.setOpenExternalLinks(True)
+    return label
 
 
 class ModelsDialog(QDialog):
@@ -112,7 +124,7 @@ class ModelsDialog(QDialog):
 
     def _official_box(self) -> QGroupBox:
         box = QGroupBox(tr("The official GeoLink weights"))
-        about = QLabel(tr(
+        about = _rich_label(tr(
             "The GeoLink authors publish two pretrained ViT-L/16 checkpoints, .pth files of about 1.2 GB each: "
             "<b>image only</b> ({image}) and <b>multimodal</b>, imagery with OpenStreetMap ({multimodal}), "
             "from <a href=\"{code}\">the paper's repository</a>. Download one with your web browser, then import "
@@ -120,9 +132,6 @@ class ModelsDialog(QDialog):
             "computed and written into the new model's card, and the model appears in the list above, ready for "
             "embeddings or as a base for training.").format(image=_links(IMAGE_ONLY),
                                                              multimodal=_links(MULTIMODAL), code=PAPER_CODE))
-        about.setWordWrap(True)
-        about.setTextFormat(Qt.TextFormat.RichText)
-        about.setOpenExternalLinks(True)
         row = QHBoxLayout()
         row.addWidget(self.import_button)
         row.addWidget(QLabel(tr("SHA-256:")))
@@ -134,16 +143,12 @@ class ModelsDialog(QDialog):
 
     def _encoder_box(self) -> QGroupBox:
         box = QGroupBox(tr("Tag text encoder (CLIP ViT-B/16), for the multimodal weights"))
-        about = QLabel(tr(
+        about = _rich_label(tr(
             "The multimodal model reads OpenStreetMap tags through OpenAI's CLIP ViT-B/16 text encoder "
             "(<a href=\"https://huggingface.co/openai/clip-vit-base-patch16\">openai/clip-vit-base-patch16</a> "
             "on the Hugging Face hub). <i>Download</i> fetches only the files it needs. Without internet, copy "
-            "those files from another computer into one folder (config.json, model.safetensors, vocab.json, "
-            "merges.txt, tokenizer.json, tokenizer_config.json, special_tokens_map.json) and choose it with "
-            "<i>Use a folder…</i>"))
-        about.setWordWrap(True)
-        about.setTextFormat(Qt.TextFormat.RichText)
-        about.setOpenExternalLinks(True)
+            "those files from another computer into one folder ({files}) and choose it with "
+            "<i>Use a folder…</i>").format(files=", ".join(CLIP_FILES)))
         row = QHBoxLayout()
         row.addWidget(self.download_button)
         row.addWidget(self.folder_button)
