@@ -4,9 +4,9 @@ The raster is read one row of windows at a time (a strip `tile` pixels tall); wi
 device in batches; each window's output is weighted (windows.blend_weights) into an accumulator
 that holds only the output rows the current windows touch. Rows no later window can reach are
 finished: divided by their weight sum and handed to a sink, which writes them out. Windows whose
-pixels are all nodata are skipped, and pixels that were nodata come out invalid. Reading and
-preparing the next batches, and blending and writing the last ones, run in threads beside the model
-(run_windows).
+pixels are all nodata are skipped, and pixels that were nodata come out invalid. On a GPU, reading
+and preparing the next batches, and blending and writing the last ones, run in threads beside the model
+(run_windows, Runtime.ahead).
 """
 
 from __future__ import annotations
