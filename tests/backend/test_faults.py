@@ -187,7 +187,7 @@ def test_garbled_tiff_header(model, data_dir, tmp_path, capsys):
     ("classify", ["--gsd", "-10"], ["--gsd must be 0 or more, got -10"]),
     ("classify", ["--gsd", "nan"], ["--gsd must be a finite number, got nan"]),
     ("classify", ["--gsd", "100000"], ["--gsd 100000 m is coarser than the raster", "below 320 m"]),
-    ("classify", ["--gsd", "0.001"], ["This is a large job", "more than 2 gigapixels", "--yes"]),
+    ("classify", ["--gsd", "0.006"], ["This is a large job", "more than 2 gigapixels", "--yes"]),
     ("embed", ["--layer", "99"], ["--layer 99 is past the model's last block", "numbered 1 to 2"]),
 ])
 def test_out_of_range_options(model, data_dir, tmp_path, capsys, task, args, words):
