@@ -221,13 +221,19 @@ def test_runaway_raster_asks_for_yes_and_refuses_what_cannot_fit(model, data_dir
     assert os.listdir(disk) == [] and not (tmp_path / "o.tif").exists()
 
 
+def default_sigint() -> None:
+    """Ctrl-C's default action in the child: a shell that started this suite in the background (`cmd &`) hands
+    its children SIGINT ignored, and Python then installs no KeyboardInterrupt handler."""
+    signal.signal(signal.SIGINT, signal.SIG_DFL)
+
+
 def test_cancel_takes_effect_within_2s_on_a_wide_raster(model, data_dir, tmp_path):
     raster = s2_crop(data_dir, tmp_path / "s2.tif", size=64)
     gt = gdal.Open(str(raster)).GetGeoTransform()
     extent = f"{gt[0]},{gt[3] - 50},{gt[0] + 640},{gt[3]}"  # at 5 mm: rows of windows 128,000 px wide
     run = subprocess.Popen([sys.executable, "-m", "geolink.cli", "classify", "--raster", str(raster), "--model",
                             str(model), "--out", str(tmp_path / "o.tif"), "--device", "cpu", "--gsd", "0.005",
-                            "--extent", extent, "--yes"], stderr=subprocess.PIPE)
+                            "--extent", extent, "--yes"], stderr=subprocess.PIPE, preexec_fn=default_sigint)
     seen = {}
 
     def read():
@@ -241,14 +247,17 @@ def test_cancel_takes_effect_within_2s_on_a_wide_raster(model, data_dir, tmp_pat
         seen["text"] = text.decode(errors="replace")
     reader = threading.Thread(target=read)
     reader.start()
-    deadline = time.monotonic() + 180
-    while "started" not in seen and time.monotonic() < deadline and run.poll() is None:
-        time.sleep(0.05)
-    assert "started" in seen, seen
-    sent = time.monotonic()
-    run.send_signal(signal.SIGINT)
-    assert run.wait(60) == 130
-    reader.join()
+    try:
+        deadline = time.monotonic() + 180
+        while "started" not in seen and time.monotonic() < deadline and run.poll() is None:
+            time.sleep(0.05)
+        assert "started" in seen, seen
+        sent = time.monotonic()
+        run.send_signal(signal.SIGINT)
+        assert run.wait(60) == 130
+    finally:
+        run.kill()  # no classify left running for hours after a failure
+        reader.join()
     assert seen["cancelled"] - sent < 2.0, seen["text"][-2000:]
     assert "Traceback" not in seen["text"] and not (tmp_path / "o.tif").exists() and partials(tmp_path) == []
 
