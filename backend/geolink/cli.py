@@ -122,6 +122,9 @@ def main(argv: Optional[List[str]] = None) -> int:
         print(json.dumps(result, indent=2, default=str))
     else:
         print_result(result)
+    if result.get("incomplete"):  # a batch in which some rasters failed: outputs written, exit status 1
+        print(f"error: {result['incomplete']}", file=sys.stderr)
+        return 1
     return 0
 
 

@@ -90,6 +90,8 @@ class BatchAlgorithm(GeoLinkAlgorithm):
         result = self.run_backend("batch", config, feedback)
         self._provenance["model"] = options["model"]
         outputs = result.get("outputs") or {}
+        if result.get("incomplete"):  # the others' outputs are kept and loaded
+            feedback.reportError(result["incomplete"], fatalError=False)
         if kind and outputs.get("mosaic"):
             self.style_output(outputs["mosaic"], kind, tr("Mosaic"), declared=False, main=True)
         return {self.OUTPUT: out, self.REPORT: outputs.get("report")}

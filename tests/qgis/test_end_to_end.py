@@ -243,3 +243,29 @@ def test_batch_classifies_a_folder_and_loads_the_styled_mosaic(qgis_app, data_di
     assert group_of(project, mosaic).endswith("Process a folder of rasters") and mosaic.name().startswith("tiles")
     again = processing.run("geolink:batch", params)
     assert json.loads(Path(again["REPORT"]).read_text())["skipped"] == 2
+
+
+def test_a_batch_with_a_damaged_raster_says_so_and_loads_the_rest(qgis_app, data_dir, tmp_path, tiny_models,
+                                                                  project):
+    from qgis import processing
+
+    folder = tmp_path / "tiles"
+    folder.mkdir()
+    good = s2_crop(data_dir, folder / "tile_0.tif", size=48)
+    (folder / "tile_1.tif").write_bytes(good.read_bytes()[:3000])
+
+    class Errors(QgsProcessingFeedback):
+        def __init__(self):
+            super().__init__()
+            self.errors = []
+
+        def reportError(self, error, *args, **kwargs):  # noqa: N802 (QGIS names it)
+            self.errors.append(error)
+
+    feedback = Errors()
+    out = tmp_path / "out"
+    processing.runAndLoadResults("geolink:batch", {"TASK": 0, "FOLDER": str(folder), "PATTERN": "*.tif",
+                                                   "MODEL": tiny_models["segmentation"], "DEVICE": 2,
+                                                   "OUTPUT": str(out)}, feedback=feedback)
+    assert any(e.startswith("1 of 2 rasters failed") and "again redoes only those" in e for e in feedback.errors)
+    assert [p.name for p in out.glob("*.tif")] == ["tile_0.tif"] and loaded(project, out / "mosaic.vrt")

@@ -96,8 +96,12 @@ def run(config: Config, progress: Progress) -> dict:
             progress.warn("No mosaic.vrt: the outputs do not share one CRS and band count.")
     progress.update(100, "Done")
     failed = [i for i in items if i.status == "failed"]
-    return {"outputs": outputs,
-            "figures": {**{k: summary[k] for k in ("done", "skipped", "failed", "seconds", "rasters_per_second")},
-                        "failures": {i.raster: i.error for i in failed}},
-            "report": f"{counts['done']} done, {counts['skipped']} skipped, {counts['failed']} failed in "
-                      f"{seconds:.1f} s ({summary['rasters_per_second']} rasters/s) -> {out_dir}"}
+    result = {"outputs": outputs,
+              "figures": {**{k: summary[k] for k in ("done", "skipped", "failed", "seconds", "rasters_per_second")},
+                          "failures": {i.raster: i.error for i in failed}},
+              "report": f"{counts['done']} done, {counts['skipped']} skipped, {counts['failed']} failed in "
+                        f"{seconds:.1f} s ({summary['rasters_per_second']} rasters/s) -> {out_dir}"}
+    if failed:  # the others' outputs stay; a script still has to learn that the batch is not whole
+        result["incomplete"] = (f"{len(failed)} of {len(items)} rasters failed (their errors are in {report}); "
+                                "running the batch again redoes only those.")
+    return result
