@@ -26,7 +26,7 @@ import shapely
 
 from ..errors import InputError
 from ..osm.format import POLYGON
-from ..osm.read import read_osm
+from ..osm.read import OsmFeatures, read_osm
 from ..osm.tagmap import TagMap, most_common_tags
 from ..progress import Progress
 from ..raster.crs import metres_per_unit
@@ -50,33 +50,9 @@ def read_osm_labels(paths: Sequence[str], tag_map: TagMap, raster_wkt: str,
     progress = progress or Progress()
     features = read_osm(paths, raster_wkt, progress.sub(0, 70))
     progress.update(75, "Matching OSM tags to classes")
-    is_poly = features.kinds == POLYGON
-    ids = tag_map.match_all(features.labels)
     dropped: Dict[str, int] = {}
-    if (~is_poly).any():
-        dropped["points and lines (no area to label)"] = int((~is_poly).sum())
-    if not (is_poly & (ids >= 0)).any():
-        seen = most_common_tags(features.labels[is_poly] if is_poly.any() else features.labels)
-        raise InputError(
-            f"No OSM polygon matches a class of the tag map {tag_map.source}"
-            + (f"; the tags seen most are {', '.join(f'{t} ({n})' for t, n in seen)}." if seen
-               else "; the OSM holds no tagged feature."),
-            hint="Choose another tag map (--tag-map landcover or urban-function) or write one for these tags.")
-    if (is_poly & (ids < 0)).any():
-        dropped["polygons with no tag of the tag map"] = int((is_poly & (ids < 0)).sum())
-    keep = is_poly & (ids >= 0)
-    geoms, ids = features.geoms[keep], ids[keep]
-
-    box = shapely.box(*raster_bounds)
-    inside = shapely.intersects(geoms, box)
-    if not inside.any():
-        osm_box = shapely.total_bounds(geoms)
-        raise InputError("None of the OSM polygons matching the tag map lies over the raster.",
-                         hint=f"The raster covers {_fmt_box(raster_bounds)} and these polygons "
-                              f"{_fmt_box(osm_box)} (in the raster's CRS): give OSM of the raster's area.")
-    if (~inside).any():
-        dropped["polygons outside the raster"] = int((~inside).sum())
-    geoms, ids = shapely.intersection(geoms[inside], box), ids[inside]
+    geoms, ids = _matching_polygons(features, tag_map, dropped)
+    geoms, ids = _over_raster(geoms, ids, raster_bounds, dropped)
     areas = shapely.area(geoms)
     progress.update(85, "Taking the edge margin off the OSM polygons")
     progress.check_cancelled()
@@ -91,24 +67,11 @@ def read_osm_labels(paths: Sequence[str], tag_map: TagMap, raster_wkt: str,
     gone = len(geoms) - len(np.unique(source))
     if gone:
         dropped[f"polygons narrower than twice the edge margin ({margin:g} m)"] = int(gone)
-    present = sorted(set(ids[source].tolist()))
-    names = [tag_map.class_names[i] for i in present]
-    if not present:
-        raise InputError(f"Nothing is left of the OSM polygons after taking {margin:g} m off their edges.",
-                         hint="Give a smaller --edge-margin.")
-    if len(present) < 2:
-        raise InputError(f"Only one class of the tag map ({names[0]!r}) matched the OSM polygons over the raster: "
-                         "a classifier needs at least two.",
-                         hint="Give OSM covering more kinds of land, or a tag map whose classes these tags match.")
+    names, class_ids = _classes_present(ids[source], tag_map, margin)
     missing = [n for n in tag_map.class_names if n not in names]
-    index = {c: k for k, c in enumerate(present)}
-    class_ids = np.array([index[i] for i in ids[source]], dtype=np.int64)
-    given = {c["name"]: c["color"] for c in tag_map.classes if c.get("color")}
-    given.update(colors or {})
-    unit = unit_x * unit_y
-    part_area = shapely.area(parts)
+    part_area = shapely.area(parts) * unit_x * unit_y
     per_class = {n: {"polygons": int(len(np.unique(source[class_ids == k]))),
-                     "area_km2": round(float(part_area[class_ids == k].sum() * unit / 1e6), 4)}
+                     "area_km2": round(float(part_area[class_ids == k].sum() / 1e6), 4)}
                  for k, n in enumerate(names)}
     report = {"tag_map": tag_map.source, "tag_map_classes": tag_map.to_json()["classes"], "edge_margin_m": margin,
               "osm_files": [str(p) for p in paths],
@@ -117,10 +80,62 @@ def read_osm_labels(paths: Sequence[str], tag_map: TagMap, raster_wkt: str,
     for w in warnings:
         progress.warn(w)
     progress.update(100, "OSM labels ready")
+    given = {c["name"]: c["color"] for c in tag_map.classes if c.get("color")}
+    given.update(colors or {})
     return LabelSet(geometries=[shapely.to_wkb(g) for g in parts], class_ids=class_ids,
                     classes=class_colors(names, given), areas=areas[source],
                     centroids=shapely.get_coordinates(shapely.centroid(parts)), source_crs="",
                     warnings=warnings), report
+
+
+def _matching_polygons(features: OsmFeatures, tag_map: TagMap,
+                       dropped: Dict[str, int]) -> Tuple[np.ndarray, np.ndarray]:
+    """(geometries, tag-map class ids) of the polygons a class matches; what is left out counted in `dropped`."""
+    is_poly = features.kinds == POLYGON
+    ids = tag_map.match_all(features.labels)
+    if (~is_poly).any():
+        dropped["points and lines (no area to label)"] = int((~is_poly).sum())
+    if not (is_poly & (ids >= 0)).any():
+        seen = most_common_tags(features.labels[is_poly] if is_poly.any() else features.labels)
+        raise InputError(
+            f"No OSM polygon matches a class of the tag map {tag_map.source}"
+            + (f"; the tags seen most are {', '.join(f'{t} ({n})' for t, n in seen)}." if seen
+               else "; the OSM holds no tagged feature."),
+            hint="Choose another tag map (--tag-map landcover or urban-function) or write one for these tags.")
+    if (is_poly & (ids < 0)).any():
+        dropped["polygons with no tag of the tag map"] = int((is_poly & (ids < 0)).sum())
+    keep = is_poly & (ids >= 0)
+    return features.geoms[keep], ids[keep]
+
+
+def _over_raster(geoms: np.ndarray, ids: np.ndarray, bounds: Tuple[float, float, float, float],
+                 dropped: Dict[str, int]) -> Tuple[np.ndarray, np.ndarray]:
+    """The polygons cut to the raster's bounds; refused when none lies over it."""
+    box = shapely.box(*bounds)
+    inside = shapely.intersects(geoms, box)
+    if not inside.any():
+        raise InputError("None of the OSM polygons matching the tag map lies over the raster.",
+                         hint=f"The raster covers {_fmt_box(bounds)} and these polygons "
+                              f"{_fmt_box(shapely.total_bounds(geoms))} (in the raster's CRS): give OSM of the "
+                              "raster's area.")
+    if (~inside).any():
+        dropped["polygons outside the raster"] = int((~inside).sum())
+    return shapely.intersection(geoms[inside], box), ids[inside]
+
+
+def _classes_present(ids: np.ndarray, tag_map: TagMap, margin: float) -> Tuple[List[str], np.ndarray]:
+    """(names of the tag-map classes the pieces have, each piece's index among them); refused below two classes."""
+    present = sorted(set(ids.tolist()))
+    names = [tag_map.class_names[i] for i in present]
+    if not present:
+        raise InputError(f"Nothing is left of the OSM polygons after taking {margin:g} m off their edges.",
+                         hint="Give a smaller --edge-margin.")
+    if len(present) < 2:
+        raise InputError(f"Only one class of the tag map ({names[0]!r}) matched the OSM polygons over the raster: "
+                         "a classifier needs at least two.",
+                         hint="Give OSM covering more kinds of land, or a tag map whose classes these tags match.")
+    index = {c: k for k, c in enumerate(present)}
+    return names, np.array([index[i] for i in ids], dtype=np.int64)
 
 
 def edge_margin(given: Optional[float], pixel_metres: float) -> float:
