@@ -126,7 +126,8 @@ def export_raster(layer: QgsRasterLayer, extent: Optional[QgsRectangle] = None, 
         raise QgsProcessingException(f"Cannot read '{layer.name()}' for export.")
     writer = QgsRasterFileWriter(str(target))
     writer.setOutputFormat("GTiff")
-    writer.setCreateOptions(["COMPRESS=DEFLATE", "TILED=YES"])
+    # setCreationOptions from QGIS 3.44, where setCreateOptions is deprecated
+    (getattr(writer, "setCreationOptions", None) or writer.setCreateOptions)(["COMPRESS=DEFLATE", "TILED=YES"])
     error = writer.writeRaster(pipe, cols, rows, extent, layer.crs(), QgsProject.instance().transformContext(),
                                feedback)
     if error != RASTER_WRITE_OK or not target.exists():
