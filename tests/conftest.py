@@ -77,3 +77,12 @@ def small_disk(tmp_path):
     yield mount
     for folder in reversed(mounted):
         subprocess.run(["umount", str(folder)], capture_output=True)
+
+
+@pytest.fixture
+def stand_in_install_size(monkeypatch):
+    """The backend installer's free-space check sized for tests' stand-in packages (kilobytes), not for PyTorch's
+    gigabytes, so an install test does not depend on this disk's free space."""
+    from geolink_qgis import backend_installer
+
+    monkeypatch.setattr(backend_installer, "size_estimate", lambda *args: (0.001, 0.001))

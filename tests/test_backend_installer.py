@@ -140,7 +140,7 @@ def make_wheel(folder: Path, name: str, version: str, requires: tuple = ()) -> N
 
 
 @pytest.fixture
-def local_index(tmp_path, monkeypatch):
+def local_index(tmp_path, monkeypatch, stand_in_install_size):
     """pip sees only a folder of tiny wheels (torch 2.14.1 and 9.0, torchvision 0.29.1): nothing is downloaded."""
     wheels = tmp_path / "wheels"
     wheels.mkdir()
@@ -149,8 +149,6 @@ def local_index(tmp_path, monkeypatch):
     monkeypatch.setenv("PIP_NO_INDEX", "1")
     monkeypatch.setenv("PIP_FIND_LINKS", str(wheels))
     monkeypatch.delenv("PIP_CONSTRAINT", raising=False)
-    # the stand-ins weigh kilobytes: the free-space check must not ask this disk for PyTorch's gigabytes
-    monkeypatch.setattr(backend_installer, "size_estimate", lambda *args: (0.001, 0.001))
     return wheels
 
 

@@ -41,11 +41,9 @@ def test_confirmation_states_size_place_and_what(qgis_app, managed_venv):
     assert dialog.install_button.text() == "Install backend…"
 
 
-def test_stop_ends_the_install_and_removes_the_environment(qgis_app, managed_venv, tmp_path, monkeypatch):
-    from geolink_qgis import backend_installer
+def test_stop_ends_the_install_and_removes_the_environment(qgis_app, managed_venv, tmp_path, stand_in_install_size):
     from geolink_qgis.ui.settings_dialog import SettingsDialog
 
-    monkeypatch.setattr(backend_installer, "size_estimate", lambda *args: (0.001, 0.001))  # stopped long before
     dialog = SettingsDialog()
     plan = InstallPlan(venv=managed_venv, backend_source=tmp_path, base_python=Path(sys.executable))
     task = dialog.install(plan, confirm=False)
