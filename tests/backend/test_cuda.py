@@ -90,3 +90,8 @@ def test_pretraining_losses_and_a_head_train_on_cuda():
     assert logits.shape == (2, 3, 32, 32) and logits.is_cuda
     logits.logsumexp(1).mean().backward()
     assert any(p.grad is not None and p.grad.abs().sum() > 0 for p in head.parameters())
+
+    ensemble = build_segmenter(model.eval(), "detail", 3, members=3).cuda().eval()  # averaged in float32
+    with torch.no_grad(), torch.autocast("cuda", dtype=torch.float16):
+        averaged = ensemble(torch.randn(2, 3, 32, 32, device="cuda"), gs[:2])
+    assert averaged.shape == (2, 3, 32, 32) and torch.isfinite(averaged).all()

@@ -92,13 +92,58 @@ def test_segmenter_heads(model, decoder, tmp_path):
         assert max_err(loaded.head(feats, images), loaded(images, graphs)) == 0.0
 
 
+@pytest.mark.parametrize("decoder", ["fpn", "detail"])
+def test_members_train_apart_and_predict_together(model, decoder, tmp_path):
+    torch.manual_seed(0)
+    seg = build_segmenter(model, decoder, 3, classes=CLASSES, members=3, width=64)
+    images, graphs = inputs(2)
+    seg.train()
+    each = seg(images, graphs)
+    assert isinstance(each, tuple) and len(each) == 3 and all(x.shape == (2, 3, 32, 32) for x in each)
+    assert not torch.allclose(each[0], each[1])  # different initial weights
+    seg.eval()
+    path = save_package(seg, tmp_path / "ens.safetensors", classes=CLASSES, encoder_only=True)
+    assert {k: read_card(path).head[k] for k in ("members", "width")} == {"members": 3, "width": 64}
+    loaded = load_model(path)
+    with torch.no_grad():
+        together = loaded(images, graphs)
+        feats = loaded.encode(images, graphs)
+        pyramid = [m(f) for m, f in zip(loaded.head.pyramid, feats)]
+        mean = torch.stack([member(pyramid).softmax(1) for member in loaded.head.members]).mean(0)
+    assert together.shape == (2, 3, 32, 32)
+    if decoder == "fpn":  # the mean of the members' probabilities, upsampled
+        expected = torch.nn.functional.interpolate(mean.log(), size=(32, 32), mode="bilinear", align_corners=False)
+        assert max_err(together, expected) < 1e-5
+
+
+def test_packages_from_before_members_load_unchanged(model, tmp_path):
+    """A package written when a head had one decoder (keys head.decoder.*, no members in the card) loads as a
+    one-member head and predicts as before (the shipped default model is such a package)."""
+    from safetensors import safe_open
+    from safetensors.torch import save_file
+
+    seg = build_segmenter(model, "fpn", 3, classes=CLASSES).eval()
+    path = save_package(seg, tmp_path / "new.safetensors", classes=CLASSES, encoder_only=True)
+    with safe_open(str(path), framework="pt") as f:
+        meta = f.metadata()
+        tensors = {k.replace("head.members.0.", "head."): f.get_tensor(k) for k in f.keys()}
+    card = json.loads(meta["geolink_card"])
+    del card["head"]["members"], card["head"]["width"]
+    save_file(tensors, str(tmp_path / "old.safetensors"), metadata={**meta, "geolink_card": json.dumps(card)})
+    assert any(k.startswith("head.decoder.") for k in tensors)
+    old = load_model(tmp_path / "old.safetensors")
+    images, graphs = inputs(2)
+    with torch.no_grad():
+        assert max_err(old(images, graphs), seg(images, graphs)) < 1e-5
+
+
 def test_segmenter_reuse_and_unfreeze(model):
     seg = build_segmenter(model, "upernet", 2)
     again = build_segmenter(seg, "linear", 4)
     assert again.encoder is model and again.head.classifier.out_channels == 4
     unfreeze_last_blocks(seg, 1)
     trainable = {n.split(".")[0] + "." + n.split(".")[1] for n, p in seg.named_parameters() if p.requires_grad}
-    assert "head.decoder" in trainable and "encoder.osm_cross_modal_encoder" in trainable
+    assert "head.members" in trainable and "encoder.osm_cross_modal_encoder" in trainable
     prefix = "encoder.img_encoder.blocks."
     blocks = {n.split(".")[3] for n, p in seg.named_parameters() if p.requires_grad and n.startswith(prefix)}
     assert blocks == {"3"}

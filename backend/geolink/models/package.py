@@ -20,7 +20,7 @@ from .card import ModelCard, read_card
 from .checkpoint import build_loaded, load_official
 from .config import GeoLinkConfig
 from .geolink import GeoLinkModel
-from .heads import GeoLinkSegmenter, build_segmenter
+from .heads import DECODER_WIDTH, GeoLinkSegmenter, build_segmenter
 
 ALIAS_PREFIX = "patch_embed."  # a second name of img_encoder.patch_embed; stored once
 
@@ -80,7 +80,8 @@ def load_package(path: os.PathLike) -> torch.nn.Module:
         if not head:
             return model
         return build_segmenter(model, head["decoder"], int(head.get("num_classes") or len(head["classes"])),
-                               head.get("layers"), classes=head.get("classes"))
+                               head.get("layers"), classes=head.get("classes"), members=int(head.get("members", 1)),
+                               width=int(head.get("width", DECODER_WIDTH)))
 
     try:
         with safe_open(str(path), framework="pt") as f:
@@ -92,12 +93,20 @@ def load_package(path: os.PathLike) -> torch.nn.Module:
         raise ModelError(f"{path.name} was fine-tuned with the first version of the detail head (a learnt "
                          "full-resolution path), which this version of GeoLink replaced by a guided filter.",
                          hint="Fine-tune it again from its base model (the same labels give the new head).")
+    if head and head.get("decoder") != "linear" and "members" not in head:
+        state = _single_decoder_as_member(state)
     prefix = "encoder." if head else ""
     for k in [k for k in state if k.startswith(prefix + "img_encoder.patch_embed.")]:
         state[prefix + k[len(prefix + "img_encoder."):]] = state[k]
     model = build_loaded(make, state, path.name)
     model.card = card
     return model.eval()
+
+
+def _single_decoder_as_member(state: dict) -> dict:
+    """The weights of a package written before heads had members: its one decoder is member 0."""
+    old = ("head.decoder.", "head.classifier.")
+    return {("head.members.0." + k[len("head."):] if k.startswith(old) else k): v for k, v in state.items()}
 
 
 def load_model(path: os.PathLike, layers: Sequence[int] = ()) -> torch.nn.Module:

@@ -113,16 +113,17 @@ def _strip(tensors: Dict, prefix: str) -> Dict:
     return {k[len(prefix):]: v for k, v in tensors.items() if k.startswith(prefix)}
 
 
-Forward = Callable[[np.ndarray], object]  # sorted sample indices -> logits [B, K, h, w]
+Forward = Callable[[np.ndarray], object]  # sorted sample indices -> logits [B, K, h, w] (a tuple: per member)
 
 
-def _logits(forward: Forward, idx: np.ndarray, size):
+def _logits(forward: Forward, idx: np.ndarray, size) -> tuple:
+    """The logits of each of the head's members (one, or several trained side by side) at `size`."""
     import torch.nn.functional as F
 
     out = forward(idx)
-    if tuple(out.shape[-2:]) != tuple(size):
-        out = F.interpolate(out, size=tuple(size), mode="bilinear", align_corners=False)
-    return out
+    return tuple(x if tuple(x.shape[-2:]) == tuple(size) else
+                 F.interpolate(x, size=tuple(size), mode="bilinear", align_corners=False)
+                 for x in (out if isinstance(out, tuple) else (out,)))
 
 
 def evaluate(module, forward: Forward, n_classes: int, index: np.ndarray, labels: np.ndarray,
@@ -136,7 +137,7 @@ def evaluate(module, forward: Forward, n_classes: int, index: np.ndarray, labels
         for i in range(0, len(index), batch_size):
             idx = index[i:i + batch_size]
             target = labels[idx]
-            cm += confusion(target, _logits(forward, idx, target.shape[-2:]).argmax(1).cpu().numpy(), n_classes)
+            cm += confusion(target, _logits(forward, idx, target.shape[-2:])[0].argmax(1).cpu().numpy(), n_classes)
     return cm
 
 
@@ -176,8 +177,8 @@ def fit(module, forward: Forward, samples: Samples, settings: TrainSettings, dev
             progress.check_cancelled()
             idx = np.sort(order[i:i + settings.batch_size])
             target = torch.from_numpy(samples.train_labels[idx].astype(np.int64)).to(device)
-            logits = _logits(forward, idx, target.shape[-2:])
-            loss = loss_fn(logits, target)
+            members = _logits(forward, idx, target.shape[-2:])
+            loss = sum(loss_fn(logits, target) for logits in members) / len(members)
             optimizer.zero_grad(set_to_none=True)
             loss.backward()
             optimizer.step()
