@@ -24,6 +24,7 @@ def test_devices_heads_and_partial_tag():
     assert settings.DEVICES == devices.DEVICE_CHOICES
     assert finetune.HEADS == list(DECODERS)  # same order: the first is the default on both sides
     assert finetune.HEADS[0] == finetune_task.Config.__dataclass_fields__["head"].default
+    assert finetune.MEMBERS == finetune_task.Config.__dataclass_fields__["members"].default
     assert worker_client.PARTIAL_TAG == atomic.PARTIAL_TAG
     assert atomic.partial_path(Path("/x/out.tif")).name.startswith("out" + worker_client.PARTIAL_TAG)
 

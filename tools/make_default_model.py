@@ -54,7 +54,8 @@ def finetune(base: Path, work: Path, args) -> dict:
 
     config = task.Config(raster=str(RASTERS[0]), labels=str(LABELS), class_field="class", split_field="part",
                          model=str(base), out=str(work / "finetuned.safetensors"), head=args.head,
-                         epochs=args.epochs, augment=args.augment, val_fraction=0.0, device=args.device, seed=0)
+                         members=args.members, epochs=args.epochs, augment=args.augment, val_fraction=0.0,
+                         device=args.device, seed=0)
     return task.run(config, Progress(TerminalSink()))
 
 
@@ -111,7 +112,8 @@ def card_provenance(pretraining: dict, finetuning: dict, args, seconds: float) -
                     else {"init": "pretrained", "steps": args.steps}),
         "finetuning_data": {"labels": str(LABELS.relative_to(ROOT)), "class_field": "class",
                             "train": "part = train (north, 28 polygons)", "test": "part = test (south, 26 polygons)"},
-        "finetuning_recipe": {"head": args.head, "epochs": args.epochs, "augment": args.augment,
+        "finetuning_recipe": {"head": args.head, "members": args.members, "epochs": args.epochs,
+                              "augment": args.augment,
                               "encoder": "frozen", "validation": "none (the last epoch is kept)"},
         "finetuning": {k: v for k, v in finetuning.items() if not isinstance(v, (list, dict)) or k == "per_class"},
         "good_for": ("trying the tools end to end on Sentinel-2-like 10 m RGB imagery on a CPU; a base for "
@@ -173,6 +175,9 @@ def main() -> int:
     parser.add_argument("--pretrain-only", action="store_true",
                         help="stop after the pretraining stage (--encoder pretrained)")
     parser.add_argument("--head", default="detail", help="detail or fpn keep the package under 25 MB (UPerNet: 30 MB)")
+    parser.add_argument("--members", type=int, default=1,
+                        help="decoders averaged (finetune --members); the shipped default has one: it was built "
+                             "before heads averaged several, and rebuilding it would replace a 19 MB file")
     parser.add_argument("--epochs", type=int, default=15,
                         help="head epochs; no early stopping: the train part has too few polygons per class to spare")
     parser.add_argument("--augment", type=int, default=8, help="variants of each training window (8: all flips/turns)")

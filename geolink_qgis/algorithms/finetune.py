@@ -24,6 +24,7 @@ from .base import GeoLinkAlgorithm, model_destination, model_folder_given, push_
 # class probabilities follow the image's edges (guided upsampling); fpn decodes from the 16 px patches only (blobby
 # edges); UPerNet trains about 4x slower than FPN on a CPU
 HEADS = ["detail", "fpn", "upernet", "linear"]
+MEMBERS = 3  # the backend's finetune --members default: decoders trained side by side and averaged
 REPORT_OUTPUTS = ("report_html", "report_json")  # the backend's output keys of the report, in order of preference
 
 
@@ -42,12 +43,13 @@ class FinetuneAlgorithm(GeoLinkAlgorithm):
             "the confusion matrix. To choose the held-out polygons yourself, mark them 'val' in a split field.<br>"
             "<b>Output</b>: a model package (.safetensors); save it in the GeoLink model folder to find it by name.<br>"
             "<b>Advanced</b>: epochs, head (detail: the default, FPN with edges drawn along the image's own edges; "
-            "fpn: decodes from 16 x 16 px patches, blobby edges; upernet; linear), how many encoder "
-            "blocks to unfreeze, the "
+            "fpn: decodes from 16 x 16 px patches, blobby edges; upernet; linear), how many decoders are trained "
+            f"side by side and averaged ({MEMBERS} by default: with a few dozen polygons one decoder's map depends on "
+            "chance, their average much less), how many encoder blocks to unfreeze, the "
             "validation share, and the usual device and tiling options.")
 
     LABELS, CLASS_FIELD, OUTPUT, REPORT, METRICS = "LABELS", "CLASS_FIELD", "OUTPUT", "REPORT", "METRICS"
-    EPOCHS, HEAD, UNFREEZE, VAL_FRACTION = "EPOCHS", "HEAD", "UNFREEZE", "VAL_FRACTION"
+    EPOCHS, HEAD, MEMBERS, UNFREEZE, VAL_FRACTION = "EPOCHS", "HEAD", "MEMBERS", "UNFREEZE", "VAL_FRACTION"
     SPLIT_FIELD = "SPLIT_FIELD"
 
     def initAlgorithm(self, config=None):  # noqa: N802
@@ -66,6 +68,8 @@ class FinetuneAlgorithm(GeoLinkAlgorithm):
             QgsProcessingParameterNumber(self.EPOCHS, tr("Epochs (0: the backend's default)"), NUMBER_INTEGER,
                                          defaultValue=0, minValue=0),
             QgsProcessingParameterEnum(self.HEAD, tr("Head"), HEADS, defaultValue=0),
+            QgsProcessingParameterNumber(self.MEMBERS, tr("Decoders averaged (0: the default, {n})").format(n=MEMBERS),
+                                         NUMBER_INTEGER, defaultValue=0, minValue=0, maxValue=8),
             QgsProcessingParameterNumber(self.UNFREEZE, tr("Encoder blocks to unfreeze"), NUMBER_INTEGER,
                                          defaultValue=0, minValue=0),
             QgsProcessingParameterNumber(self.VAL_FRACTION, tr("Validation share of the polygons (0: default)"),
@@ -112,8 +116,8 @@ class FinetuneAlgorithm(GeoLinkAlgorithm):
         """Run the finetune job with the advanced options the user set; the package, report and metrics."""
         out = config["out"]
         config["head"] = HEADS[self.parameterAsEnum(parameters, self.HEAD, context)]
-        for param, key, cast in ((self.EPOCHS, "epochs", int), (self.UNFREEZE, "unfreeze", int),
-                                 (self.VAL_FRACTION, "val_fraction", float)):
+        for param, key, cast in ((self.EPOCHS, "epochs", int), (self.MEMBERS, "members", int),
+                                 (self.UNFREEZE, "unfreeze", int), (self.VAL_FRACTION, "val_fraction", float)):
             value = self.parameterAsDouble(parameters, param, context) if param in parameters else 0
             if value:
                 config[key] = cast(value)

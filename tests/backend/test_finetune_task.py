@@ -75,6 +75,7 @@ def test_worker_job_writes_a_package_classify_can_use(inputs, tmp_path):
     assert classes[2]["color"] == "#00ff00"
     card = model.card  # the package describes itself, not its base
     assert card.name == "ft" and card.head["decoder"] == "detail" and card.gsd == pytest.approx(10.0)
+    assert (card.head["members"], card.head["width"]) == (3, 128) and len(model.head.members) == 3
     prov = card.provenance
     assert prov["task"] == "finetune" and prov["base_model"]["name"] == "base" and "note" not in prov
     data = prov["training_data"]
@@ -82,7 +83,7 @@ def test_worker_job_writes_a_package_classify_can_use(inputs, tmp_path):
     assert list(data["classes"]) == ["built-up", "cropland", "forest"] and min(data["classes"].values()) > 0
     held = prov.get("test") or prov["validation"]
     assert held["balanced_accuracy"] == result["figures"]["balanced_accuracy"] and prov["date"].startswith("20")
-    assert "'base'" in prov["summary"] and "crop.tif" in prov["summary"]
+    assert "'base'" in prov["summary"] and "crop.tif" in prov["summary"] and "3 decoders averaged" in prov["summary"]
     norm = card.normalisation  # the percentile stretch trained with is kept, for crops and other scenes
     assert len(norm["low"]) == len(norm["high"]) == 3 and all(lo < hi for lo, hi in zip(norm["low"], norm["high"]))
     assert 0 < min(norm["low"]) and max(norm["high"]) < 10000  # Sentinel-2 L1C reflectance x 10000
@@ -125,7 +126,7 @@ def test_unfreeze_trains_only_the_last_blocks(inputs, tmp_path):
     from geolink.models import load_package
 
     base = load_package(inputs["model"]).state_dict()
-    tuned = load_package(_run(inputs, tmp_path / "u.safetensors", epochs=1, unfreeze=1, head="linear",
+    tuned = load_package(_run(inputs, tmp_path / "u.safetensors", epochs=1, unfreeze=1, head="fpn", members=2,
                               augment=1)["outputs"]["model"]).encoder.state_dict()
     last, first = "img_encoder.blocks.1.mlp.fc1.weight", "img_encoder.blocks.0.mlp.fc1.weight"
     assert not torch.equal(base[last], tuned[last])
@@ -144,7 +145,7 @@ def test_osm_aware_head(inputs, tmp_path):
                                             for label, ring in feats]}))
     base = _tiny_package(tmp_path / "osm-base.safetensors", osm=True)
     result = _run({**inputs, "model": str(base)}, tmp_path / "o.safetensors", epochs=1, osm=[str(osm)],
-                  head="linear")
+                  head="fpn")  # with its 3 decoders, on OSM-fused features
     assert result["figures"]["mean_iou"] is not None
 
     zones = load_task("zones")

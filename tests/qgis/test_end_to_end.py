@@ -124,10 +124,11 @@ def test_finetune_takes_class_colours_from_the_layer_style(qgis_app, data_dir, t
     monkeypatch.setattr(settings, "model_folder", lambda: str(tmp_path / "models"))
     result = processing.run("geolink:finetune", {  # no OUTPUT: the model folder, named after the label layer
         "INPUT": str(raster), "LABELS": labels, "CLASS_FIELD": "class", "MODEL": tiny_models["encoder"],
-        "EPOCHS": 1, "HEAD": 2, "BATCH_SIZE": 4})
+        "EPOCHS": 1, "HEAD": 2, "MEMBERS": 2, "BATCH_SIZE": 4})
     out = tmp_path / "models" / "labels.safetensors"
     assert result["OUTPUT"] == str(out)
     card = read_card(out)
+    assert (card["head"]["decoder"], card["head"]["members"]) == ("upernet", 2)
     assert {c["name"]: c["color"].lower() for c in card["head"]["classes"]} == colours
     assert Path(result["REPORT"]).exists()
     line = summary(card).splitlines()[-1]  # the dialog's line on the model: its own data, its base, its score

@@ -57,7 +57,7 @@ def package_card(config, model_path: Path, base_card, data: TrainingData, traine
     held = int((part == (TEST if scored_on == "test" else VAL)).sum())
     provenance = {
         "task": "finetune",
-        "summary": (f"{len(labels.classes)}-class {config.head} head fine-tuned from '{base_name}' on "
+        "summary": (f"{len(labels.classes)}-class {_head_text(trained)} head fine-tuned from '{base_name}' on "
                     f"{int(train.sum())} polygons of {_label_source(config)} over {Path(config.raster).name} "
                     f"({data.gsd:g} m); {scored_on} scores on {held} held-out polygons: balanced accuracy "
                     f"{final['balanced_accuracy']}, mean IoU {final['mean_iou']}."),
@@ -95,12 +95,19 @@ def _label_source(config) -> str:
     return "OSM " + ", ".join(Path(p).name for p in config.osm_labels) + f" (tag map {config.tag_map})"
 
 
+def _head_text(trained: Trained) -> str:
+    """The head in words: its decoder, and how many decoders it averages when more than one."""
+    head = trained.segmenter.head_card()
+    members = head["members"]
+    return head["decoder"] + (f" ({members} decoders averaged)" if members > 1 else "")
+
+
 def _summary(config, model_path: Path, data: TrainingData, trained: Trained, device, seconds: float) -> dict:
     """The report's summary: what was trained on what, how, and how long it took."""
     part = data.part
     return {"base model": str(model_path), "raster": str(config.raster),
             "labels": str(config.labels or ", ".join(config.osm_labels)),
-            "class field": config.class_field or "(OSM tags)", "head": config.head,
+            "class field": config.class_field or "(OSM tags)", "head": _head_text(trained),
             "unfrozen blocks": config.unfreeze,
             "polygons": f"{int((part == TRAIN).sum())} training, {int((part == VAL).sum())} validation, "
                         f"{int((part == TEST).sum())} test",

@@ -44,7 +44,8 @@ def train(config, base, data: TrainingData, device, checkpoint: Checkpoint, prog
 
     labels, part = data.labels, data.part
     torch.manual_seed(config.seed)
-    segmenter = models.build_segmenter(base, config.head, len(labels.classes), classes=labels.classes).to(device)
+    segmenter = models.build_segmenter(base, config.head, len(labels.classes), classes=labels.classes,
+                                       members=config.members).to(device)
     module, forward, cache = trainable(config, segmenter, data, device, progress.sub(0, 30))
     settings = TrainSettings(epochs=config.epochs, batch_size=config.batch_size, patience=config.patience,
                              seed=config.seed)
