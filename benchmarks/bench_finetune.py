@@ -6,7 +6,9 @@ Rows: Gaussian maximum likelihood (per-class mean and covariance, the SCP classi
 the four band values, and GeoLink heads fine-tuned on the train part (the default model's recipe: the last
 of --epochs kept; --val-fraction holds train polygons out for early stopping instead) from each base package
 (the default model, whose encoder is random, and with --random a random encoder of its architecture of another
-seed), each head of --heads. Every GeoLink package then classifies the south part of the scene with
+seed), each head of --heads with each number of averaged decoders of --members, once per seed of --seeds (the
+mean and range over the seeds closes the table: with 28 training polygons a head's map depends on its seed).
+Every GeoLink package then classifies the south part of the scene with
 `geolink classify` (windows, overlap, blending) and is scored on that map, so the figures are those of
 the map a user gets. Scores, all on the test polygons' pixels: overall accuracy, class-balanced
 accuracy, mean IoU, and the accuracy on the pixels within 2 px of a test polygon's edge; plus the
@@ -15,9 +17,9 @@ classify speed in windows per second (the heads' ratio is measured side by side 
 Reusable: `split_pixels()` gives the band values of both parts, `finetune_metrics(base)` fine-tunes from
 a base package on the train part and scores the test part (used to compare base models).
 
-    python benchmarks/bench_finetune.py [--model default] [--heads detail fpn] [--random] [--epochs 15]
-                                        [--augment 8] [--val-fraction 0] [--threads 1] [--json out.json]
-                                        [--png maps.png]
+    python benchmarks/bench_finetune.py [--model default] [--heads detail fpn] [--members 1 3] [--seeds 0]
+                                        [--random] [--epochs 15] [--augment 8] [--val-fraction 0] [--threads 1]
+                                        [--json out.json] [--png maps.png]
 """
 
 from __future__ import annotations
@@ -242,6 +244,45 @@ HEADER = (f"{'method (scored on the test part)':<34} {'OA':>6} {'BA':>6} {'mIoU'
           f"{'cpu s':>8} {'win/s':>8} {'win/cpu-s':>9}")
 
 
+def head_kind(head: str, members: int) -> str:
+    return f"{head} head" + (f" x{members}" if members > 1 and head != "linear" else "")
+
+
+def seed_summary(results: Dict[str, dict]) -> str:
+    """Per head and base: the mean and the range over the seeds of the scores."""
+    groups: Dict[tuple, list] = {}
+    for r in results.values():
+        if "seed" in r:
+            groups.setdefault((r["base"], head_kind(r["head"], r["members"])), []).append(r)
+    lines = ["over the seeds (mean, min-max):"]
+    for (base, kind), rs in groups.items():
+        cells = []
+        for key, label in (("overall_accuracy", "OA"), ("balanced_accuracy", "BA"), ("mean_iou", "mIoU"),
+                           ("edge_accuracy", "edge")):
+            v = np.array([r[key] for r in rs], dtype=float)
+            cells.append(f"{label} {v.mean():.3f} ({v.min():.3f}-{v.max():.3f})")
+        lines.append(f"  {kind} from {Path(base).stem}, {len(rs)} seeds: " + ", ".join(cells))
+    return "\n".join(lines)
+
+
+def speed_ratios(results: Dict[str, dict]) -> str:
+    """Classify time of each head against the single FPN decoder's, from the same base (median over seeds)."""
+    by: Dict[tuple, list] = {}
+    for r in results.values():
+        if r.get("windows_per_second"):
+            by.setdefault((r["base"], r["head"], r["members"]), []).append(r)
+    lines = []
+    for (base, head, members), rs in by.items():
+        ref = by.get((base, "fpn", 1))
+        if ref and (head, members) != ("fpn", 1):
+            wall = np.median([r["windows_per_second"] for r in ref]) / np.median([r["windows_per_second"] for r in rs])
+            cpu = (np.median([r["windows_per_cpu_second"] for r in ref])
+                   / np.median([r["windows_per_cpu_second"] for r in rs]))
+            lines.append(f"classify time, {head_kind(head, members)} / fpn head from {Path(base).stem}: "
+                         f"{wall:.2f}x wall, {cpu:.2f}x CPU")
+    return "\n".join(lines)
+
+
 def render_maps(scene: TestScene, maps: Dict[str, np.ndarray], png: Path, crop: Optional[tuple] = None) -> None:
     """RGB and the class maps side by side (test polygon outlines in white), cropped to (col, row, w, h)."""
     import matplotlib
@@ -282,6 +323,10 @@ def main() -> int:
     parser.add_argument("--random", action="store_true", help="also a random encoder of the first model's architecture")
     parser.add_argument("--heads", nargs="+", default=["fpn", "detail"], choices=["detail", "fpn", "upernet", "linear"])
     parser.add_argument("--threads", type=int, default=1, help="torch and sklearn threads")
+    parser.add_argument("--members", type=int, nargs="+", default=[1, 3],
+                        help="finetune --members: decoders averaged (1: one full-width decoder, the earlier heads)")
+    parser.add_argument("--seeds", type=int, nargs="+", default=[0],
+                        help="finetune --seed: each head is trained once per seed (initial weights, batch order)")
     parser.add_argument("--epochs", type=int, default=15)
     parser.add_argument("--augment", type=int, default=8, help="finetune --augment: variants of each window (8: all)")
     parser.add_argument("--val-fraction", type=float, default=0.0,
@@ -324,38 +369,37 @@ def main() -> int:
         from geolink.model_store import resolve_model
 
         bases.append(str(random_twin(resolve_model(bases[0]), work / "random-encoder.safetensors", 1)))
-    for base in bases:
-        for head in args.heads:
-            name = f"GeoLink {head} head from {Path(base).stem}"
-            done = work / f"{Path(base).stem}-{head}" / f"finetuned-{Path(base).stem}.safetensors"
-            try:
-                m = reused(done) if done.exists() else finetune_metrics(
-                    base, head=head, epochs=args.epochs, augment=args.augment, val_fraction=args.val_fraction,
-                    out_dir=done.parent, device="cpu")
-            except GeoLinkError as exc:
-                print(f"{name}: skipped ({exc})")
-                continue
-            classes, figures = classify_map(scene, m["package"], work / f"{Path(base).stem}-{head}")
-            scored = {**scene.score(classes), "seconds": m["seconds"], "cpu_seconds": m["cpu_seconds"],
-                      "windows_per_second": figures["windows_per_second"], "classify_seconds": figures["seconds"],
-                      "windows_per_cpu_second": figures["windows_per_cpu_second"],
-                      "package": m["package"]}
-            results[name] = scored
-            if base == bases[0]:
-                maps[f"{head} head (from {Path(base).stem})"] = classes
-            print(_row(name, scored), flush=True)
+    runs = [(base, head, members, seed) for base in bases for head in args.heads for members in args.members
+            for seed in args.seeds]
+    for base, head, members, seed in runs:
+        kind = head_kind(head, members)
+        name = f"GeoLink {kind} from {Path(base).stem}" + (f", seed {seed}" if len(args.seeds) > 1 else "")
+        folder = work / f"{Path(base).stem}-{head}-x{members}-s{seed}"
+        done = folder / f"finetuned-{Path(base).stem}.safetensors"
+        try:
+            m = reused(done) if done.exists() else finetune_metrics(
+                base, head=head, members=members, seed=seed, epochs=args.epochs, augment=args.augment,
+                val_fraction=args.val_fraction, out_dir=folder, device="cpu")
+        except GeoLinkError as exc:
+            print(f"{name}: skipped ({exc})")
+            continue
+        classes, figures = classify_map(scene, m["package"], folder)
+        scored = {**scene.score(classes), "seconds": m["seconds"], "cpu_seconds": m["cpu_seconds"],
+                  "windows_per_second": figures["windows_per_second"], "classify_seconds": figures["seconds"],
+                  "windows_per_cpu_second": figures["windows_per_cpu_second"],
+                  "package": m["package"], "head": head, "members": members, "seed": seed, "base": base}
+        results[name] = scored
+        if base == bases[0] and seed == args.seeds[0]:
+            maps[f"{kind} (from {Path(base).stem})"] = classes
+        print(_row(name, scored), flush=True)
+    if len(args.seeds) > 1:
+        print(seed_summary(results))
     per_class = {n: [] for n in data["names"]}
     for name in ("Gaussian maximum likelihood", "random forest (100 trees)"):
         for c in results[name]["classes"]:
             per_class[c["name"]].append(c["iou"])
     print("per-class IoU (ML, RF): " + "; ".join(f"{n} {v[0]:.2f}/{v[1]:.2f}" for n, v in per_class.items()))
-    speeds = {n: r for n, r in results.items() if r.get("windows_per_second")}
-    for base in bases:
-        fpn, detail = (speeds.get(f"GeoLink {h} head from {Path(base).stem}") for h in ("fpn", "detail"))
-        if fpn and detail:
-            print(f"classify time, detail / fpn head from {Path(base).stem}: "
-                  f"{fpn['windows_per_second'] / detail['windows_per_second']:.2f}x wall, "
-                  f"{fpn['windows_per_cpu_second'] / detail['windows_per_cpu_second']:.2f}x CPU")
+    print(speed_ratios(results))
     if args.png and maps:
         render_maps(scene, maps, args.png, tuple(args.crop) if args.crop else None)
         print(f"maps: {args.png}")
