@@ -8,7 +8,8 @@ a patch. The detail head upsamples FPN's class probabilities to the input's pixe
 guided filter over the input bands, so a boundary the decoder places somewhere in a patch moves onto the
 edge in the image. The filter has no weights: a learnt per-pixel path over the bands (tried first)
 learnt the training polygons' colours and scored below plain FPN on held-out polygons of another part
-of the scene, where the same classes look a little different.
+of the scene, where the same classes look a little different. FPN and UPerNet heads may average several
+decoders (members) over the one pyramid.
 """
 
 from __future__ import annotations
