@@ -66,6 +66,16 @@ def capabilities_text(can: List[str]) -> str:
     return "embed only (and a base for training)"
 
 
+def head_text(head: dict) -> str:
+    """The task head in words: its type, decoder and, when it averages several, how many decoders."""
+    if not head.get("type"):
+        return "none (encoder only: embeddings, or a base for training)"
+    members = head.get("members") if isinstance(head.get("members"), int) else 1
+    parts = [str(head["decoder"])] if head.get("decoder") else []
+    parts += [f"{members} decoders averaged"] if members > 1 else []
+    return head["type"] + (f" ({', '.join(parts)})" if parts else "")
+
+
 def describe(card: dict) -> str:
     """A card as readable text for the model manager: a summary, then the whole card."""
     head = card.get("head") or {}
@@ -76,7 +86,7 @@ def describe(card: dict) -> str:
                                             if card.get("gsd") else "not given (rasters run at their own)"),
              "Can do: " + capabilities_text(capabilities(card)),
              f"OSM tag encoder: {text.get('name') or 'none (image only)'}",
-             f"Task head: {head.get('type') or 'none (encoder only: embeddings, or a base for training)'}"]
+             f"Task head: {head_text(head)}"]
     classes = head.get("classes") or []
     if classes:
         lines.append("Classes: " + ", ".join(f"{c.get('name')} {c.get('color', '')}".strip() for c in classes))

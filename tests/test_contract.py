@@ -71,3 +71,16 @@ def test_the_plugin_reads_the_card_the_backend_writes(tmp_path):
                            fusion_heads=2, vit_overrides={"depth": 1, "embed_dim": 32, "num_heads": 2})
     path = save_package(model, tmp_path / "m.safetensors", provenance={"by": "contract test"})
     assert plugin_models.read_card(path) == read_card(path).to_dict()
+
+
+def test_the_plugin_names_the_head_the_backend_writes(tmp_path):
+    torch = pytest.importorskip("torch")
+    from geolink.models import build_segmenter, create_geolink, save_package
+
+    torch.manual_seed(0)
+    model = create_geolink("tiny", text_dim=24, img_size=32, pretraining=False, osm_dim=16, fusion_dim=16,
+                           fusion_heads=2, vit_overrides={"depth": 4, "embed_dim": 32, "num_heads": 2})
+    for members, words in ((3, "segmentation (fpn, 3 decoders averaged)"), (1, "segmentation (fpn)")):
+        path = save_package(build_segmenter(model, "fpn", 2, members=members), tmp_path / f"m{members}.safetensors")
+        assert plugin_models.head_text(plugin_models.read_card(path)["head"]) == words
+    assert plugin_models.head_text({}).startswith("none")
