@@ -245,7 +245,7 @@ HEADER = (f"{'method (scored on the test part)':<34} {'OA':>6} {'BA':>6} {'mIoU'
 
 
 def head_kind(head: str, members: int) -> str:
-    return f"{head} head" + (f" x{members}" if members > 1 and head != "linear" else "")
+    return f"{head} head" + (f" x{members}" if members > 1 else "")
 
 
 def seed_summary(results: Dict[str, dict]) -> str:
@@ -369,8 +369,8 @@ def main() -> int:
         from geolink.model_store import resolve_model
 
         bases.append(str(random_twin(resolve_model(bases[0]), work / "random-encoder.safetensors", 1)))
-    runs = [(base, head, members, seed) for base in bases for head in args.heads for members in args.members
-            for seed in args.seeds]
+    runs = [(base, head, members, seed) for base in bases for head in args.heads
+            for members in ([1] if head == "linear" else args.members) for seed in args.seeds]  # linear: one
     for base, head, members, seed in runs:
         kind = head_kind(head, members)
         name = f"GeoLink {kind} from {Path(base).stem}" + (f", seed {seed}" if len(args.seeds) > 1 else "")

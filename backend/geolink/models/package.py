@@ -20,7 +20,7 @@ from .card import ModelCard, read_card
 from .checkpoint import build_loaded, load_official
 from .config import GeoLinkConfig
 from .geolink import GeoLinkModel
-from .heads import DECODER_WIDTH, GeoLinkSegmenter, build_segmenter
+from .heads import GeoLinkSegmenter, build_segmenter
 
 ALIAS_PREFIX = "patch_embed."  # a second name of img_encoder.patch_embed; stored once
 
@@ -81,7 +81,7 @@ def load_package(path: os.PathLike) -> torch.nn.Module:
             return model
         return build_segmenter(model, head["decoder"], int(head.get("num_classes") or len(head["classes"])),
                                head.get("layers"), classes=head.get("classes"), members=int(head.get("members", 1)),
-                               width=int(head.get("width", DECODER_WIDTH)))
+                               width=head.get("width"))
 
     try:
         with safe_open(str(path), framework="pt") as f:
