@@ -176,8 +176,7 @@ def main() -> int:
                         help="stop after the pretraining stage (--encoder pretrained)")
     parser.add_argument("--head", default="detail", help="detail or fpn keep the package under 25 MB (UPerNet: 30 MB)")
     parser.add_argument("--members", type=int, default=1,
-                        help="decoders averaged (finetune --members); the shipped default has one: it was built "
-                             "before heads averaged several, and rebuilding it would replace a 19 MB file")
+                        help="decoders averaged (finetune --members); the shipped default has one")
     parser.add_argument("--epochs", type=int, default=15,
                         help="head epochs; no early stopping: the train part has too few polygons per class to spare")
     parser.add_argument("--augment", type=int, default=8, help="variants of each training window (8: all flips/turns)")

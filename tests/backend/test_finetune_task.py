@@ -60,7 +60,7 @@ def test_worker_job_writes_a_package_classify_can_use(inputs, tmp_path):
     out = tmp_path / "ft.safetensors"
     events = []
     config = {"raster": inputs["raster"], "labels": inputs["labels"], "class_field": "class",
-              "model": inputs["model"], "out": str(out), "epochs": 2,
+              "model": inputs["model"], "out": str(out), "epochs": 2, "members": 3,
               "colors": {"forest": "#00ff00"}}
     assert run_job({"task": "finetune", "config": config}, events.append, threading.Event()) == 0
     result = events[-1]
@@ -145,7 +145,7 @@ def test_osm_aware_head(inputs, tmp_path):
                                             for label, ring in feats]}))
     base = _tiny_package(tmp_path / "osm-base.safetensors", osm=True)
     result = _run({**inputs, "model": str(base)}, tmp_path / "o.safetensors", epochs=1, osm=[str(osm)],
-                  head="fpn")  # with its 3 decoders, on OSM-fused features
+                  head="fpn", members=3)  # averaged decoders on OSM-fused features
     assert result["figures"]["mean_iou"] is not None
 
     zones = load_task("zones")
