@@ -18,6 +18,7 @@ from geolink.models import (
     save_package,
     unfreeze_last_blocks,
 )
+from geolink.models.heads import GROUP_CHANNELS
 
 from .model_helpers import max_err, random_graph, tiny_model
 
@@ -103,7 +104,10 @@ def test_members_train_apart_and_predict_together(model, decoder, tmp_path):
     assert not torch.allclose(each[0], each[1])  # different initial weights
     seg.eval()
     path = save_package(seg, tmp_path / "ens.safetensors", classes=CLASSES, encoder_only=True)
-    assert {k: read_card(path).head[k] for k in ("members", "width")} == {"members": 3, "width": 64}
+    assert {k: read_card(path).head[k] for k in ("members", "width", "group_channels")} == {
+        "members": 3, "width": 64, "group_channels": GROUP_CHANNELS}
+    norms = [m for m in seg.head.members.modules() if isinstance(m, torch.nn.GroupNorm)]
+    assert norms and all(m.num_channels // m.num_groups == GROUP_CHANNELS for m in norms)
     loaded = load_model(path)
     with torch.no_grad():
         together = loaded(images, graphs)
@@ -131,6 +135,27 @@ def test_packages_from_before_members_load_unchanged(model, tmp_path):
     del card["head"]["members"], card["head"]["width"]
     save_file(tensors, str(tmp_path / "old.safetensors"), metadata={**meta, "geolink_card": json.dumps(card)})
     assert any(k.startswith("head.decoder.") for k in tensors)
+    old = load_model(tmp_path / "old.safetensors")
+    images, graphs = inputs(2)
+    with torch.no_grad():
+        assert max_err(old(images, graphs), seg(images, graphs)) < 1e-5
+
+
+def test_packages_from_before_group_channels_load_unchanged(model, tmp_path):
+    """A package with half-width members written before GROUP_CHANNELS (smp's 32 groups, no group_channels in
+    its card) loads with those groups and predicts as before."""
+    from safetensors import safe_open
+    from safetensors.torch import save_file
+
+    seg = build_segmenter(model, "fpn", 3, classes=CLASSES, members=2, width=64, group_channels=None).eval()
+    assert {m.num_groups for m in seg.modules() if isinstance(m, torch.nn.GroupNorm)} == {32}
+    path = save_package(seg, tmp_path / "new.safetensors", classes=CLASSES, encoder_only=True)
+    with safe_open(str(path), framework="pt") as f:
+        meta = f.metadata()
+        tensors = {k: f.get_tensor(k) for k in f.keys()}
+    card = json.loads(meta["geolink_card"])
+    del card["head"]["group_channels"]
+    save_file(tensors, str(tmp_path / "old.safetensors"), metadata={**meta, "geolink_card": json.dumps(card)})
     old = load_model(tmp_path / "old.safetensors")
     images, graphs = inputs(2)
     with torch.no_grad():

@@ -29,6 +29,9 @@ from .geolink import PATCH, GeoLinkModel
 GUIDE_RADIUS = 2  # in FPN's output cells (4 px): the guided filter fits its linear models over 5 x 5 cells, 20 px
 GUIDE_EPS = 0.02  # ridge of those fits, in (normalised band)^2: flatter windows keep the decoder's probabilities
 DECODER_WIDTH = 256  # FPN's pyramid channels (its segmentation blocks have half), UPerNet's channels
+# Channels in each of FPN's GroupNorm groups (smp fixes 32 groups: 4 channels at full width). Half-width members
+# with 2 channels a group drew the classify windows' grid over uniform land (each window normalised on its own).
+GROUP_CHANNELS = 4
 
 
 def member_width(members: int) -> int:
@@ -44,6 +47,14 @@ def _pyramid_level(level: int, channels: int) -> nn.Module:
     if level == 1:
         return nn.ConvTranspose2d(channels, channels, 2, 2)
     return nn.Identity() if level == 2 else nn.MaxPool2d(2)
+
+
+def _regroup(module: nn.Module, group_channels: int) -> None:
+    """Give every GroupNorm in `module` groups of `group_channels` channels (the weights keep their shapes)."""
+    for parent in list(module.modules()):
+        for name, child in list(parent.named_children()):
+            if isinstance(child, nn.GroupNorm):
+                setattr(parent, name, nn.GroupNorm(child.num_channels // group_channels, child.num_channels, child.eps))
 
 
 def _box(x: torch.Tensor, r: int) -> torch.Tensor:
@@ -83,7 +94,8 @@ def guided_log_probabilities(logits: torch.Tensor, images: torch.Tensor) -> torc
 class _Decoder(nn.Module):
     """One FPN or UPerNet decoder and its 1 x 1 classifier: the pyramid's maps -> class logits at 1/4."""
 
-    def __init__(self, decoder: str, channels: Sequence[int], num_classes: int, width: int):
+    def __init__(self, decoder: str, channels: Sequence[int], num_classes: int, width: int,
+                 group_channels: Optional[int]):
         super().__init__()
         encoder_channels = [0, 0, *channels]  # smp's layout: [1, 1/2, 1/4, 1/8, 1/16, 1/32]; the first two unused
         if decoder == "upernet":
@@ -93,6 +105,8 @@ class _Decoder(nn.Module):
             self.decoder = FPNDecoder(encoder_channels, encoder_depth=5, pyramid_channels=width,
                                       segmentation_channels=width // 2)
             out = self.decoder.out_channels
+            if group_channels:  # None: smp's 32 groups, as packages written before GROUP_CHANNELS
+                _regroup(self.decoder, group_channels)
         self.classifier = nn.Conv2d(out, num_classes, 1)
 
     def forward(self, pyramid: List[torch.Tensor]) -> torch.Tensor:
@@ -118,19 +132,20 @@ class SegmentationHead(nn.Module):
     (balanced accuracy from 0.85 to 0.94 by seed on the benchmark scene), the average much less."""
 
     def __init__(self, decoder: str, channels: Sequence[int], num_classes: int, members: int = 1,
-                 width: Optional[int] = None):
+                 width: Optional[int] = None, group_channels: Optional[int] = GROUP_CHANNELS):
         super().__init__()
         if decoder not in DECODERS:
             raise InputError(f"Unknown head {decoder!r}; choose one of {', '.join(DECODERS)}.")
         if decoder != "linear" and len(channels) != 4:
             raise InputError(f"The {decoder} head needs 4 feature maps, got {len(channels)} layers.")
-        self.decoder_name, self.width = decoder, width or member_width(members)
+        self.decoder_name, self.width, self.group_channels = decoder, width or member_width(members), group_channels
         if decoder == "linear":
             self.classifier = nn.Conv2d(sum(channels), num_classes, 1)
             self.members = nn.ModuleList()
             return
         self.pyramid = nn.ModuleList([_pyramid_level(i, c) for i, c in enumerate(channels)])
-        self.members = nn.ModuleList([_Decoder(decoder, channels, num_classes, self.width) for _ in range(members)])
+        self.members = nn.ModuleList([_Decoder(decoder, channels, num_classes, self.width, group_channels)
+                                      for _ in range(members)])
 
     @property
     def needs_images(self) -> bool:
@@ -158,7 +173,8 @@ class GeoLinkSegmenter(nn.Module):
     """A GeoLink encoder with a segmentation head: forward(images, graphs) -> logits [B, K, H, W]."""
 
     def __init__(self, encoder: GeoLinkModel, decoder: str, num_classes: int, layers: Optional[Sequence[int]] = None,
-                 classes: Optional[Sequence[dict]] = None, members: int = 1, width: Optional[int] = None):
+                 classes: Optional[Sequence[dict]] = None, members: int = 1, width: Optional[int] = None,
+                 group_channels: Optional[int] = GROUP_CHANNELS):
         super().__init__()
         if num_classes < 1:
             raise InputError("A segmentation head needs at least one class.")
@@ -169,11 +185,13 @@ class GeoLinkSegmenter(nn.Module):
             {"name": f"class {i}", "color": None} for i in range(num_classes)]
         if len(self.classes) != num_classes:
             raise InputError(f"{len(self.classes)} class names for {num_classes} classes.")
-        self.head = SegmentationHead(decoder, encoder.out_channels(self.layers), num_classes, members, width)
+        self.head = SegmentationHead(decoder, encoder.out_channels(self.layers), num_classes, members, width,
+                                     group_channels)
 
     def head_card(self) -> dict:
         return {"type": "segmentation", "decoder": self.head.decoder_name, "layers": list(self.layers),
-                "members": max(len(self.head.members), 1), "width": self.head.width, "num_classes": self.num_classes,
+                "members": max(len(self.head.members), 1), "width": self.head.width,
+                "group_channels": self.head.group_channels, "num_classes": self.num_classes,
                 "classes": self.classes}
 
     @property
@@ -192,13 +210,14 @@ class GeoLinkSegmenter(nn.Module):
 
 
 def build_segmenter(encoder: torch.nn.Module, head_type: str, num_classes: int, layers: Optional[Sequence[int]] = None,
-                    classes: Optional[Sequence[dict]] = None, members: int = 1,
-                    width: Optional[int] = None) -> GeoLinkSegmenter:
+                    classes: Optional[Sequence[dict]] = None, members: int = 1, width: Optional[int] = None,
+                    group_channels: Optional[int] = GROUP_CHANNELS) -> GeoLinkSegmenter:
     """A segmenter with a new `head_type` head (one of DECODERS; `members` decoders of `width` channels, by
-    default member_width's) on `encoder` (a GeoLinkModel, or a segmenter whose encoder is reused)."""
+    default member_width's, normalised in groups of `group_channels`) on `encoder` (a GeoLinkModel, or a
+    segmenter whose encoder is reused)."""
     if isinstance(encoder, GeoLinkSegmenter):
         encoder = encoder.encoder
-    return GeoLinkSegmenter(encoder, head_type, num_classes, layers, classes, members, width)
+    return GeoLinkSegmenter(encoder, head_type, num_classes, layers, classes, members, width, group_channels)
 
 
 def unfreeze_last_blocks(segmenter: GeoLinkSegmenter, n: int) -> None:

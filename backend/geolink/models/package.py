@@ -81,7 +81,7 @@ def load_package(path: os.PathLike) -> torch.nn.Module:
             return model
         return build_segmenter(model, head["decoder"], int(head.get("num_classes") or len(head["classes"])),
                                head.get("layers"), classes=head.get("classes"), members=int(head.get("members", 1)),
-                               width=head.get("width"))
+                               width=head.get("width"), group_channels=head.get("group_channels"))
 
     try:
         with safe_open(str(path), framework="pt") as f:
