@@ -147,8 +147,8 @@ def test_packages_from_before_group_channels_load_unchanged(model, tmp_path):
     from safetensors import safe_open
     from safetensors.torch import save_file
 
-    seg = build_segmenter(model, "fpn", 3, classes=CLASSES, members=2, width=64, group_channels=None).eval()
-    assert {m.num_groups for m in seg.modules() if isinstance(m, torch.nn.GroupNorm)} == {32}
+    seg = build_segmenter(model, "fpn", 3, classes=CLASSES, members=2, width=128, group_channels=None).eval()
+    assert {m.num_channels // m.num_groups for m in seg.modules() if isinstance(m, torch.nn.GroupNorm)} == {2}
     path = save_package(seg, tmp_path / "new.safetensors", classes=CLASSES, encoder_only=True)
     with safe_open(str(path), framework="pt") as f:
         meta = f.metadata()
@@ -159,7 +159,7 @@ def test_packages_from_before_group_channels_load_unchanged(model, tmp_path):
     old = load_model(tmp_path / "old.safetensors")
     images, graphs = inputs(2)
     with torch.no_grad():
-        assert max_err(old(images, graphs), seg(images, graphs)) < 1e-5
+        assert max_err(old(images, graphs), seg(images, graphs)) < 1e-4  # 4 channels a group: about 1
 
 
 def test_segmenter_reuse_and_unfreeze(model):
