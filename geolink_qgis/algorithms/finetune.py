@@ -44,8 +44,8 @@ class FinetuneAlgorithm(GeoLinkAlgorithm):
             "<b>Output</b>: a model package (.safetensors); save it in the GeoLink model folder to find it by name.<br>"
             "<b>Advanced</b>: epochs, head (detail: the default, FPN with edges drawn along the image's own edges; "
             "fpn: decodes from 16 x 16 px patches, blobby edges; upernet; linear), how many decoders are trained "
-            f"side by side and averaged ({MEMBERS} half-width ones by default: with a few dozen polygons they score "
-            "higher and steadier than one full-width decoder, 1), how many encoder blocks to unfreeze, the "
+            f"side by side and averaged ({MEMBERS} half-width ones by default, which with a few dozen polygons score "
+            "higher and steadier; 1: one full-width decoder), how many encoder blocks to unfreeze, the "
             "validation share, and the usual device and tiling options.")
 
     LABELS, CLASS_FIELD, OUTPUT, REPORT, METRICS = "LABELS", "CLASS_FIELD", "OUTPUT", "REPORT", "METRICS"
