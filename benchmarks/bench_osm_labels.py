@@ -8,7 +8,8 @@ labels (same margin and smaller-wins rules as training); GeoLink heads fine-tune
 `geolink finetune --osm-labels ... --tag-map landcover` and, for reference, with the clean polygons.
 The landcover tag map's names are matched to the hand labels' (wetland = marsh, bare = sand).
 
-    python benchmarks/bench_osm_labels.py [--model default] [--epochs 25] [--threads 2] [--clean-fpn] [--out-dir D]
+    python benchmarks/bench_osm_labels.py [--model default] [--epochs 25] [--threads 2] [--members N]
+        [--clean-fpn] [--out-dir D]
 
 (an interrupted run resumes its fine-tuning when given the same --out-dir)
 """
@@ -109,7 +110,9 @@ def main() -> None:
     parser.add_argument("--epochs", type=int, default=25)
     parser.add_argument("--margin", type=float, default=10.0, help="edge margin in metres")
     parser.add_argument("--threads", type=int, default=2)
-    parser.add_argument("--clean-fpn", action="store_true", help="also fine-tune on the clean polygons (slower)")
+    parser.add_argument("--members", type=int, default=None, help="finetune --members (default: finetune's)")
+    parser.add_argument("--clean-fpn", action="store_true",
+                        help="also fine-tune the same head on the clean polygons (slower)")
     parser.add_argument("--out-dir", type=Path, default=None, help="where the packages go (default: a temporary one)")
     args = parser.parse_args()
     import torch
@@ -129,14 +132,16 @@ def main() -> None:
 
     config = finetune.Config(raster=str(RASTER), osm_labels=[str(OSM_STYLE)], tag_map="landcover",
                              edge_margin=args.margin, model=args.model, epochs=args.epochs,
-                             out=str(out_dir / "from-osm.safetensors"))
+                             out=str(out_dir / "from-osm.safetensors"),
+                             **({"members": args.members} if args.members else {}))
     with Timer() as t:
         osm_result = finetune.run(config, Progress())
-    results[f"FPN on {Path(args.model).stem}, OSM-style labels"] = {
+    head = f"{config.head}" + (f" x{config.members}" if config.members > 1 else "")
+    results[f"{head} on {Path(args.model).stem}, OSM-style labels"] = {
         **map_scores(osm_result["outputs"]["model"], names, rows, cols, truth), "train_seconds": t.wall}
     if args.clean_fpn:
-        clean = finetune_metrics(args.model, out_dir=out_dir, epochs=args.epochs)
-        results[f"FPN on {Path(args.model).stem}, clean polygons"] = clean
+        clean = finetune_metrics(args.model, out_dir=out_dir, epochs=args.epochs, members=config.members)
+        results[f"{head} on {Path(args.model).stem}, clean polygons"] = clean
 
     print(f"OSM-style labels ({report['tag_map']}, edge margin {report['edge_margin_m']:g} m): "
           + ", ".join(f"{n} {v['area_km2']:.2f} km²" for n, v in report["classes"].items())
