@@ -114,7 +114,8 @@ class _Decoder(nn.Module):
 
 
 def mean_log_probabilities(logits: Sequence[torch.Tensor]) -> torch.Tensor:
-    """The log of the members' mean class probabilities (in float32, returned in the logits' dtype)."""
+    """The log of the members' mean class probabilities (in float32, returned in the logits' dtype); one
+    member's logits pass through as they are (the same up to a constant per pixel, which softmax drops)."""
     if len(logits) == 1:
         return logits[0]
     with torch.autocast(logits[0].device.type, enabled=False):
