@@ -78,6 +78,7 @@ def test_worker_job_writes_a_package_classify_can_use(inputs, tmp_path):
     assert (card.head["members"], card.head["width"]) == (3, 128) and len(model.head.members) == 3
     prov = card.provenance
     assert prov["task"] == "finetune" and prov["base_model"]["name"] == "base" and "note" not in prov
+    assert prov["patch_mix"] == 0.0
     data = prov["training_data"]
     assert data["raster"] == "crop.tif" and data["labels"] == "labels.geojson" and data["gsd_m"] == pytest.approx(10.0)
     assert list(data["classes"]) == ["built-up", "cropland", "forest"] and min(data["classes"].values()) > 0
@@ -127,10 +128,19 @@ def test_unfreeze_trains_only_the_last_blocks(inputs, tmp_path):
 
     base = load_package(inputs["model"]).state_dict()
     tuned = load_package(_run(inputs, tmp_path / "u.safetensors", epochs=1, unfreeze=1, head="fpn", members=2,
-                              augment=1)["outputs"]["model"]).encoder.state_dict()
+                              augment=1, patch_mix=1.0)["outputs"]["model"]).encoder.state_dict()  # mixed features
     last, first = "img_encoder.blocks.1.mlp.fc1.weight", "img_encoder.blocks.0.mlp.fc1.weight"
     assert not torch.equal(base[last], tuned[last])
     assert torch.equal(base[first], tuned[first])
+
+
+def test_patch_mix_changes_the_training(inputs, tmp_path):
+    from geolink.models import load_package
+
+    heads = [load_package(_run(inputs, tmp_path / f"m{share}.safetensors", epochs=1, head="linear", augment=1,
+                               patch_mix=share)["outputs"]["model"]) for share in (0.0, 1.0)]
+    assert [h.card.provenance["patch_mix"] for h in heads] == [0.0, 1.0]
+    assert not torch.equal(heads[0].head.classifier.weight, heads[1].head.classifier.weight)
 
 
 def test_osm_aware_head(inputs, tmp_path):
@@ -145,7 +155,7 @@ def test_osm_aware_head(inputs, tmp_path):
                                             for label, ring in feats]}))
     base = _tiny_package(tmp_path / "osm-base.safetensors", osm=True)
     result = _run({**inputs, "model": str(base)}, tmp_path / "o.safetensors", epochs=1, osm=[str(osm)],
-                  head="fpn", members=3)  # averaged decoders on OSM-fused features
+                  head="fpn", members=3, patch_mix=1.0)  # averaged decoders on mixed OSM-fused features
     assert result["figures"]["mean_iou"] is not None
 
     zones = load_task("zones")

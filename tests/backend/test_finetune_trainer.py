@@ -49,7 +49,7 @@ def _run(problem, epochs, checkpoint=None, progress=None, patience=50):
     samples, cache, names = problem
     head = _head(samples.n_classes)
     settings = TrainSettings(epochs=epochs, batch_size=4, lr=1e-2, patience=patience, seed=1)
-    return head, fit(head, lambda idx: head(cache.get(idx, "cpu")[0]), samples, settings, "cpu",
+    return head, fit(head, lambda idx, mix=None: head(cache.get(idx, "cpu")[0]), samples, settings, "cpu",
                      progress or Progress(), checkpoint, names)
 
 
@@ -104,3 +104,21 @@ def test_feature_cache_spills_to_disk():
     got = cache.get(np.array([1, 4]), "cpu")[0]
     assert got.dtype == torch.float32 and got[1, 0, 0, 0] == 48
     cache.close()
+
+
+def test_patch_mixing_reaches_forward_in_training_only(problem):
+    samples, cache, names = problem
+    head = _head(samples.n_classes)
+    calls = []
+
+    def forward(idx, mix=None):
+        calls.append((head.training and len(idx) > 1, mix is not None))  # a batch of one is never mixed
+        features = cache.get(idx, "cpu")[0]
+        return head(features if mix is None else mix(features))
+
+    settings = TrainSettings(epochs=20, batch_size=4, lr=1e-2, patience=50, seed=1, patch_mix=0.5, patch=4)
+    result = fit(head, forward, samples, settings, "cpu", Progress(), None, names)
+    mixed = [m for mixable, m in calls if mixable]
+    assert len(mixed) >= 20 and 0.25 < sum(mixed) / len(mixed) < 0.75
+    assert not any(m for mixable, m in calls if not mixable)  # validation sees the windows as they are
+    assert result.validation["overall_accuracy"] > 0.5

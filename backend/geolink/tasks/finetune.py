@@ -19,8 +19,10 @@ different initial weights: with a few dozen polygons one decoder's map depends o
 on held-out polygons and classify in about the time of one full-width decoder (--members 1).
 The frozen encoder's features are computed once per training window
 (with flips and quarter turns), so an epoch costs only the head; --unfreeze K also trains the last K
-encoder blocks. A share of the polygons (--val-fraction, chosen by spatial blocks, or the polygons
-marked 'val'/'test' in --split-field) is held out; training stops when their mean IoU stops improving.
+encoder blocks. --patch-mix pastes blocks of one window into another in a share of the batches, so a class
+is learnt less from its surroundings (a village by the water is then not taken for marsh).
+A share of the polygons (--val-fraction, chosen by spatial blocks, or the polygons marked 'val'/'test' in
+--split-field) is held out; training stops when their mean IoU stops improving.
 The output package (encoder + head + class names and colours) works with `geolink classify` and
 `geolink zones`; a report (JSON, HTML, PNG) beside it gives per-class precision, recall and IoU,
 accuracies and the confusion matrix. An interrupted run resumes from <out>.finetune-state.safetensors.
@@ -74,6 +76,11 @@ class Config:
                         help="ground sample distance in metres (0: the model's, else the raster's)")
     augment: int = option(2, flag="--augment", minimum=1, maximum=8,
                           help="variants of each window (flips/quarter turns), 1-8")
+    patch_mix: float = option(0.0, flag="--patch-mix", minimum=0, maximum=1,
+                              help="share of training batches in which each window receives a block of another "
+                                   "(features, bands and labels, on the encoder's patch grid), so classes are "
+                                   "learnt less from their surroundings (default 0: off; pays with long training, "
+                                   "e.g. 0.5 with --augment 8 and no early stopping)")
     patience: int = option(5, flag="--patience", minimum=1, help="epochs without improvement before stopping")
     seed: int = option(0, flag="--seed", help="random seed (split, augmentation, initialisation)")
 

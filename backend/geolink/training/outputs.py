@@ -69,6 +69,7 @@ def package_card(config, model_path: Path, base_card, data: TrainingData, traine
                                        "test": int((part == TEST).sum())},
                           "validation_polygons": data.split_how, "window": data.windows.size},
         "head": config.head, "unfrozen_blocks": config.unfreeze, "epochs": trained.fit.best_epoch,
+        "patch_mix": config.patch_mix,
         scored_on: {k: final[k] for k in ("overall_accuracy", "balanced_accuracy", "mean_iou", "pixels")},
         "date": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime())}
     if data.osm_report:  # zones --compare-osm reads the tag map back from here

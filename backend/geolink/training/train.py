@@ -48,7 +48,7 @@ def train(config, base, data: TrainingData, device, checkpoint: Checkpoint, prog
                                        members=config.members).to(device)
     module, forward, cache = trainable(config, segmenter, data, device, progress.sub(0, 30))
     settings = TrainSettings(epochs=config.epochs, batch_size=config.batch_size, patience=config.patience,
-                             seed=config.seed)
+                             seed=config.seed, patch_mix=config.patch_mix, patch=base.card.patch_size)
     t0 = time.monotonic()
     try:
         result = fit(module, forward, data.samples, settings, device, progress.sub(30 if cache else 0, 100),
@@ -67,27 +67,38 @@ def train(config, base, data: TrainingData, device, checkpoint: Checkpoint, prog
 
 
 def trainable(config, segmenter, data: TrainingData, device, progress: Progress):
-    """(module whose parameters train, forward(sample indices) -> logits, feature cache or None).
+    """(module whose parameters train, forward(sample indices, PatchMix or None) -> logits, feature cache or None).
 
     Frozen encoder: its features are cached once and only the head trains (the detail head's guided upsampling
     reads the window's bands as well, which are in memory anyway). --unfreeze K: the last K
-    blocks train too, so every step runs the encoder on the (transformed) window pixels."""
+    blocks train too, so every step runs the encoder on the (transformed) window pixels. Mixing pastes blocks
+    of the encoder's feature maps (and of the bands), so both ways train the head alike."""
     from .. import models
 
+    head = segmenter.head
     if config.unfreeze:
         models.unfreeze_last_blocks(segmenter, config.unfreeze)
-        return segmenter, lambda idx: segmenter(data.batch_images(idx, device), data.batch_graphs(idx)), None
-    from .cache import build_cache
+        module, cache = segmenter, None
+    else:
+        from .cache import build_cache
 
-    segmenter.encoder.eval()
-    for p in segmenter.encoder.parameters():
-        p.requires_grad_(False)
-    cache = build_cache(lambda idx: segmenter.encode(data.batch_images(idx, device), data.batch_graphs(idx)),
-                        len(data.sample_win), config.batch_size, progress)
-    head = segmenter.head
-    if head.needs_images:  # the detail head follows the window's bands, read beside the cached features
-        return head, lambda idx: head(cache.get(idx, device), data.batch_images(idx, device)), cache
-    return head, lambda idx: head(cache.get(idx, device)), cache
+        segmenter.encoder.eval()
+        for p in segmenter.encoder.parameters():
+            p.requires_grad_(False)
+        cache = build_cache(lambda idx: segmenter.encode(data.batch_images(idx, device), data.batch_graphs(idx)),
+                            len(data.sample_win), config.batch_size, progress)
+        module = head
+
+    def forward(idx, mix=None):
+        # the detail head follows the window's bands, read beside the cached features
+        images = data.batch_images(idx, device) if cache is None or head.needs_images else None
+        feats = cache.get(idx, device) if cache is not None else segmenter.encode(images, data.batch_graphs(idx))
+        if mix is not None:
+            feats = [mix(f) for f in feats]
+            images = mix(images) if head.needs_images else None
+        return head(feats, images)
+
+    return module, forward, cache
 
 
 def _score(module, forward, data: TrainingData, polygons: np.ndarray, batch_size: int) -> dict:

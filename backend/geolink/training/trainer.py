@@ -18,6 +18,7 @@ import numpy as np
 from ..progress import Progress
 from .losses import balanced_cross_entropy
 from .metrics import confusion, scores
+from .patch_mix import PatchMix, draw_mix
 
 
 @dataclass
@@ -28,6 +29,8 @@ class TrainSettings:
     weight_decay: float = 1e-4
     patience: int = 8  # epochs without a better validation mean IoU before stopping
     seed: int = 0
+    patch_mix: float = 0.0  # share of batches mixed (patch_mix.py)
+    patch: int = 16  # pixels of a target per cell of the feature maps: the grid that mixing follows
 
 
 @dataclass
@@ -113,14 +116,15 @@ def _strip(tensors: Dict, prefix: str) -> Dict:
     return {k[len(prefix):]: v for k, v in tensors.items() if k.startswith(prefix)}
 
 
-Forward = Callable[[np.ndarray], object]  # sorted sample indices -> logits [B, K, h, w] (a tuple: per member)
+# (sorted sample indices, PatchMix or None) -> logits [B, K, h, w] (a tuple: per member)
+Forward = Callable[[np.ndarray, Optional[PatchMix]], object]
 
 
-def _logits(forward: Forward, idx: np.ndarray, size) -> tuple:
+def _logits(forward: Forward, idx: np.ndarray, size, mix: Optional[PatchMix] = None) -> tuple:
     """The logits of each of the head's members (one, or several trained side by side) at `size`."""
     import torch.nn.functional as F
 
-    out = forward(idx)
+    out = forward(idx, mix)
     return tuple(x if tuple(x.shape[-2:]) == tuple(size) else
                  F.interpolate(x, size=tuple(size), mode="bilinear", align_corners=False)
                  for x in (out if isinstance(out, tuple) else (out,)))
@@ -172,12 +176,17 @@ def fit(module, forward: Forward, samples: Samples, settings: TrainSettings, dev
         module.train()
         torch.manual_seed(settings.seed * 100003 + epoch)
         order = np.random.default_rng([settings.seed, epoch]).permutation(samples.train_index)
+        mixing = np.random.default_rng([settings.seed, epoch, 1])
         total, count = 0.0, 0
         for i in range(0, len(order), settings.batch_size):
             progress.check_cancelled()
             idx = np.sort(order[i:i + settings.batch_size])
             target = torch.from_numpy(samples.train_labels[idx].astype(np.int64)).to(device)
-            members = _logits(forward, idx, target.shape[-2:])
+            grid = (target.shape[-2] // settings.patch, target.shape[-1] // settings.patch)
+            mix = draw_mix(mixing, len(idx), grid, settings.patch_mix)
+            if mix is not None:
+                target = mix(target)
+            members = _logits(forward, idx, target.shape[-2:], mix)
             loss = sum(loss_fn(logits, target) for logits in members) / len(members)
             optimizer.zero_grad(set_to_none=True)
             loss.backward()
