@@ -6,8 +6,9 @@ Rows: Gaussian maximum likelihood (per-class mean and covariance, the SCP classi
 the four band values, and GeoLink heads fine-tuned on the train part (the default model's recipe: the last
 of --epochs kept; --val-fraction holds train polygons out for early stopping instead) from each base package
 (the default model, whose encoder is random, and with --random a random encoder of its architecture of another
-seed), each head of --heads with each number of averaged decoders of --members, once per seed of --seeds (the
-mean and range over the seeds closes the table: with 28 training polygons a head's map depends on its seed).
+seed), each head of --heads with each number of averaged decoders of --members and each share of mixed batches
+of --patch-mix, once per seed of --seeds (the mean and range over the seeds closes the table: with 28 training
+polygons a head's map depends on its seed).
 Every GeoLink package then classifies the south part of the scene with
 `geolink classify` (windows, overlap, blending) and is scored on that map, so the figures are those of
 the map a user gets. Scores, all on the test polygons' pixels: overall accuracy, class-balanced
@@ -17,7 +18,8 @@ classify speed in windows per second (the heads' ratio is measured side by side 
 Reusable: `split_pixels()` gives the band values of both parts, `finetune_metrics(base)` fine-tunes from
 a base package on the train part and scores the test part (used to compare base models).
 
-    python benchmarks/bench_finetune.py [--model default] [--heads detail fpn] [--members 1 3] [--seeds 0]
+    python benchmarks/bench_finetune.py [--model default] [--heads detail fpn] [--members 1 3] [--patch-mix 0 0.5]
+                                        [--seeds 0]
                                         [--random] [--epochs 15] [--augment 8] [--val-fraction 0] [--threads 1]
                                         [--json out.json] [--png maps.png]
 """
@@ -244,8 +246,16 @@ HEADER = (f"{'method (scored on the test part)':<34} {'OA':>6} {'BA':>6} {'mIoU'
           f"{'cpu s':>8} {'win/s':>8} {'win/cpu-s':>9}")
 
 
-def head_kind(head: str, members: int) -> str:
-    return f"{head} head" + (f" x{members}" if members > 1 else "")
+def default_mix() -> float:
+    """finetune --patch-mix's default: rows and folders name the share only when it is another."""
+    from geolink.tasks import finetune
+
+    return finetune.Config.patch_mix
+
+
+def head_kind(head: str, members: int, patch_mix: Optional[float] = None) -> str:
+    mixed = "" if patch_mix in (None, default_mix()) else f", mix {patch_mix:g}"
+    return f"{head} head" + (f" x{members}" if members > 1 else "") + mixed
 
 
 def seed_summary(results: Dict[str, dict]) -> str:
@@ -253,7 +263,7 @@ def seed_summary(results: Dict[str, dict]) -> str:
     groups: Dict[tuple, list] = {}
     for r in results.values():
         if "seed" in r:
-            groups.setdefault((r["base"], head_kind(r["head"], r["members"])), []).append(r)
+            groups.setdefault((r["base"], head_kind(r["head"], r["members"], r["patch_mix"])), []).append(r)
     lines = ["over the seeds (mean, min-max):"]
     for (base, kind), rs in groups.items():
         cells = []
@@ -266,7 +276,8 @@ def seed_summary(results: Dict[str, dict]) -> str:
 
 
 def speed_ratios(results: Dict[str, dict]) -> str:
-    """Classify time of each head against the single FPN decoder's, from the same base (median over seeds)."""
+    """Classify time of each head against the single FPN decoder's, from the same base (median over seeds and
+    mixing shares, which leave the head's layout as it is)."""
     by: Dict[tuple, list] = {}
     for r in results.values():
         if r.get("windows_per_second"):
@@ -325,6 +336,8 @@ def main() -> int:
     parser.add_argument("--threads", type=int, default=1, help="torch and sklearn threads")
     parser.add_argument("--members", type=int, nargs="+", default=[1, 3],
                         help="finetune --members: decoders averaged (1: one full-width decoder, the earlier heads)")
+    parser.add_argument("--patch-mix", type=float, nargs="+", default=[default_mix()],
+                        help="finetune --patch-mix: share of batches mixed (default: finetune's; 0: none)")
     parser.add_argument("--seeds", type=int, nargs="+", default=[0],
                         help="finetune --seed: each head is trained once per seed (initial weights, batch order)")
     parser.add_argument("--epochs", type=int, default=15)
@@ -369,17 +382,19 @@ def main() -> int:
         from geolink.model_store import resolve_model
 
         bases.append(str(random_twin(resolve_model(bases[0]), work / "random-encoder.safetensors", 1)))
-    runs = [(base, head, members, seed) for base in bases for head in args.heads
-            for members in ([1] if head == "linear" else args.members) for seed in args.seeds]  # linear: one
-    for base, head, members, seed in runs:
-        kind = head_kind(head, members)
+    runs = [(base, head, members, mix, seed) for base in bases for head in args.heads
+            for members in ([1] if head == "linear" else args.members)  # linear: one
+            for mix in args.patch_mix for seed in args.seeds]
+    for base, head, members, mix, seed in runs:
+        kind = head_kind(head, members, mix)
         name = f"GeoLink {kind} from {Path(base).stem}" + (f", seed {seed}" if len(args.seeds) > 1 else "")
-        folder = work / f"{Path(base).stem}-{head}-x{members}-s{seed}"
+        mixed = "" if mix == default_mix() else f"-m{mix:g}"
+        folder = work / f"{Path(base).stem}-{head}-x{members}-s{seed}{mixed}"
         done = folder / f"finetuned-{Path(base).stem}.safetensors"
         try:
             m = reused(done) if done.exists() else finetune_metrics(
                 base, head=head, members=members, seed=seed, epochs=args.epochs, augment=args.augment,
-                val_fraction=args.val_fraction, out_dir=folder, device="cpu")
+                val_fraction=args.val_fraction, patch_mix=mix, out_dir=folder, device="cpu")
         except GeoLinkError as exc:
             print(f"{name}: skipped ({exc})")
             continue
@@ -387,7 +402,8 @@ def main() -> int:
         scored = {**scene.score(classes), "seconds": m["seconds"], "cpu_seconds": m["cpu_seconds"],
                   "windows_per_second": figures["windows_per_second"], "classify_seconds": figures["seconds"],
                   "windows_per_cpu_second": figures["windows_per_cpu_second"],
-                  "package": m["package"], "head": head, "members": members, "seed": seed, "base": base}
+                  "package": m["package"], "head": head, "members": members, "patch_mix": mix, "seed": seed,
+                  "base": base}
         results[name] = scored
         if base == bases[0] and seed == args.seeds[0]:
             maps[f"{kind} (from {Path(base).stem})"] = classes

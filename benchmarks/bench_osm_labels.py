@@ -9,7 +9,7 @@ labels (same margin and smaller-wins rules as training); GeoLink heads fine-tune
 The landcover tag map's names are matched to the hand labels' (wetland = marsh, bare = sand).
 
     python benchmarks/bench_osm_labels.py [--model default] [--epochs 25] [--threads 2] [--members N]
-        [--clean-fpn] [--out-dir D]
+        [--patch-mix P] [--clean-fpn] [--out-dir D]
 
 (an interrupted run resumes its fine-tuning when given the same --out-dir)
 """
@@ -35,6 +35,7 @@ from bench_finetune import (  # noqa: E402
     _row,
     _scores,
     finetune_metrics,
+    head_kind,
     split_pixels,
 )
 
@@ -111,6 +112,7 @@ def main() -> None:
     parser.add_argument("--margin", type=float, default=10.0, help="edge margin in metres")
     parser.add_argument("--threads", type=int, default=2)
     parser.add_argument("--members", type=int, default=None, help="finetune --members (default: finetune's)")
+    parser.add_argument("--patch-mix", type=float, default=None, help="finetune --patch-mix (default: finetune's)")
     parser.add_argument("--clean-fpn", action="store_true",
                         help="also fine-tune the same head on the clean polygons (slower)")
     parser.add_argument("--out-dir", type=Path, default=None, help="where the packages go (default: a temporary one)")
@@ -133,14 +135,16 @@ def main() -> None:
     config = finetune.Config(raster=str(RASTER), osm_labels=[str(OSM_STYLE)], tag_map="landcover",
                              edge_margin=args.margin, model=args.model, epochs=args.epochs,
                              out=str(out_dir / "from-osm.safetensors"),
-                             **({"members": args.members} if args.members else {}))
+                             **({"members": args.members} if args.members else {}),
+                             **({"patch_mix": args.patch_mix} if args.patch_mix is not None else {}))
     with Timer() as t:
         osm_result = finetune.run(config, Progress())
-    head = f"{config.head}" + (f" x{config.members}" if config.members > 1 else "")
+    head = head_kind(config.head, config.members, config.patch_mix)
     results[f"{head} on {Path(args.model).stem}, OSM-style labels"] = {
         **map_scores(osm_result["outputs"]["model"], names, rows, cols, truth), "train_seconds": t.wall}
     if args.clean_fpn:
-        clean = finetune_metrics(args.model, out_dir=out_dir, epochs=args.epochs, members=config.members)
+        clean = finetune_metrics(args.model, out_dir=out_dir, epochs=args.epochs, members=config.members,
+                                 patch_mix=config.patch_mix)
         results[f"{head} on {Path(args.model).stem}, clean polygons"] = clean
 
     print(f"OSM-style labels ({report['tag_map']}, edge margin {report['edge_margin_m']:g} m): "
