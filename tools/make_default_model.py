@@ -55,6 +55,7 @@ def finetune(base: Path, work: Path, args) -> dict:
     config = task.Config(raster=str(RASTERS[0]), labels=str(LABELS), class_field="class", split_field="part",
                          model=str(base), out=str(work / "finetuned.safetensors"), head=args.head,
                          members=args.members, epochs=args.epochs, augment=args.augment, val_fraction=0.0,
+                         patch_mix=args.patch_mix,
                          device=args.device, seed=0)
     return task.run(config, Progress(TerminalSink()))
 
@@ -113,7 +114,7 @@ def card_provenance(pretraining: dict, finetuning: dict, args, seconds: float) -
         "finetuning_data": {"labels": str(LABELS.relative_to(ROOT)), "class_field": "class",
                             "train": "part = train (north, 28 polygons)", "test": "part = test (south, 26 polygons)"},
         "finetuning_recipe": {"head": args.head, "members": args.members, "epochs": args.epochs,
-                              "augment": args.augment,
+                              "augment": args.augment, "patch_mix": args.patch_mix,
                               "encoder": "frozen", "validation": "none (the last epoch is kept)"},
         "finetuning": {k: v for k, v in finetuning.items() if not isinstance(v, (list, dict)) or k == "per_class"},
         "good_for": ("trying the tools end to end on Sentinel-2-like 10 m RGB imagery on a CPU; a base for "
@@ -177,6 +178,8 @@ def main() -> int:
     parser.add_argument("--head", default="detail", help="detail or fpn keep the package under 25 MB (UPerNet: 30 MB)")
     parser.add_argument("--members", type=int, default=1,
                         help="decoders averaged (finetune --members); the shipped default has one")
+    parser.add_argument("--patch-mix", type=float, default=0.0,
+                        help="share of batches mixed (finetune --patch-mix); the shipped default was built without")
     parser.add_argument("--epochs", type=int, default=15,
                         help="head epochs; no early stopping: the train part has too few polygons per class to spare")
     parser.add_argument("--augment", type=int, default=8, help="variants of each training window (8: all flips/turns)")
